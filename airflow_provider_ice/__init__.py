@@ -1,0 +1,109 @@
+"""Apache Airflow provider for Alibaba Cloud ICE (Intelligent Media Services) AI agents.
+
+Importing this package is cheap: the Airflow adapters and the HTTP client are imported only
+when a DAG file or the providers manager asks for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+PACKAGE_NAME = "airflow-provider-ice"
+CONN_TYPE = "alibaba_ice"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe this provider to Airflow's providers manager (no hook import needed)."""
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Alibaba Cloud ICE",
+        "description": "Alibaba Cloud Intelligent Media Services (ICE) AI agent calls, call logs and analytics.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Alibaba Cloud ICE",
+                "external-doc-url": "https://www.alibabacloud.com/help/en/ims/",
+                "tags": ["alibaba"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Alibaba Cloud ICE",
+                "python-modules": ["airflow_provider_ice.hooks.ice"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Alibaba Cloud ICE",
+                "python-modules": [
+                    "airflow_provider_ice.operators.agent_call",
+                    "airflow_provider_ice.operators.call_log",
+                    "airflow_provider_ice.operators.analytics",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Alibaba Cloud ICE",
+                "python-modules": ["airflow_provider_ice.sensors.agent_instance"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Alibaba Cloud ICE",
+                "python-modules": ["airflow_provider_ice.triggers.agent_instance"],
+            }
+        ],
+        "extra-links": ["airflow_provider_ice.links.IceAIAgentInstanceLink"],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": "airflow_provider_ice.hooks.ice.IceHook",
+                "hook-name": "Alibaba Cloud ICE",
+                "conn-fields": {
+                    "region": {
+                        "label": "Region",
+                        "description": "Region ID; the endpoint is ice.<region>.aliyuncs.com over HTTPS.",
+                        "schema": {"type": ["string", "null"], "default": "cn-shanghai"},
+                    },
+                    "endpoint": {
+                        "label": "Endpoint",
+                        "description": "Override: a host, or a full URL (plain http:// only when written so).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "security_token": {
+                        "label": "STS security token",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "timeout": {
+                        "label": "Read timeout (s)",
+                        "schema": {"type": ["number", "null"], "default": 10},
+                    },
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "schema": {"type": ["number", "null"], "default": 5},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "schema": {"type": ["integer", "null"], "default": 3},
+                    },
+                    "verify": {
+                        "label": "Verify TLS",
+                        "description": "true (default), false (logs a warning), or a CA bundle path.",
+                        "schema": {"type": ["boolean", "string", "null"], "default": True},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "schema"],
+                    "relabeling": {"login": "AccessKey ID", "password": "AccessKey secret"},
+                    "placeholders": {
+                        "login": "LTAI...",
+                        "region": "cn-shanghai",
+                        "endpoint": "ice.cn-shanghai.aliyuncs.com or http://127.0.0.1:8765",
+                    },
+                },
+            }
+        ],
+    }

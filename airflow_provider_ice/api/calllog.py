@@ -1,0 +1,109 @@
+"""The call-log document behind an instance's ``CallLogUrl``: one schema for the parser and the emulator.
+
+Alibaba Cloud documents only that the file "contains the CallLog struct in JSON format"; its fields
+are not public. This module is the single place where this provider defines that structure. The
+emulator serves exactly this shape, and the parser is tolerant: every field is optional, unknown
+fields are kept (``model_extra``), and the raw bytes are never altered by parsing.
+
+Shape (PascalCase, like every ICE payload)::
+
+    {
+      "SchemaVersion": "1",
+      "InstanceId": "…", "AIAgentId": "…", "ChannelId": "…", "SessionId": "…",
+      "AIAgentUserId": "…", "UserId": "…", "UserData": "…",
+      "StartTime": "2026-01-01T10:00:00Z", "EndTime": "2026-01-01T10:01:05Z", "DurationMs": 65000,
+      "UserJoined": true, "EndReason": "UserHangup",
+      "Turns": [
+        {"Role": "agent", "Text": "Hello!", "BeginMs": 0, "EndMs": 1800, "Interrupted": false},
+        {"Role": "user", "Text": "Hi", "BeginMs": 2300, "EndMs": 3100, "Interrupted": false}
+      ],
+      "Metrics": {"FirstResponseLatencyMs": 640, "AverageResponseLatencyMs": 710,
+                  "AsrLatencyMs": 180, "LlmLatencyMs": 350, "TtsLatencyMs": 170}
+    }
+
+``BeginMs``/``EndMs`` are offsets from ``StartTime``. A response latency is the gap between the end of
+a user turn and the beginning of the next agent turn.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = "1"
+ROLE_AGENT = "agent"
+ROLE_USER = "user"
+END_REASONS = ("UserHangup", "AgentHangup", "UserOnlineTimeout", "MaxIdleTime", "Stopped")
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+
+class CallLogTurn(_Tolerant):
+    """One utterance in the conversation."""
+
+    role: str = Field(default="", alias="Role")
+    text: str = Field(default="", alias="Text")
+    begin_ms: int | None = Field(default=None, alias="BeginMs")
+    end_ms: int | None = Field(default=None, alias="EndMs")
+    interrupted: bool = Field(default=False, alias="Interrupted")
+
+
+class CallLogMetrics(_Tolerant):
+    """Latency figures the service measured (all optional, in milliseconds)."""
+
+    first_response_latency_ms: float | None = Field(default=None, alias="FirstResponseLatencyMs")
+    average_response_latency_ms: float | None = Field(default=None, alias="AverageResponseLatencyMs")
+    asr_latency_ms: float | None = Field(default=None, alias="AsrLatencyMs")
+    llm_latency_ms: float | None = Field(default=None, alias="LlmLatencyMs")
+    tts_latency_ms: float | None = Field(default=None, alias="TtsLatencyMs")
+
+
+class CallLog(_Tolerant):
+    """A parsed call log. Missing fields are ``None``/empty; unknown ones stay in ``model_extra``."""
+
+    schema_version: str | None = Field(default=None, alias="SchemaVersion")
+    instance_id: str | None = Field(default=None, alias="InstanceId")
+    agent_id: str | None = Field(default=None, alias="AIAgentId")
+    channel_id: str | None = Field(default=None, alias="ChannelId")
+    session_id: str | None = Field(default=None, alias="SessionId")
+    ai_agent_user_id: str | None = Field(default=None, alias="AIAgentUserId")
+    user_id: str | None = Field(default=None, alias="UserId")
+    user_data: str | None = Field(default=None, alias="UserData")
+    start_time: datetime | None = Field(default=None, alias="StartTime")
+    end_time: datetime | None = Field(default=None, alias="EndTime")
+    duration_ms: int | None = Field(default=None, alias="DurationMs")
+    user_joined: bool | None = Field(default=None, alias="UserJoined")
+    end_reason: str | None = Field(default=None, alias="EndReason")
+    turns: list[CallLogTurn] = Field(default_factory=list, alias="Turns")
+    metrics: CallLogMetrics = Field(default_factory=CallLogMetrics, alias="Metrics")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON document as the service (and the emulator) serves it."""
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+class CallLogFormatError(ValueError):
+    """The bytes behind a CallLogUrl are not a call log (not UTF-8 JSON, truncated, wrong types)."""
+
+
+def parse_call_log(raw: bytes) -> CallLog:
+    """Parse call-log bytes, raising :class:`CallLogFormatError` with a short, secret-free reason."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CallLogFormatError(f"call log is not valid UTF-8 (byte {err.start} of {len(raw)})") from None
+    try:
+        return CallLog.model_validate_json(text)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "document"
+        kind = first.get("type", "invalid")
+        if kind.startswith("json"):
+            raise CallLogFormatError(
+                f"call log is not complete JSON ({len(raw)} bytes): {first.get('msg')}"
+            ) from None
+        raise CallLogFormatError(f"call log field {where!r} is invalid: {first.get('msg')}") from None
