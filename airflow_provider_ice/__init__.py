@@ -19,7 +19,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": PACKAGE_NAME,
         "name": "Alibaba Cloud ICE",
-        "description": "Alibaba Cloud Intelligent Media Services (ICE) AI agent calls, call logs and analytics.",
+        "description": "Alibaba Cloud ICE AI agent calls, call logs and analytics.",
         "versions": [__version__],
         "integrations": [
             {
@@ -70,7 +70,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "endpoint": {
                         "label": "Endpoint",
-                        "description": "Override: a host, or a full URL (plain http:// only when written so).",
+                        "description": "A host, or a full URL (plain http:// only when written so).",
                         "schema": {"type": ["string", "null"]},
                     },
                     "security_token": {

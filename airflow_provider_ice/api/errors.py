@@ -1,0 +1,221 @@
+"""Typed ICE errors. Messages carry codes, request ids and short excerpts, never credentials."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from xml.etree import ElementTree
+
+EXCERPT_LENGTH = 200
+# Signed URLs and tokens must not survive into an error message, even inside an echoed body.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(signature|token|authtoken|accesskeysecret|security-token|expires)=([^&\s\"'<]+)"),
+    re.compile(r"(?i)(\"(?:Token|AuthToken|SecurityToken|AccessKeySecret|Signature)\"\s*:\s*\")([^\"]*)"),
+    re.compile(r"(?i)(Signature=)([0-9a-f]{16,})"),
+)
+
+
+def scrub(text: str) -> str:
+    """Blank out anything that looks like a signature, token or signed-URL parameter."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group(1)}{'=' if m.group(1)[-1:].isalnum() else ''}***", text)
+    return text
+
+
+class IceError(Exception):
+    """Base of every error this provider raises about ICE."""
+
+
+class IceValidationError(IceError, ValueError):
+    """A parameter was rejected before any request was sent."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {message}")
+
+
+class IceApiError(IceError):
+    """The service answered with an error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+        recommend: str | None = None,
+        action: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code = code
+        self.message = scrub(message)
+        self.request_id = request_id
+        self.http_status = http_status
+        self.recommend = recommend
+        self.action = action
+        self.retry_after = retry_after
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = [f"{self.action}: " if self.action else ""]
+        parts.append(f"{self.code}: " if self.code else "")
+        parts.append(self.message)
+        details = [
+            f"{name}={value}"
+            for name, value in (("HTTP", self.http_status), ("RequestId", self.request_id))
+            if value is not None
+        ]
+        if details:
+            parts.append(f" ({', '.join(details)})")
+        return "".join(parts)
+
+
+class IceThrottlingError(IceApiError):
+    """``Throttling*``: the request was refused before it took effect; retry later."""
+
+
+class IceAuthError(IceApiError):
+    """Bad AccessKey, signature, timestamp or missing RAM permission."""
+
+
+class IceInvalidParameterError(IceApiError):
+    """The service rejected a parameter (``InvalidParameter``, ``MissingParameter``...)."""
+
+
+class IceNotFoundError(IceApiError):
+    """The instance, action or resource does not exist."""
+
+
+class IceServerError(IceApiError):
+    """5xx from the service."""
+
+
+class IceResponseError(IceApiError):
+    """The response could not be understood (not JSON, an HTML proxy page, wrong field types)."""
+
+
+class IceTransportError(IceError):
+    """The request never got a response: connection refused, reset, or timed out."""
+
+    def __init__(self, message: str, *, action: str | None = None, sent: bool = True) -> None:
+        self.action = action
+        #: False when the request certainly never reached the service (e.g. connection refused).
+        self.sent = sent
+        super().__init__(f"{action}: {message}" if action else message)
+
+
+class IceOutcomeUnknownError(IceError):
+    """A creating call (GenerateAIAgentCall...) may or may not have taken effect.
+
+    Raised instead of retrying blindly: the caller should look the instance up (by correlation
+    id) before placing a second call to a real person.
+    """
+
+    def __init__(self, action: str, cause: BaseException) -> None:
+        self.action = action
+        self.cause = cause
+        super().__init__(
+            f"{action}: the outcome is unknown ({type(cause).__name__}: {scrub(str(cause))}); "
+            "look the instance up before trying again"
+        )
+
+
+AUTH_CODE_PREFIXES = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidTimeStamp",
+    "SignatureNonceUsed",
+    "Forbidden",
+    "InvalidSecurityToken",
+    "NoPermission",
+)
+INVALID_PARAMETER_PREFIXES = ("InvalidParameter", "MissingParameter", "InvalidParam", "Missing")
+NOT_FOUND_MARKERS = ("NotFound", "NotExist")
+
+
+def error_class_for(code: str | None, http_status: int) -> type[IceApiError]:
+    """Pick the error class from the code first (gateways disagree on statuses), then the status."""
+    code = code or ""
+    if code.startswith("Throttling") or http_status == 429:
+        return IceThrottlingError
+    if code.startswith(AUTH_CODE_PREFIXES) or http_status in (401, 403):
+        return IceAuthError
+    if code.startswith(INVALID_PARAMETER_PREFIXES):
+        return IceInvalidParameterError
+    if any(marker in code for marker in NOT_FOUND_MARKERS) or http_status == 404:
+        return IceNotFoundError
+    if http_status >= 500 or code in ("InternalError", "ServiceUnavailable"):
+        return IceServerError
+    return IceApiError
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[:EXCERPT_LENGTH].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return scrub(text) + ("…" if len(body) > EXCERPT_LENGTH else "")
+
+
+def _field(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name, data.get(name[:1].lower() + name[1:]))
+    return None if value is None else str(value)
+
+
+def error_from_response(
+    http_status: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    action: str | None = None,
+) -> IceApiError:
+    """Build the typed error for a non-2xx response with a JSON, XML or unreadable body."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    retry_after = parse_retry_after(headers)
+    data: dict[str, Any] | None = None
+    stripped = body.lstrip()
+    if stripped.startswith(b"{"):
+        try:
+            loaded = json.loads(body)
+            data = loaded if isinstance(loaded, dict) else None
+        except ValueError:
+            data = None
+    elif stripped.startswith(b"<") and b"<Error" in body[:400]:
+        try:
+            root = ElementTree.fromstring(body)
+            data = {child.tag: (child.text or "") for child in root}
+        except ElementTree.ParseError:
+            data = None
+    if data is None or not (_field(data, "Code") or _field(data, "Message")):
+        content_type = headers.get("content-type", "unknown content type")
+        return error_class_for(None, http_status)(
+            f"unexpected HTTP {http_status} response ({content_type}): {_excerpt(body)!r}",
+            http_status=http_status,
+            action=action,
+            retry_after=retry_after,
+        )
+    code = _field(data, "Code")
+    return error_class_for(code, http_status)(
+        _field(data, "Message") or "no message",
+        code=code,
+        request_id=_field(data, "RequestId"),
+        http_status=http_status,
+        recommend=_field(data, "Recommend"),
+        action=action,
+        retry_after=retry_after,
+    )
+
+
+def parse_retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds to wait from ``x-acs-retry-after`` (milliseconds) or ``Retry-After`` (seconds)."""
+    raw_ms = headers.get("x-acs-retry-after")
+    try:
+        if raw_ms is not None and float(raw_ms) > 0:
+            return float(raw_ms) / 1000.0
+        raw_s = headers.get("retry-after")
+        if raw_s is not None and float(raw_s) >= 0:
+            return float(raw_s)
+    except ValueError:
+        return None
+    return None
