@@ -1,12 +1,25 @@
-"""Suite-wide set-up: an isolated AIRFLOW_HOME (set before airflow is imported) and a DB on demand."""
+"""Suite-wide set-up: an isolated AIRFLOW_HOME (set before airflow is imported) and a DB on demand.
+
+``dag.test()`` in Airflow 3.3 finds the DAG again in the DAGs folder (it serialises it from there),
+so a DAG under test must live in a file there: the DAGs folder is a temporary directory that links
+``example_dags/`` and ``tests/dags/``. Put test-only DAG files in ``tests/dags/``.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
-_HOME = tempfile.mkdtemp(prefix="ice-airflow-home-")
-os.environ["AIRFLOW_HOME"] = _HOME
+_REPO = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="ice-airflow-home-"))
+_DAGS = _HOME / "dags"
+_DAGS.mkdir()
+(_DAGS / "example_dags").symlink_to(_REPO / "example_dags", target_is_directory=True)
+(_DAGS / "test_dags").symlink_to(_REPO / "tests" / "dags", target_is_directory=True)
+
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
