@@ -1,0 +1,378 @@
+"""Coalesced polling: one ListAIAgentInstance sweep per (connection, agent) serves every waiting trigger.
+
+Naive waiting costs one ListAIAgentInstance request per waiting task per poll interval. A page of
+ListAIAgentInstance returns up to 100 instances of one agent, so in one triggerer process all waits on
+the same (connection, agent) share one sweep per interval: about ``ceil(instances in window / 100)``
+requests, whatever the number of waiting tasks.
+
+How it works:
+
+* A trigger registers a :class:`Waiter` (``async with coalesced_wait(...) as waiter``) with the
+  :class:`CoalescedPoller` of its ``(conn_id, agent_id)`` in the running event loop; the poller is
+  created on the first registration and stops (closing its client) when its last waiter leaves.
+  Pollers are keyed per event loop: the triggerer runs one loop, tests create many.
+* Each sweep lists the window from the earliest waiter's ``window_start`` to now, pages of 100
+  (the service returns newest first), matches every instance against the waiters by correlation id or
+  ChannelId (:func:`~airflow_provider_ice.api.lookup.instance_matches`; the first, i.e. newest, match
+  wins, as in :func:`~airflow_provider_ice.api.lookup.afind_instance`) and stops paging as soon as
+  every waiter is matched.
+* Each waiter then receives an :class:`Observation`: the instance it matched, ``None`` when it is not
+  in the window (so the trigger keeps its not-found timeout), or the sweep's error (so the trigger
+  keeps its consecutive-failure tolerance). To spare thousands of coroutine wake-ups per interval, a
+  waiter is only woken when there is something new for it: a status it has not seen, not-found, or a
+  failure. Repeating ``Created``/``Executing`` observations are not delivered.
+* Poll interval: **the smallest ``poll_interval`` among the current waiters**, measured from the start
+  of one sweep to the start of the next. No waiter is polled less often than it asked, so detection
+  latency stays within one poll interval plus one sweep; a waiter with a longer interval just gets
+  fresher data for free. (A fixed per-poller interval would either break the shortest waiter's
+  promise or need configuration nobody would tune.)
+* Waiters may join and leave at any time. A waiter joining during a sweep is served from the next one
+  (its window may lie before pages already read); a leaving waiter is dropped from the sweep, and the
+  sweep stops paging when nobody is left. Several triggerer processes simply run one poller each.
+  A trigger restarted from its serialized kwargs just registers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from airflow_provider_ice.api.correlation import correlation_id_of
+from airflow_provider_ice.api.lookup import instance_matches
+
+if TYPE_CHECKING:
+    from airflow_provider_ice.api.client import AsyncIceClient
+    from airflow_provider_ice.api.models import AIAgentInstance
+
+log = logging.getLogger(__name__)
+
+#: Creates the async client a poller uses for its lifetime (e.g. ``IceHook(conn_id).aget_async_client``).
+ClientFactory = Callable[[], Awaitable["AsyncIceClient"]]
+
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one sweep saw for one waiter.
+
+    :param instance: the matching instance, or None when it was not in the window (and no error).
+    :param error: the exception that made the sweep fail before this waiter was matched, or None.
+    :param consecutive_failures: failed sweeps in a row for this waiter, this one included (0 on success).
+    """
+
+    instance: AIAgentInstance | None
+    error: Exception | None = None
+    consecutive_failures: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def found(self) -> bool:
+        return self.instance is not None
+
+
+class Waiter:
+    """One trigger's registration with a :class:`CoalescedPoller`.
+
+    :param correlation_id: the correlation id in the instance's UserData, if known.
+    :param channel_id: the instance's ChannelId, if known (at least one of the two is required).
+    :param window_start: aware datetime; the instance was created after it.
+    :param poll_interval: seconds; the poller sweeps at least this often while this waiter is registered.
+    """
+
+    def __init__(
+        self,
+        *,
+        correlation_id: str | None,
+        channel_id: str | None,
+        window_start: datetime,
+        poll_interval: float,
+    ) -> None:
+        if not correlation_id and not channel_id:
+            raise ValueError("Waiter: give correlation_id, channel_id or both")
+        if poll_interval <= 0:
+            raise ValueError(f"Waiter: poll_interval must be > 0 seconds, got {poll_interval!r}")
+        if window_start.tzinfo is None:
+            raise ValueError("Waiter: window_start must be timezone-aware")
+        self.correlation_id = correlation_id
+        self.channel_id = channel_id
+        self.window_start = window_start
+        self.poll_interval = float(poll_interval)
+        self._pending: Observation | None = None
+        self._ready = asyncio.Event()
+        self._last_status: str | None = None
+        self._failures = 0
+        self._poller: CoalescedPoller | None = None
+
+    def matches(self, instance: AIAgentInstance) -> bool:
+        return instance_matches(instance, correlation_id=self.correlation_id, channel_id=self.channel_id)
+
+    def _offer(self, instance: AIAgentInstance | None, error: Exception | None) -> None:
+        """Record a sweep's result; wake the waiter only when it carries news."""
+        if error is not None:
+            self._failures += 1
+            self._last_status = None
+            self._deliver(Observation(None, error, self._failures))
+            return
+        self._failures = 0
+        status = None if instance is None else str(instance.status)
+        if instance is not None and status == self._last_status:
+            return  # still Created/Executing: nothing for the trigger to do
+        self._last_status = status
+        self._deliver(Observation(instance))
+
+    def _deliver(self, observation: Observation) -> None:
+        # Latest wins: the failure count travels inside the observation, so nothing is lost by it.
+        self._pending = observation
+        self._ready.set()
+
+    async def next_observation(self, timeout: float | None = None) -> Observation | None:
+        """The next news from the poller, or None if ``timeout`` seconds pass first."""
+        if self._pending is None:
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                return None
+        observation, self._pending = self._pending, None
+        self._ready.clear()
+        return observation
+
+    def leave(self) -> None:
+        """Unregister (idempotent); a cancelled trigger leaves the sweep this way."""
+        if self._poller is not None:
+            self._poller.unregister(self)
+            self._poller = None
+
+
+class CoalescedPoller:
+    """Sweeps ListAIAgentInstance for all waiters on one (connection, agent) in one event loop.
+
+    Use :func:`get_poller` or :func:`coalesced_wait` rather than constructing it directly.
+
+    :param conn_id: the Airflow connection id (part of the key only).
+    :param agent_id: the agent whose instances are listed.
+    :param client_factory: coroutine function returning the async client used until the poller stops.
+    :param page_size: ListAIAgentInstance page size (100 is the service maximum).
+    """
+
+    def __init__(
+        self, conn_id: str, agent_id: str, client_factory: ClientFactory, *, page_size: int = PAGE_SIZE
+    ) -> None:
+        self.conn_id = conn_id
+        self.agent_id = agent_id
+        self.page_size = page_size
+        self._client_factory = client_factory
+        self._client: AsyncIceClient | None = None
+        self._waiters: dict[int, Waiter] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sweep_remaining: set[int] | None = None
+        self.sweeps = 0
+        self.requests = 0  # pages requested, for tests and benchmarks
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.conn_id, self.agent_id)
+
+    @property
+    def waiter_count(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def register(self, waiter: Waiter) -> Waiter:
+        """Add a waiter; it is served from the next sweep that starts after this call."""
+        if waiter._poller is not None:
+            raise RuntimeError("Waiter is already registered")
+        waiter._poller = self
+        self._waiters[id(waiter)] = waiter
+        self._changed.set()  # a shorter poll_interval may move the next sweep earlier
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"ice-coalesced-poller:{self.conn_id}:{self.agent_id}"
+            )
+        return waiter
+
+    def unregister(self, waiter: Waiter) -> None:
+        self._waiters.pop(id(waiter), None)
+        if self._sweep_remaining is not None:
+            self._sweep_remaining.discard(id(waiter))
+        if not self._waiters:
+            self._changed.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            # Let triggers started in the same batch register before the first sweep.
+            await asyncio.sleep(0)
+            while self._waiters:
+                started = loop.time()
+                await self._sweep()
+                while self._waiters:
+                    interval = min(w.poll_interval for w in self._waiters.values())
+                    delay = started + interval - loop.time()
+                    if delay <= 0:
+                        break
+                    self._changed.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), delay)
+        except Exception as exc:  # a bug here must not leave triggers waiting forever
+            log.exception("Coalesced poller for agent %s stopped unexpectedly", self.agent_id)
+            for waiter in list(self._waiters.values()):
+                waiter._offer(None, exc)
+        finally:
+            # No await between the emptiness check above and leaving the registry: a waiter
+            # registering from now on gets a fresh poller.
+            _forget(self)
+            client, self._client = self._client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def _sweep(self) -> None:
+        snapshot = dict(self._waiters)
+        by_correlation: dict[str, list[Waiter]] = {}
+        by_channel: dict[str, list[Waiter]] = {}
+        for waiter in snapshot.values():
+            if waiter.correlation_id:
+                by_correlation.setdefault(waiter.correlation_id, []).append(waiter)
+            else:
+                by_channel.setdefault(waiter.channel_id or "", []).append(waiter)
+        window_start = min(w.window_start for w in snapshot.values())
+        remaining = set(snapshot)
+        self._sweep_remaining = remaining
+        matched: dict[int, AIAgentInstance] = {}
+        error: Exception | None = None
+        self.sweeps += 1
+        try:
+            async for instance in self._list(window_start):
+                candidates: list[Waiter] = []
+                if by_correlation:
+                    candidates += by_correlation.get(correlation_id_of(instance.user_data) or "", ())
+                if by_channel:
+                    candidates += by_channel.get(instance.channel_id or "", ())
+                for waiter in candidates:
+                    wid = id(waiter)
+                    if wid not in matched and waiter.matches(instance):
+                        matched[wid] = instance
+                        remaining.discard(wid)
+                if not remaining:
+                    break  # everyone matched, or everyone left
+        except Exception as exc:
+            error = exc
+            log.warning(
+                "ListAIAgentInstance sweep for agent %s failed (%d waiters): %s",
+                self.agent_id,
+                len(snapshot),
+                type(exc).__name__,
+            )
+        finally:
+            self._sweep_remaining = None
+        for wid, waiter in snapshot.items():
+            if wid not in self._waiters:
+                continue  # left during the sweep
+            if wid in matched:
+                waiter._offer(matched[wid], None)
+            else:
+                waiter._offer(None, error)
+
+    async def _list(self, window_start: datetime) -> AsyncIterator[AIAgentInstance]:
+        if self._client is None:
+            self._client = await self._client_factory()
+        client = self._client
+        page = 1
+        end_time = datetime.now(timezone.utc)
+        # Paged by hand (not client.list_ai_agent_instances) to stop at the first short page and
+        # to count requests; a window beyond the service's 100-page reach is handed to the client,
+        # which knows how to split it.
+        while True:
+            self.requests += 1
+            response = await client.list_ai_agent_instances_page(
+                self.agent_id,
+                start_time=window_start,
+                end_time=end_time,
+                page_size=self.page_size,
+                page_number=page,
+            )
+            for instance in response.instances:
+                yield instance
+            if len(response.instances) < self.page_size:
+                return
+            page += 1
+            if page > 100:
+                break
+        async for instance in client.list_ai_agent_instances(
+            self.agent_id, start_time=window_start, end_time=end_time, page_size=self.page_size
+        ):
+            yield instance
+
+
+# Keyed per event loop: a poller's task, events and client belong to the loop that created them.
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], CoalescedPoller]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _forget(poller: CoalescedPoller) -> None:
+    for pollers in list(_POLLERS.values()):
+        if pollers.get(poller.key) is poller:
+            del pollers[poller.key]
+
+
+def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> CoalescedPoller:
+    """The running loop's poller for ``(conn_id, agent_id)``, created on first use."""
+    pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
+    poller = pollers.get((conn_id, agent_id))
+    if poller is None:
+        poller = pollers[(conn_id, agent_id)] = CoalescedPoller(conn_id, agent_id, client_factory)
+    return poller
+
+
+def active_pollers() -> list[CoalescedPoller]:
+    """The running loop's pollers (for diagnostics, tests and benchmarks)."""
+    return list(_POLLERS.get(asyncio.get_running_loop(), {}).values())
+
+
+@contextlib.asynccontextmanager
+async def coalesced_wait(
+    *,
+    conn_id: str,
+    agent_id: str,
+    client_factory: ClientFactory,
+    correlation_id: str | None,
+    channel_id: str | None,
+    window_start: datetime,
+    poll_interval: float,
+) -> AsyncIterator[Waiter]:
+    """Register a waiter for the body of the ``async with`` and unregister it on exit or cancellation.
+
+    :param conn_id: Airflow connection id (with ``agent_id``, the poller's key).
+    :param agent_id: the agent the instance belongs to.
+    :param client_factory: creates the poller's async client if this waiter starts the poller.
+    :param correlation_id: see :class:`Waiter`.
+    :param channel_id: see :class:`Waiter`.
+    :param window_start: see :class:`Waiter`.
+    :param poll_interval: see :class:`Waiter`.
+    """
+    waiter = Waiter(
+        correlation_id=correlation_id,
+        channel_id=channel_id,
+        window_start=window_start,
+        poll_interval=poll_interval,
+    )
+    get_poller(conn_id, agent_id, client_factory).register(waiter)
+    try:
+        yield waiter
+    finally:
+        waiter.leave()

@@ -1,0 +1,398 @@
+"""Unit tests of the coalesced poller against an in-memory ListAIAgentInstance (newest first)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from airflow_provider_ice.api.correlation import CORRELATION_KEY
+from airflow_provider_ice.api.errors import IceServerError
+from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
+from airflow_provider_ice.triggers import poller as poller_mod
+from airflow_provider_ice.triggers.poller import (
+    CoalescedPoller,
+    Waiter,
+    active_pollers,
+    coalesced_wait,
+    get_poller,
+)
+
+AGENT = "agent-1"
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _instance(n: int, status: str = "Executing") -> dict[str, Any]:
+    return {
+        "Status": status,
+        "UserData": json.dumps({CORRELATION_KEY: f"corr-{n}", "n": n}),
+        "RuntimeConfig": {"ChannelId": f"chan-{n}", "AgentUserId": f"agent-user-{n}"},
+    }
+
+
+class FakeClient:
+    """ListAIAgentInstance over a list kept newest first; counts pages and can fail or block."""
+
+    def __init__(self, count: int = 0) -> None:
+        self.instances = [_instance(n) for n in reversed(range(count))]
+        self.pages: list[int] = []
+        self.fail_pages = 0
+        self.gate: asyncio.Event | None = None
+        self.page_started = asyncio.Event()
+        self.closed = False
+
+    def set_status(self, n: int, status: str) -> None:
+        for item in self.instances:
+            if json.loads(item["UserData"])["n"] == n:
+                item["Status"] = status
+
+    async def list_ai_agent_instances_page(
+        self, agent_id: str, *, start_time: Any, end_time: Any, page_size: int, page_number: int
+    ) -> ListAIAgentInstanceResponse:
+        assert agent_id == AGENT
+        assert start_time is not None
+        assert end_time is not None
+        self.pages.append(page_number)
+        self.page_started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_pages:
+            self.fail_pages -= 1
+            raise IceServerError("try later", code="ServiceUnavailable", request_id="r", http_status=503)
+        chunk = self.instances[(page_number - 1) * page_size : page_number * page_size]
+        return ListAIAgentInstanceResponse.model_validate({"RequestId": "r", "Instances": chunk})
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _factory(client: FakeClient) -> poller_mod.ClientFactory:
+    async def make() -> Any:
+        return client
+
+    return make
+
+
+def _wait(client: FakeClient, n: int, *, interval: float = 0.05, by: str = "corr") -> Any:
+    return coalesced_wait(
+        conn_id="c",
+        agent_id=AGENT,
+        client_factory=_factory(client),
+        correlation_id=f"corr-{n}" if by in ("corr", "both") else None,
+        channel_id=f"chan-{n}" if by in ("chan", "both") else None,
+        window_start=T0,
+        poll_interval=interval,
+    )
+
+
+async def test_one_sweep_serves_all_waiters_with_ceil_n_over_100_pages() -> None:
+    client = FakeClient(250)
+    async with _wait(client, 0) as w0:
+        poller = active_pollers()[0]
+        waiters = [w0]
+        async with contextlib_stack(client, range(1, 250)) as others:
+            waiters += others
+            observations = await asyncio.gather(*(w.next_observation(timeout=5) for w in waiters))
+    assert all(o is not None and o.found and not o.failed for o in observations)
+    assert [o.instance.channel_id for o in observations if o and o.instance] == [
+        f"chan-{n}" for n in range(250)
+    ]
+    # The oldest waiter (n=0) is on the last page: 3 pages, the last one short, in one sweep.
+    assert client.pages == [1, 2, 3]
+    await asyncio.wait_for(poller._task, 5)  # type: ignore[arg-type]
+    assert client.closed  # the poller stopped with its last waiter and closed its client
+    assert active_pollers() == []
+
+
+class contextlib_stack:
+    """Register many waiters at once (an AsyncExitStack over coalesced_wait)."""
+
+    def __init__(self, client: FakeClient, numbers: Any, **kw: Any) -> None:
+        import contextlib
+
+        self._stack = contextlib.AsyncExitStack()
+        self._client, self._numbers, self._kw = client, list(numbers), kw
+
+    async def __aenter__(self) -> list[Waiter]:
+        return [
+            await self._stack.enter_async_context(_wait(self._client, n, **self._kw)) for n in self._numbers
+        ]
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+
+async def test_sweep_stops_paging_once_every_waiter_is_matched() -> None:
+    client = FakeClient(1000)
+    async with contextlib_stack(client, [999, 950, 901]) as waiters:
+        for w in waiters:
+            assert (await w.next_observation(timeout=5)) is not None
+        assert client.pages == [1]
+
+
+async def test_channel_only_and_both_identifiers_match() -> None:
+    client = FakeClient(5)
+    async with _wait(client, 1, by="chan") as by_chan, _wait(client, 2, by="both") as by_both:
+        o1 = await by_chan.next_observation(timeout=5)
+        o2 = await by_both.next_observation(timeout=5)
+    assert o1 is not None
+    assert o1.instance is not None
+    assert o1.instance.channel_id == "chan-1"
+    assert o2 is not None
+    assert o2.instance is not None
+    assert o2.instance.channel_id == "chan-2"
+
+
+async def test_unchanged_status_is_not_delivered_but_finished_is() -> None:
+    client = FakeClient(3)
+    async with _wait(client, 1, interval=0.02) as w:
+        first = await w.next_observation(timeout=5)
+        assert first is not None
+        assert first.instance is not None
+        assert str(first.instance.status) == "Executing"
+        # Several sweeps of the same status wake nobody.
+        assert await w.next_observation(timeout=0.15) is None
+        sweeps_so_far = active_pollers()[0].sweeps
+        assert sweeps_so_far >= 3
+        client.set_status(1, "Finished")
+        done = await w.next_observation(timeout=5)
+    assert done is not None
+    assert done.instance is not None
+    assert done.instance.status.is_terminal
+
+
+async def test_unknown_status_is_delivered_once_then_its_change() -> None:
+    client = FakeClient(2)
+    client.set_status(0, "Paused")
+    async with _wait(client, 0, interval=0.02) as w:
+        obs = await w.next_observation(timeout=5)
+        assert obs is not None
+        assert obs.instance is not None
+        assert not obs.instance.status.is_known
+        assert await w.next_observation(timeout=0.1) is None
+        client.set_status(0, "Finished")
+        obs = await w.next_observation(timeout=5)
+    assert obs is not None
+    assert obs.instance is not None
+    assert obs.instance.status.is_terminal
+
+
+async def test_not_found_is_reported_every_sweep() -> None:
+    client = FakeClient(3)
+    async with _wait(client, 42, interval=0.02) as w:
+        for _ in range(3):
+            obs = await w.next_observation(timeout=5)
+            assert obs is not None
+            assert not obs.found
+            assert not obs.failed
+        # The instance shows up later (e.g. the service is eventually consistent).
+        client.instances.insert(0, _instance(42, "Finished"))
+        while True:
+            obs = await w.next_observation(timeout=5)
+            assert obs is not None
+            if obs.found:
+                break
+    assert obs.instance is not None
+    assert obs.instance.status.is_terminal
+
+
+async def test_transient_sweep_failures_are_counted_then_recovered() -> None:
+    client = FakeClient(3)
+    client.fail_pages = 2
+    async with _wait(client, 1, interval=0.02) as w:
+        first = await w.next_observation(timeout=5)
+        second = await w.next_observation(timeout=5)
+        third = await w.next_observation(timeout=5)
+    assert first is not None
+    assert isinstance(first.error, IceServerError)
+    assert first.consecutive_failures == 1
+    assert second is not None
+    assert second.failed
+    assert second.consecutive_failures == 2
+    assert third is not None
+    assert third.found
+    assert third.consecutive_failures == 0
+
+
+async def test_failure_midway_still_delivers_waiters_matched_before_it() -> None:
+    client = FakeClient(250)
+    async with contextlib_stack(client, [249, 0]) as (newest, oldest):
+        client.fail_pages = 0
+        # Fail on page 2 only: the newest waiter was matched on page 1.
+        original = client.list_ai_agent_instances_page
+
+        async def flaky(agent_id: str, **kw: Any) -> ListAIAgentInstanceResponse:
+            if kw["page_number"] == 2:
+                raise IceServerError("boom", code="InternalError", request_id="r", http_status=500)
+            return await original(agent_id, **kw)
+
+        client.list_ai_agent_instances_page = flaky  # type: ignore[method-assign]
+        o_new = await newest.next_observation(timeout=5)
+        o_old = await oldest.next_observation(timeout=5)
+    assert o_new is not None
+    assert o_new.found
+    assert not o_new.failed
+    assert o_old is not None
+    assert o_old.failed
+    assert not o_old.found
+
+
+async def test_join_during_sweep_is_served_by_next_sweep_and_leave_drops_out() -> None:
+    client = FakeClient(250)
+    client.gate = asyncio.Event()
+    async with _wait(client, 0, interval=0.05) as first:
+        await asyncio.wait_for(client.page_started.wait(), 5)  # sweep 1 is in flight
+        poller = active_pollers()[0]
+        async with _wait(client, 100) as joined:
+            leaving_cm = _wait(client, 200)
+            leaving = await leaving_cm.__aenter__()
+            await leaving_cm.__aexit__(None, None, None)  # leaves during the same sweep
+            client.gate.set()
+            o_first = await first.next_observation(timeout=5)
+            o_joined = await joined.next_observation(timeout=5)
+            assert poller.sweeps >= 2  # the joiner's first news came from a later sweep
+    assert o_first is not None
+    assert o_first.found
+    assert o_joined is not None
+    assert o_joined.instance is not None
+    assert o_joined.instance.channel_id == "chan-100"
+    assert leaving.next_observation is not None
+    assert leaving._pending is None
+
+
+async def test_everyone_leaving_mid_sweep_stops_paging_and_the_poller() -> None:
+    client = FakeClient(1000)
+    client.gate = asyncio.Event()
+    cm = _wait(client, 0)
+    await cm.__aenter__()
+    await asyncio.wait_for(client.page_started.wait(), 5)
+    poller = active_pollers()[0]
+    await cm.__aexit__(None, None, None)
+    client.gate.set()
+    await asyncio.wait_for(poller._task, 5)  # type: ignore[arg-type]
+    assert client.pages == [1]
+    assert client.closed
+    assert not poller.running
+    assert active_pollers() == []
+
+
+async def test_cancelled_waiter_leaves_the_poller() -> None:
+    client = FakeClient(3)
+
+    async def trigger_like() -> None:
+        async with _wait(client, 1, interval=0.02) as w:
+            while True:
+                await w.next_observation()
+
+    task = asyncio.create_task(trigger_like())
+    await asyncio.sleep(0.1)
+    poller = active_pollers()[0]
+    assert poller.waiter_count == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert poller.waiter_count == 0
+    await asyncio.wait_for(poller._task, 5)  # type: ignore[arg-type]
+    assert active_pollers() == []
+    assert client.closed
+
+
+async def test_interval_is_min_of_waiters_intervals() -> None:
+    client = FakeClient(3)
+    async with _wait(client, 1, interval=10) as slow:
+        await slow.next_observation(timeout=5)
+        poller = active_pollers()[0]
+        assert poller.sweeps == 1
+        await asyncio.sleep(0.2)
+        assert poller.sweeps == 1  # 10 s interval: no second sweep yet
+        async with _wait(client, 2, interval=0.05):
+            await asyncio.sleep(0.5)
+            fast_sweeps = poller.sweeps
+        assert 4 <= fast_sweeps <= 12
+        await asyncio.sleep(0.3)
+        assert poller.sweeps <= fast_sweeps + 1  # back to the slow waiter's interval
+
+
+async def test_pollers_are_per_key_and_per_event_loop() -> None:
+    client = FakeClient(1)
+    a = get_poller("c", AGENT, _factory(client))
+    assert get_poller("c", AGENT, _factory(client)) is a
+    assert get_poller("other", AGENT, _factory(client)) is not a
+
+    def other_loop() -> CoalescedPoller:
+        async def inner() -> CoalescedPoller:
+            return get_poller("c", AGENT, _factory(client))
+
+        return asyncio.run(inner())
+
+    b = await asyncio.get_running_loop().run_in_executor(None, other_loop)
+    assert b is not a
+
+
+async def test_client_factory_failure_is_a_sweep_failure() -> None:
+    attempts = 0
+    client = FakeClient(2)
+
+    async def flaky_factory() -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("connection lookup failed")
+        return client
+
+    async with coalesced_wait(
+        conn_id="c",
+        agent_id=AGENT,
+        client_factory=flaky_factory,
+        correlation_id="corr-1",
+        channel_id=None,
+        window_start=T0,
+        poll_interval=0.02,
+    ) as w:
+        o1 = await w.next_observation(timeout=5)
+        o2 = await w.next_observation(timeout=5)
+    assert o1 is not None
+    assert isinstance(o1.error, ConnectionError)
+    assert o2 is not None
+    assert o2.found
+
+
+async def test_window_start_is_min_of_waiters() -> None:
+    client = FakeClient(2)
+    seen: list[Any] = []
+    original = client.list_ai_agent_instances_page
+
+    async def spy(agent_id: str, **kw: Any) -> ListAIAgentInstanceResponse:
+        seen.append(kw["start_time"])
+        return await original(agent_id, **kw)
+
+    client.list_ai_agent_instances_page = spy  # type: ignore[method-assign]
+    early = T0 - timedelta(hours=1)
+    async with (
+        coalesced_wait(
+            conn_id="c",
+            agent_id=AGENT,
+            client_factory=_factory(client),
+            correlation_id="corr-0",
+            channel_id=None,
+            window_start=early,
+            poll_interval=0.02,
+        ) as a,
+        _wait(client, 1) as b,
+    ):
+        await a.next_observation(timeout=5)
+        await b.next_observation(timeout=5)
+    assert seen
+    assert all(s == early for s in seen)
+
+
+def test_waiter_validation() -> None:
+    with pytest.raises(ValueError, match="correlation_id, channel_id"):
+        Waiter(correlation_id=None, channel_id=None, window_start=T0, poll_interval=1)
+    with pytest.raises(ValueError, match="poll_interval"):
+        Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Waiter(correlation_id="x", channel_id=None, window_start=datetime(2026, 1, 1), poll_interval=1)
