@@ -1,0 +1,271 @@
+"""Streaming CallLogUrl download: scheme rules, redirects, retries, expiry, size cap (sync and async)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from airflow_provider_ice.api import download as dl
+from airflow_provider_ice.api.download import (
+    AsyncCallLogDownloader,
+    CallLogDownloader,
+    CallLogDownloadError,
+    CallLogTooLargeError,
+    CallLogUnavailableError,
+    CallLogUrlError,
+    CallLogUrlExpiredError,
+    check_call_log_url,
+)
+
+SIGNATURE = "c2lnbmF0dXJlLXNlY3JldA"
+URL = f"https://oss.example.com/calllogs/i-1.json?Expires=1900000000&OSSAccessKeyId=AK&Signature={SIGNATURE}"
+BODY = (
+    b'{"SchemaVersion": "1", "Turns": [' + b'{"Role": "agent", "Text": "hi"},' * 500 + b'{"Role": "user"}]}'
+)
+EXPIRED_XML = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+    b"<Message>Request has expired.</Message><RequestId>R-1</RequestId></Error>"
+)
+
+
+class Server:
+    """A scripted handler: each request gets the next response factory; requests are recorded."""
+
+    def __init__(self, *responses: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.responses = list(responses)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.responses.pop(0)(request)
+
+
+def ok(body: bytes = BODY, **headers: str) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda _r: httpx.Response(
+        200, content=body, headers={"content-type": "application/json", **headers}
+    )
+
+
+def status(code: int, body: bytes = b"", **headers: str) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda _r: httpx.Response(code, content=body, headers=headers)
+
+
+class _Dropping(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """Sends part of the body, then the connection drops."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield BODY[:100]
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield BODY[:100]
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def dropped(_r: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, stream=_Dropping())
+
+
+class _Endless(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A chunked body with no Content-Length that never ends (counts what was pulled)."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            self.pulled += 1
+            yield b"x" * 1024
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while True:
+            self.pulled += 1
+            yield b"x" * 1024
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    recorded: list[float] = []
+    monkeypatch.setattr(dl.time, "sleep", recorded.append)
+
+    async def fake_async_sleep(delay: float) -> None:
+        recorded.append(delay)
+
+    monkeypatch.setattr(dl.asyncio, "sleep", fake_async_sleep)
+    return recorded
+
+
+def downloader(server: Server, **settings: object) -> CallLogDownloader:
+    return CallLogDownloader(transport=httpx.MockTransport(server), backoff=0.01, **settings)  # type: ignore[arg-type]
+
+
+def test_streams_body_into_sink_with_size_and_hash() -> None:
+    server = Server(ok())
+    sink = io.BytesIO()
+    result = downloader(server).download(SecretStr(URL), sink)
+    assert sink.getvalue() == BODY
+    assert result.bytes == len(BODY)
+    assert result.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert result.attempts == 1
+    assert result.content_type == "application/json"
+    assert str(server.requests[0].url) == URL  # sent untouched: the signature covers the query
+    assert "authorization" not in server.requests[0].headers
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_http", "message"),
+    [
+        ("http://oss.example.com/x?Signature=abc", False, "scheme 'http' is not allowed; allowed: https"),
+        ("ftp://oss.example.com/x?Signature=abc", True, "allowed: https, http"),
+        ("file:///etc/passwd", True, "scheme 'file' is not allowed"),
+        ("https:///nohost?Signature=abc", False, "no host"),
+    ],
+)
+def test_url_rules(url: str, allow_http: bool, message: str) -> None:
+    with pytest.raises(CallLogUrlError, match=message) as err:
+        check_call_log_url(url, allow_http=allow_http)
+    assert "Signature=abc" not in str(err.value)
+
+
+def test_plain_http_only_when_allowed() -> None:
+    assert check_call_log_url("http://127.0.0.1:8765/_calllogs/x", allow_http=True).scheme == "http"
+    server = Server(ok())
+    with pytest.raises(CallLogUrlError):
+        downloader(server).download("http://127.0.0.1:8765/_calllogs/x", io.BytesIO())
+    assert server.requests == []
+
+
+def test_retries_5xx_and_dropped_connection_and_restarts_the_sink(sleeps: list[float]) -> None:
+    server = Server(status(503), dropped, ok())
+    sink = io.BytesIO()
+    result = downloader(server).download(URL, sink)
+    assert result.attempts == 3
+    assert sink.getvalue() == BODY  # the partial first body is gone
+    assert len(sleeps) == 2
+
+
+def test_throttling_honours_retry_after(sleeps: list[float]) -> None:
+    server = Server(status(429, **{"Retry-After": "2"}), ok())
+    downloader(server).download(URL, io.BytesIO())
+    assert sleeps == [2.0]
+
+
+def test_gives_up_after_max_retries_without_leaking_the_url(sleeps: list[float]) -> None:
+    server = Server(*[status(500, b"<Error><Code>InternalError</Code><Message>boom</Message></Error>")] * 3)
+    with pytest.raises(CallLogUnavailableError, match="gave up after 3 attempts") as err:
+        downloader(server, max_retries=2).download(URL, io.BytesIO())
+    assert err.value.http_status == 500
+    assert len(server.requests) == 3
+    assert SIGNATURE not in str(err.value)
+    assert "calllogs/i-1" not in str(err.value)
+
+
+@pytest.mark.parametrize("code", [403, 404])
+def test_refused_url_is_signalled_distinctly_and_not_retried(code: int, sleeps: list[float]) -> None:
+    server = Server(status(code, EXPIRED_XML, **{"content-type": "application/xml"}))
+    with pytest.raises(CallLogUrlExpiredError, match="fetch a fresh CallLogUrl") as err:
+        downloader(server).download(URL, io.BytesIO())
+    assert err.value.http_status == code
+    assert err.value.code == "AccessDenied"
+    assert "Request has expired" in str(err.value)
+    assert len(server.requests) == 1
+    assert sleeps == []
+    assert SIGNATURE not in str(err.value)
+
+
+def test_other_4xx_is_not_retried() -> None:
+    server = Server(status(400, b"bad"))
+    with pytest.raises(CallLogDownloadError, match="HTTP 400") as err:
+        downloader(server).download(URL, io.BytesIO())
+    assert not isinstance(err.value, CallLogUnavailableError | CallLogUrlExpiredError)
+    assert len(server.requests) == 1
+
+
+def test_follows_a_same_host_redirect() -> None:
+    server = Server(status(302, location="/calllogs/moved.json?Signature=new"), ok())
+    sink = io.BytesIO()
+    downloader(server).download(URL, sink)
+    assert sink.getvalue() == BODY
+    assert server.requests[1].url.path == "/calllogs/moved.json"
+
+
+@pytest.mark.parametrize("location", ["https://evil.example.net/steal", "https://oss.example.com:8443/x"])
+def test_refuses_a_redirect_to_another_host(location: str) -> None:
+    server = Server(status(302, location=location), ok())
+    with pytest.raises(CallLogUrlError, match="redirected to another host") as err:
+        downloader(server).download(URL, io.BytesIO())
+    assert len(server.requests) == 1
+    assert SIGNATURE not in str(err.value)
+
+
+def test_refuses_a_downgrade_redirect_to_http() -> None:
+    server = Server(status(301, location="http://oss.example.com/calllogs/x"), ok())
+    with pytest.raises(CallLogUrlError, match="scheme 'http' is not allowed"):
+        downloader(server).download(URL, io.BytesIO())
+
+
+def test_size_cap_from_content_length_reads_nothing() -> None:
+    server = Server(ok(b"x" * 2048))
+    sink = io.BytesIO()
+    with pytest.raises(CallLogTooLargeError, match="2048 bytes, more than max_bytes=1000"):
+        downloader(server, max_bytes=1000).download(URL, sink)
+    assert sink.getvalue() == b""
+
+
+def test_size_cap_while_streaming_stops_reading() -> None:
+    stream = _Endless()
+    server = Server(lambda _r: httpx.Response(200, stream=stream))
+    with pytest.raises(CallLogTooLargeError, match="exceeds max_bytes=10000"):
+        downloader(server, max_bytes=10_000).download(URL, io.BytesIO())
+    # Stopped at the cap: never more than one chunk beyond it was pulled from the network.
+    assert stream.pulled * 1024 <= 10_000 + dl.DEFAULT_CHUNK_SIZE
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        CallLogDownloader(max_bytes=0)
+    with pytest.raises(ValueError, match="max_retries"):
+        CallLogDownloader(max_retries=-1)
+
+
+def adownloader(server: Server, **settings: object) -> AsyncCallLogDownloader:
+    return AsyncCallLogDownloader(transport=httpx.MockTransport(server), backoff=0.01, **settings)  # type: ignore[arg-type]
+
+
+async def test_async_download_retries_and_hashes(sleeps: list[float]) -> None:
+    server = Server(status(502), dropped, ok())
+    sink = io.BytesIO()
+    async with adownloader(server) as client:
+        result = await client.download(SecretStr(URL), sink)
+    assert sink.getvalue() == BODY
+    assert result.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert result.attempts == 3
+    assert len(sleeps) == 2
+
+
+async def test_async_expired_and_cap() -> None:
+    server = Server(status(403, EXPIRED_XML), lambda _r: httpx.Response(200, stream=_Endless()))
+    async with adownloader(server, max_bytes=4096) as client:
+        with pytest.raises(CallLogUrlExpiredError):
+            await client.download(URL, io.BytesIO())
+        with pytest.raises(CallLogTooLargeError):
+            await client.download(URL, io.BytesIO())
+
+
+async def test_async_refuses_other_host_redirect() -> None:
+    server = Server(status(307, location="https://elsewhere.example.org/x"))
+    async with adownloader(server) as client:
+        with pytest.raises(CallLogUrlError, match="another host"):
+            await client.download(URL, io.BytesIO())
+
+
+async def test_async_default_transport_is_aiohttp() -> None:
+    from httpx_aiohttp import AiohttpTransport
+
+    async with AsyncCallLogDownloader() as client:
+        assert isinstance(client._client._transport, AiohttpTransport)
