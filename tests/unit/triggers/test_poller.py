@@ -90,10 +90,10 @@ def _wait(client: FakeClient, n: int, *, interval: float = 0.05, by: str = "corr
 
 async def test_one_sweep_serves_all_waiters_with_ceil_n_over_100_pages() -> None:
     client = FakeClient(250)
-    async with _wait(client, 0) as w0:
+    async with _wait(client, 0, interval=30) as w0:
         poller = active_pollers()[0]
         waiters = [w0]
-        async with contextlib_stack(client, range(1, 250)) as others:
+        async with contextlib_stack(client, range(1, 250), interval=30) as others:
             waiters += others
             observations = await asyncio.gather(*(w.next_observation(timeout=5) for w in waiters))
     assert all(o is not None and o.found and not o.failed for o in observations)
