@@ -12,13 +12,24 @@ import hashlib
 import json
 from typing import Any
 
+from .errors import IceValidationError
+
 #: The reserved UserData key. Documented in the README; users must not set it themselves.
 CORRELATION_KEY = "AirflowCorrelationId"
 
 
-def make_correlation_id(dag_id: str, run_id: str, task_id: str, map_index: int | None = -1) -> str:
-    """A stable id for one task instance (the same on every try), short enough for UserData."""
+def make_correlation_id(
+    dag_id: str, run_id: str, task_id: str, map_index: int | None = -1, clear_number: int | None = 0
+) -> str:
+    """A stable id for one task instance (the same on every try), short enough for UserData.
+
+    ``clear_number`` (the DAG run's count of user "clear" actions) changes the id, so that a task
+    a user clears on purpose places a fresh call while automatic retries adopt the existing one.
+    With the default 0 the id is the same as without it.
+    """
     source = f"{dag_id}\x1f{run_id}\x1f{task_id}\x1f{-1 if map_index is None else map_index}"
+    if clear_number:
+        source += f"\x1f{clear_number}"
     return "af-" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
 
 
@@ -34,3 +45,33 @@ def correlation_id_of(user_data: str | None) -> str | None:
         value = loaded.get(CORRELATION_KEY)
         return value if isinstance(value, str) else None
     return None
+
+
+def embed_correlation_id(user_data: Any, correlation_id: str | None) -> tuple[Any, bool]:
+    """Put ``correlation_id`` into ``user_data`` under :data:`CORRELATION_KEY`.
+
+    Returns ``(user_data_to_send, embedded)``. A mapping or empty value becomes a dict; a string
+    holding a JSON object becomes that object; any other string is returned unchanged with
+    ``embedded=False`` (the caller then cannot recognise its instance in ListAIAgentInstance).
+    The user may not put a different value under the reserved key.
+    """
+    if correlation_id is None:
+        return user_data, False
+    if user_data is None or user_data == "" or (isinstance(user_data, dict) and not user_data):
+        return {CORRELATION_KEY: correlation_id}, True
+    loaded: Any = user_data
+    if isinstance(user_data, str):
+        try:
+            loaded = json.loads(user_data)
+        except ValueError:
+            return user_data, False
+    if not isinstance(loaded, dict):
+        return user_data, False
+    existing = loaded.get(CORRELATION_KEY)
+    if existing is not None and existing != correlation_id:
+        raise IceValidationError(
+            "user_data",
+            f"the key {CORRELATION_KEY!r} is reserved for the provider's correlation id; remove it "
+            "(or pass correlation=False to manage duplicates yourself)",
+        )
+    return {**loaded, CORRELATION_KEY: correlation_id}, True

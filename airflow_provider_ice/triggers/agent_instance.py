@@ -1,0 +1,233 @@
+"""Deferrable wait for an ICE agent instance to reach ``Finished``.
+
+The trigger only reads (ListAIAgentInstance, or DescribeAIAgentInstance by InstanceId): the call is
+always placed on the worker, so a triggerer restart can never place a second call. It may run twice
+at once (HA triggerers), which is harmless for reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_ice.operators._agent_wait import (
+    REASON_FINISHED,
+    REASON_NOT_FOUND,
+    REASON_POLL_ERROR,
+    REASON_TIMEOUT,
+    Action,
+    InstanceTarget,
+    Observation,
+    WaitTracker,
+    apoll_once,
+    make_event,
+    to_utc,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_ice.hooks.ice import IceHook
+
+
+class InstancePoller(Protocol):
+    """The seam for "poll once for this waiter".
+
+    :class:`IceAIAgentInstanceTrigger` asks its poller for one :class:`Observation` per loop pass.
+    The default polls directly; a shared per-process poller that coalesces the ListAIAgentInstance
+    calls of many triggers watching the same agent can be returned from
+    :meth:`IceAIAgentInstanceTrigger.make_poller` instead, without touching the loop.
+    """
+
+    async def poll_once(self, target: InstanceTarget) -> Observation: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DirectInstancePoller:
+    """One ListAIAgentInstance (or Describe) round per call, with this trigger's own async client.
+
+    :param hook: The hook whose async client (async connection lookup) is used.
+    """
+
+    def __init__(self, hook: IceHook) -> None:
+        self.hook = hook
+        self._client: Any = None
+
+    async def poll_once(self, target: InstanceTarget) -> Observation:
+        if self._client is None:
+            self._client = await self.hook.aget_async_client()
+        return await apoll_once(self._client, target)
+
+    async def aclose(self) -> None:
+        # The hook owns (and caches) its client; nothing of ours to close.
+        self._client = None
+
+
+class IceAIAgentInstanceTrigger(BaseTrigger):
+    """Poll an agent instance until it is ``Finished``, it cannot be found, or a deadline passes.
+
+    Every deadline is an absolute epoch (``time.time()``), so a restarted triggerer resumes with
+    the time that is left rather than a fresh timeout.
+
+    Events all have the shape ``{"status": "success"|"error"|"timeout", "message", "agent_id",
+    "instance_id", "channel_id", "correlation_id", "instance_status", "reason", "user_data",
+    "call_log_available"}``; ``reason`` is one of finished, not_found, poll_error, timeout.
+    The CallLogUrl never travels in an event.
+
+    :param ice_conn_id: The ``alibaba_ice`` connection id.
+    :param agent_id: AIAgentId.
+    :param correlation_id: Correlation id carried in UserData, if any.
+    :param channel_id: ChannelId, if known.
+    :param instance_id: InstanceId, if known (Describe fallback; StopAIAgentInstance on kill).
+    :param window_start: ISO-8601 UTC; instances created earlier are ignored.
+    :param poll_interval: Seconds between polls.
+    :param end_time: Epoch after which a ``timeout`` event is sent; None for no deadline.
+    :param not_found_deadline: Epoch after which a still-missing instance is an ``error``.
+    :param max_consecutive_errors: Transient poll errors tolerated in a row.
+    :param stop_on_kill: Stop the instance when a user kills the deferred task (Airflow 3.3+).
+    """
+
+    def __init__(
+        self,
+        *,
+        ice_conn_id: str,
+        agent_id: str,
+        correlation_id: str | None = None,
+        channel_id: str | None = None,
+        instance_id: str | None = None,
+        window_start: str,
+        poll_interval: float = 30.0,
+        end_time: float | None = None,
+        not_found_deadline: float | None = None,
+        max_consecutive_errors: int = 3,
+        stop_on_kill: bool = False,
+    ) -> None:
+        super().__init__()
+        self.ice_conn_id = ice_conn_id
+        self.agent_id = agent_id
+        self.correlation_id = correlation_id
+        self.channel_id = channel_id
+        self.instance_id = instance_id
+        self.window_start = window_start
+        self.poll_interval = float(poll_interval)
+        self.end_time = end_time
+        self.not_found_deadline = not_found_deadline
+        self.max_consecutive_errors = int(max_consecutive_errors)
+        self.stop_on_kill = bool(stop_on_kill)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Identifiers, the poll interval and absolute deadlines; never credentials or tokens."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "ice_conn_id": self.ice_conn_id,
+                "agent_id": self.agent_id,
+                "correlation_id": self.correlation_id,
+                "channel_id": self.channel_id,
+                "instance_id": self.instance_id,
+                "window_start": self.window_start,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "not_found_deadline": self.not_found_deadline,
+                "max_consecutive_errors": self.max_consecutive_errors,
+                "stop_on_kill": self.stop_on_kill,
+            },
+        )
+
+    @property
+    def target(self) -> InstanceTarget:
+        return InstanceTarget(
+            agent_id=self.agent_id,
+            correlation_id=self.correlation_id,
+            channel_id=self.channel_id,
+            instance_id=self.instance_id,
+            window_start=to_utc(self.window_start),
+        )
+
+    def make_hook(self) -> IceHook:
+        from airflow_provider_ice.hooks.ice import IceHook
+
+        return IceHook(ice_conn_id=self.ice_conn_id)
+
+    def make_poller(self) -> InstancePoller:
+        """The poller used by :meth:`run`; override (or replace) to share polls between triggers."""
+        return DirectInstancePoller(self.make_hook())
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        target = self.target
+        tracker = WaitTracker(
+            target=target,
+            not_found_deadline=self.not_found_deadline,
+            max_consecutive_errors=self.max_consecutive_errors,
+        )
+        poller = self.make_poller()
+        last: Observation | None = None
+        try:
+            while True:
+                if self.end_time is not None and time.time() >= self.end_time:
+                    yield TriggerEvent(
+                        make_event(
+                            "timeout",
+                            f"Agent instance of {target.describe()} did not finish before the deadline "
+                            f"(last status: {tracker.last_status})",
+                            target,
+                            last,
+                            reason=REASON_TIMEOUT,
+                            instance_status=tracker.last_status,
+                        )
+                    )
+                    return
+                try:
+                    observation = await poller.poll_once(target)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    step = tracker.on_error(error)
+                else:
+                    last = observation
+                    step = tracker.on_observation(observation, time.time())
+                if step.action is Action.DONE:
+                    yield TriggerEvent(
+                        make_event("success", step.message, target, step.observation, reason=REASON_FINISHED)
+                    )
+                    return
+                if step.action is Action.FAIL:
+                    yield TriggerEvent(
+                        make_event(
+                            "error",
+                            step.message,
+                            target,
+                            last,
+                            reason=REASON_NOT_FOUND if step.not_found else REASON_POLL_ERROR,
+                            instance_status=tracker.last_status,
+                        )
+                    )
+                    return
+                self.log.debug("%s; next poll in %.1f s", step.message, self.poll_interval)
+                await asyncio.sleep(self._sleep_seconds())
+        finally:
+            await poller.aclose()
+
+    def _sleep_seconds(self) -> float:
+        # Every branch sleeps (never a hot loop), but not past the deadline.
+        if self.end_time is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, self.end_time - time.time()))
+
+    async def on_kill(self) -> None:
+        """Stop the instance when the user kills the deferred task; best effort, never raises."""
+        if not self.stop_on_kill:
+            return
+        if not self.instance_id:
+            self.log.warning(
+                "Cannot stop the agent instance of %s: its InstanceId is unknown", self.target.describe()
+            )
+            return
+        try:
+            await self.make_hook().astop_ai_agent_instance(self.instance_id)
+            self.log.info("Stopped agent instance %s", self.instance_id)
+        except Exception:
+            self.log.warning("Could not stop agent instance %s", self.instance_id, exc_info=True)
