@@ -1,0 +1,215 @@
+"""What the sync and the async client share below the API methods: endpoint and TLS set-up,
+building a signed request, reading a response, and telling a failed send from an unknown outcome.
+
+No I/O happens here; :mod:`.client` does the sending.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import (
+    IceResponseError,
+    IceTransportError,
+    IceValidationError,
+    _excerpt,
+    error_from_response,
+    scrub,
+)
+from .signing import Credentials, sign_request
+
+log = logging.getLogger(__name__)
+
+#: Actions that create an instance or place a call: never retried once they may have been sent.
+CREATING_ACTIONS = frozenset({"GenerateAIAgentCall", "StartAIAgentInstance", "StartAIAgentOutboundCall"})
+#: Raw actions with these prefixes only read (or stop) and are safe to send twice.
+SAFE_ACTION_PREFIXES = ("List", "Describe", "Get", "Query", "Search", "Stop")
+#: Response fields that are bearer credentials; the client reports them to ``on_secret``.
+SECRET_RESPONSE_FIELDS = frozenset({"Token", "AuthToken", "CallLogUrl", "SecurityToken", "AccessKeySecret"})
+
+SecretCallback = Callable[[str], None]
+
+
+def is_safe_to_repeat(action: str) -> bool:
+    """True for read-only/stop actions; unknown actions count as creating (the conservative side)."""
+    return action not in CREATING_ACTIONS and action.startswith(SAFE_ACTION_PREFIXES)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A parsed ICE endpoint: ``url`` without trailing slash, ``host`` as signed and sent."""
+
+    url: str
+    host: str
+    scheme: str
+
+
+def parse_endpoint(endpoint: str) -> Endpoint:
+    """Accept ``host``, ``host:port``, ``https://host[:port]`` or ``http://host[:port]``.
+
+    A bare host means HTTPS: plain HTTP only when the URL says ``http://`` (the local emulator).
+    """
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        raise IceValidationError("endpoint", "must be a host name or an http(s):// URL")
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise IceValidationError(
+            "endpoint", f"scheme {parts.scheme!r} is not supported; use https:// (or http:// for an emulator)"
+        )
+    if not parts.hostname:
+        raise IceValidationError("endpoint", f"has no host name: {endpoint!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise IceValidationError(
+            "endpoint", f"must be just scheme://host[:port], without path, query or user info: {endpoint!r}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise IceValidationError("endpoint", f"has an invalid port: {endpoint!r}") from None
+    host = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    if ":" in parts.hostname:  # IPv6 literal
+        host = f"[{parts.hostname}]" + (f":{port}" if port is not None else "")
+    return Endpoint(url=f"{scheme}://{host}", host=host, scheme=scheme)
+
+
+def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    """``True`` (system CAs), a CA bundle path, or ``False`` (warned about: anyone can impersonate ICE)."""
+    if verify is True:
+        return True
+    if verify is False:
+        log.warning(
+            "TLS certificate verification is DISABLED for the ICE client; the AccessKey-signed "
+            "requests can be intercepted. Use a CA bundle path instead."
+        )
+        return False
+    if isinstance(verify, str) and verify.strip():
+        path = os.path.expanduser(verify.strip())
+        if not os.path.exists(path):
+            raise IceValidationError("verify", f"CA bundle {path!r} does not exist")
+        if os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+    raise IceValidationError("verify", f"must be true, false or a CA bundle path, got {verify!r}")
+
+
+def default_user_agent() -> str:
+    from airflow_provider_ice import __version__
+
+    return (
+        f"airflow-provider-ice/{__version__} httpx/{httpx.__version__} "
+        f"Python/{platform.python_version()} ({platform.system()}; {platform.machine()})"
+    )
+
+
+class RequestBuilder:
+    """Signs requests for one endpoint and turns responses into dicts or typed errors.
+
+    :param credentials: the AccessKey pair (and STS token).
+    :param endpoint: the parsed endpoint.
+    :param user_agent: the User-Agent header value.
+    :param on_secret: called with every secret the client sees (credentials at start, tokens and
+        signed URLs in responses) so that a log masker can register it; never called with None.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        endpoint: Endpoint,
+        user_agent: str,
+        on_secret: SecretCallback | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.endpoint = endpoint
+        self.on_secret = on_secret
+        self._extra_headers = {"user-agent": user_agent, "accept": "application/json"}
+        self.report_secret(credentials.access_key_secret)
+        if credentials.security_token:
+            self.report_secret(credentials.security_token)
+
+    def report_secret(self, value: str | None) -> None:
+        if self.on_secret is not None and value:
+            self.on_secret(value)
+
+    def build(self, action: str, params: Mapping[str, Any]) -> httpx.Request:
+        """A freshly signed request: a new date and nonce every call, so every attempt is unique."""
+        signed = sign_request(
+            self.credentials,
+            host=self.endpoint.host,
+            action=action,
+            params=params,
+            extra_headers=self._extra_headers,
+        )
+        return httpx.Request(
+            signed.method,
+            f"{self.endpoint.url}{signed.target}",
+            headers=signed.headers,
+            content=signed.body,
+        )
+
+    def parse(self, action: str, status: int, headers: httpx.Headers, body: bytes) -> dict[str, Any]:
+        """The JSON object of a 2xx response, or the typed error for anything else."""
+        if not 200 <= status < 300:
+            raise error_from_response(status, body, dict(headers), action=action)
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise IceResponseError(
+                f"HTTP {status} response is not a JSON object "
+                f"({headers.get('content-type', 'unknown content type')}): {_excerpt(body)!r}",
+                http_status=status,
+                action=action,
+            )
+        self._report_response_secrets(data)
+        return data
+
+    def _report_response_secrets(self, value: Any) -> None:
+        if self.on_secret is None:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in SECRET_RESPONSE_FIELDS and isinstance(item, str):
+                    self.report_secret(item)
+                elif isinstance(item, (dict, list)):
+                    self._report_response_secrets(item)
+        elif isinstance(value, list):
+            for item in value:
+                self._report_response_secrets(item)
+
+
+def transport_error(exc: httpx.TransportError, action: str) -> IceTransportError:
+    """Wrap an httpx error, recording whether the request may have reached the service."""
+    return IceTransportError(
+        f"{type(exc).__name__}: {scrub(str(exc)) or 'no detail'}",
+        action=action,
+        sent=_may_have_been_sent(exc),
+    )
+
+
+def _may_have_been_sent(exc: httpx.TransportError) -> bool:
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+        # httpx-aiohttp maps every aiohttp connection error (a server disconnect or reset after
+        # the request went out included) to ConnectTimeout, so judge by the original error.
+        import aiohttp
+
+        return not isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    # Connection refused, DNS failure, TLS handshake failure, connect/pool timeout: nothing was sent.
+    return not isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+    )

@@ -1,0 +1,163 @@
+"""Parameter validation shared by the client and the operators.
+
+Every check runs before any request is sent and raises :class:`~.errors.IceValidationError`
+naming the parameter and the allowed values, so a typo fails fast with a readable message instead
+of an ``InvalidParameter`` from the service (or, worse, a phone call with the wrong settings).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .errors import IceValidationError
+
+MAX_EXPIRE_SECONDS = 604_800
+MAX_USER_ID_LENGTH = 64
+MAX_PAGE_SIZE = 100
+MAX_PAGE_NUMBER = 100
+ICE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# E.164 allows 15 digits; national formats used by PSTN trunks are at least 3 digits long.
+_PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
+
+
+def require_non_empty(value: Any, parameter: str) -> str:
+    """A non-blank string (AIAgentId, InstanceId, action names)."""
+    if not isinstance(value, str) or not value.strip():
+        raise IceValidationError(parameter, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def validate_int_range(value: Any, parameter: str, low: int, high: int) -> int:
+    """An integer (not a bool, not a numeric string) within ``low..high`` inclusive."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise IceValidationError(
+            parameter, f"must be an integer between {low} and {high}, got {type(value).__name__} {value!r}"
+        )
+    if not low <= value <= high:
+        raise IceValidationError(parameter, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def validate_expire(value: Any, parameter: str = "Expire") -> int:
+    """Token lifetime in seconds, ``0..604800`` (7 days)."""
+    return validate_int_range(value, parameter, 0, MAX_EXPIRE_SECONDS)
+
+
+def validate_page_size(value: Any, parameter: str = "PageSize") -> int:
+    return validate_int_range(value, parameter, 1, MAX_PAGE_SIZE)
+
+
+def validate_page_number(value: Any, parameter: str = "PageNumber") -> int:
+    return validate_int_range(value, parameter, 1, MAX_PAGE_NUMBER)
+
+
+def validate_user_id(value: Any, parameter: str = "UserId") -> str:
+    """The end user's name in the channel: a non-empty string of at most 64 characters."""
+    require_non_empty(value, parameter)
+    if len(value) > MAX_USER_ID_LENGTH:
+        raise IceValidationError(
+            parameter, f"must be at most {MAX_USER_ID_LENGTH} characters, got {len(value)}"
+        )
+    return str(value)
+
+
+def to_json_string(value: Any, parameter: str) -> str:
+    """A string as is, anything else as compact JSON (``ensure_ascii=False``, as the SDK sends it)."""
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "to_wire"):  # an IceModel (AIAgentConfig...)
+        value = value.to_wire()
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise IceValidationError(
+            parameter, f"must be a string or a JSON-serialisable object ({exc.__class__.__name__}: {exc})"
+        ) from None
+
+
+def validate_user_data(value: Any, parameter: str = "UserData") -> str:
+    """UserData: a string, or a JSON-serialisable object sent as compact JSON."""
+    if not isinstance(value, (str, Mapping, list, tuple)) and not hasattr(value, "to_wire"):
+        raise IceValidationError(
+            parameter, f"must be a string or a JSON object/array, got {type(value).__name__}"
+        )
+    return to_json_string(value, parameter)
+
+
+def validate_json_object(value: Any, parameter: str) -> str:
+    """AgentConfig, TemplateConfig, ChatSyncConfig, Config: a mapping/model or a JSON object string."""
+    if isinstance(value, str):
+        try:
+            loaded = json.loads(value)
+        except ValueError:
+            raise IceValidationError(
+                parameter, "must be a JSON object; the string given is not JSON"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise IceValidationError(parameter, f"must be a JSON object, got JSON {type(loaded).__name__}")
+        return value
+    if not (isinstance(value, Mapping) or hasattr(value, "to_wire")):
+        raise IceValidationError(
+            parameter, f"must be a dict or a JSON object string, got {type(value).__name__}"
+        )
+    return to_json_string(dict(value) if isinstance(value, Mapping) else value, parameter)
+
+
+def parse_time(value: Any, parameter: str) -> datetime:
+    """An aware datetime, or an ISO-8601 string with an offset or ``Z``, as an aware UTC datetime."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            # fromisoformat accepts "Z" only from Python 3.11; normalise it for 3.10.
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" and text else text)
+        except ValueError:
+            raise IceValidationError(
+                parameter, f"must be an ISO-8601 timestamp such as 2025-07-18T00:00:00Z, got {value!r}"
+            ) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise IceValidationError(
+            parameter, f"must be an aware datetime or an ISO-8601 string, got {type(value).__name__}"
+        )
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise IceValidationError(
+            parameter, f"must carry a time zone (naive values are ambiguous), got {value!r}; use UTC"
+        )
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, the only format ICE accepts."""
+    return value.astimezone(timezone.utc).strftime(ICE_TIME_FORMAT)
+
+
+def truncate_to_second(value: datetime) -> datetime:
+    return value - timedelta(microseconds=value.microsecond)
+
+
+def validate_time_window(start_time: Any, end_time: Any) -> tuple[datetime | None, datetime | None]:
+    """Parse both bounds (either may be None), truncated to whole seconds; start must be before end."""
+    start = truncate_to_second(parse_time(start_time, "StartTime")) if start_time is not None else None
+    end = truncate_to_second(parse_time(end_time, "EndTime")) if end_time is not None else None
+    if start is not None and end is not None and start >= end:
+        raise IceValidationError(
+            "StartTime", f"must be before EndTime, got {format_time(start)} >= {format_time(end)}"
+        )
+    return start, end
+
+
+def validate_phone_number(value: Any, parameter: str) -> str:
+    """Digits with an optional leading ``+`` (3..20 digits); spaces and dashes are removed."""
+    if not isinstance(value, str):
+        raise IceValidationError(parameter, f"must be a phone number string, got {type(value).__name__}")
+    compact = re.sub(r"[\s\-()]", "", value)
+    if not _PHONE_RE.match(compact):
+        raise IceValidationError(
+            parameter, "must be a phone number: digits with an optional leading '+', 3 to 20 digits"
+        )
+    return compact
