@@ -378,7 +378,7 @@ class IceAgentCallBaseOperator(BaseOperator):
 
     def _poll(self, tracker: WaitTracker, target: InstanceTarget) -> Step:
         try:
-            observation = poll_once(self.hook, target)  # type: ignore[arg-type]
+            observation = poll_once(self.hook, target)
         except Exception as error:
             return tracker.on_error(error)
         return tracker.on_observation(observation, time.time())

@@ -29,6 +29,7 @@ from airflow_provider_ice.operators._agent_wait import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.hooks.ice import IceHook
 
 
@@ -46,24 +47,37 @@ class InstancePoller(Protocol):
     async def aclose(self) -> None: ...
 
 
+class _HookAsyncSource:
+    """The hook's async methods under the client's names, as :func:`apoll_once` expects them."""
+
+    def __init__(self, hook: IceHook) -> None:
+        self.hook = hook
+
+    def list_ai_agent_instances(
+        self, agent_id: str, *, start_time: Any = None, end_time: Any = None
+    ) -> AsyncIterator[AIAgentInstance]:
+        return self.hook.alist_ai_agent_instances(agent_id, start_time=start_time, end_time=end_time)
+
+    async def describe_ai_agent_instance(self, instance_id: str) -> AIAgentInstance:
+        return await self.hook.adescribe_ai_agent_instance(instance_id)
+
+
 class DirectInstancePoller:
-    """One ListAIAgentInstance (or Describe) round per call, with this trigger's own async client.
+    """One ListAIAgentInstance (or Describe) round per call, with this trigger's own hook.
 
     :param hook: The hook whose async client (async connection lookup) is used.
     """
 
     def __init__(self, hook: IceHook) -> None:
         self.hook = hook
-        self._client: Any = None
+        self._source = _HookAsyncSource(hook)
 
     async def poll_once(self, target: InstanceTarget) -> Observation:
-        if self._client is None:
-            self._client = await self.hook.aget_async_client()
-        return await apoll_once(self._client, target)
+        return await apoll_once(self._source, target)
 
     async def aclose(self) -> None:
-        # The hook owns (and caches) its client; nothing of ours to close.
-        self._client = None
+        # This trigger's hook owns its async client (and connection pool): release it.
+        await self.hook.aclose()
 
 
 class IceAIAgentInstanceTrigger(BaseTrigger):

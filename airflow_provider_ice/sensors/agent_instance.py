@@ -1,0 +1,283 @@
+"""Wait until an ICE agent instance is ``Finished``: poke, reschedule or deferrable mode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.operators._agent_wait import (
+    WINDOW_MARGIN,
+    Action,
+    InstanceTarget,
+    WaitTracker,
+    event_failure,
+    failure,
+    instance_record,
+    iso,
+    poll_once,
+    to_utc,
+    validate_event,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_ice.hooks.ice import IceHook
+
+#: task_state_store key of the error count, so reschedule mode keeps its error budget across pokes.
+ERRORS_STATE_KEY = "ice_sensor_consecutive_errors"
+
+
+class IceAIAgentInstanceSensor(BaseSensorOperator):
+    """Wait for an ICE AI agent instance to reach ``Finished``.
+
+    The instance is identified by the correlation id in its UserData and/or its ChannelId, in a
+    ListAIAgentInstance window that starts shortly before it was created. ``Created`` and
+    ``Executing`` keep waiting; a status this provider does not know keeps waiting with one warning.
+
+    Returns (XCom) ``{"agent_id", "instance_id", "channel_id", "status", "user_data",
+    "correlation_id", "call_log_available"}``. The CallLogUrl is a bearer URL: it is masked in the
+    logs and pushed to XCom (key ``call_log_url`` of the dict) only with ``include_call_log_url``;
+    downstream tasks should fetch a fresh one instead.
+
+    Failures: not found within ``not_found_timeout`` fails without retries (``soft_fail`` skips);
+    more than ``max_consecutive_errors`` transient API errors in a row fail the try (retries apply);
+    the sensor ``timeout`` raises AirflowSensorTimeout. In deferrable mode Airflow applies
+    ``soft_fail`` to any failure of the resumed task.
+
+    :param call: The dict returned by an ICE call operator (e.g. ``generate.output``). (templated)
+    :param agent_id: AIAgentId, when ``call`` is not given. (templated)
+    :param channel_id: ChannelId of a call placed outside Airflow. (templated)
+    :param correlation_id: Correlation id carried in UserData, if known. (templated)
+    :param created_after: When the call was placed (aware datetime or ISO-8601); the window starts
+        a few minutes earlier. Defaults to ``lookback`` before the sensor starts. (templated)
+    :param ice_conn_id: The ``alibaba_ice`` connection. (templated)
+    :param not_found_timeout: Fail if no instance matches this long after the sensor starts.
+    :param max_consecutive_errors: Transient API errors tolerated in a row.
+    :param include_call_log_url: Put the (secret, expiring) CallLogUrl into the XCom value.
+    :param deferrable: Wait in the triggerer (default from ``[operators] default_deferrable``).
+    :param lookback: Window length before the sensor start when ``created_after`` is unknown.
+    """
+
+    template_fields: Sequence[str] = (
+        "call",
+        "agent_id",
+        "channel_id",
+        "correlation_id",
+        "created_after",
+        "ice_conn_id",
+    )
+    template_fields_renderers = {"call": "json"}
+    ui_color = "#ffb27a"
+
+    def __init__(
+        self,
+        *,
+        call: Any = None,
+        agent_id: str | None = None,
+        channel_id: str | None = None,
+        correlation_id: str | None = None,
+        created_after: datetime | str | None = None,
+        ice_conn_id: str = "ice_default",
+        not_found_timeout: float | timedelta = timedelta(minutes=10),
+        max_consecutive_errors: int = 3,
+        include_call_log_url: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        lookback: timedelta = timedelta(hours=24),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if call is None and not agent_id:
+            raise ValueError("IceAIAgentInstanceSensor: give call=<operator output> or agent_id")
+        if call is None and not (channel_id or correlation_id):
+            raise ValueError("IceAIAgentInstanceSensor: with agent_id, give channel_id or correlation_id")
+        self.call = call
+        self.agent_id = agent_id
+        self.channel_id = channel_id
+        self.correlation_id = correlation_id
+        self.created_after = created_after
+        self.ice_conn_id = ice_conn_id
+        self.not_found_timeout = (
+            not_found_timeout.total_seconds()
+            if isinstance(not_found_timeout, timedelta)
+            else float(not_found_timeout)
+        )
+        if max_consecutive_errors < 0:
+            raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
+        self.max_consecutive_errors = max_consecutive_errors
+        self.include_call_log_url = include_call_log_url
+        self.deferrable = deferrable
+        self.lookback = lookback
+        self._tracker: WaitTracker | None = None
+
+    @cached_property
+    def hook(self) -> IceHook:
+        from airflow_provider_ice.hooks.ice import IceHook
+
+        return IceHook(ice_conn_id=self.ice_conn_id)
+
+    def _started_at(self, context: Context) -> float:
+        """When waiting began: the first reschedule in reschedule mode, else now (first poke)."""
+        if self.reschedule:
+            first = context["ti"].get_first_reschedule_date(context)
+            if first is not None:
+                return to_utc(first).timestamp()
+        return time.time()
+
+    def target(self, started_at: float) -> InstanceTarget:
+        """The rendered identifiers; errors name the parameter."""
+        call = self.call
+        if call is not None:
+            if not isinstance(call, dict) or not call.get("agent_id"):
+                raise IceValidationError(
+                    "call", f"must be the dict an ICE call operator returns, got {type(call).__name__}"
+                )
+            agent_id, channel_id = call["agent_id"], call.get("channel_id")
+            correlation_id, instance_id = call.get("correlation_id"), call.get("instance_id")
+            created = call.get("created_at") or self.created_after
+        else:
+            agent_id, channel_id, correlation_id = self.agent_id, self.channel_id, self.correlation_id
+            instance_id, created = None, self.created_after
+        if created is not None:
+            from airflow_provider_ice.api.validation import parse_time
+
+            window_start = parse_time(created, "created_after") - WINDOW_MARGIN
+        else:
+            window_start = datetime.fromtimestamp(started_at, tz=timezone.utc) - self.lookback
+        return InstanceTarget(
+            agent_id=str(agent_id),
+            correlation_id=correlation_id,
+            channel_id=channel_id,
+            instance_id=instance_id,
+            window_start=window_start,
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        if self._tracker is None:
+            started_at = self._started_at(context)
+            self._tracker = WaitTracker(
+                self.target(started_at),
+                started_at + self.not_found_timeout,
+                self.max_consecutive_errors,
+                consecutive_errors=self._load_errors(context),
+            )
+        tracker = self._tracker
+        try:
+            observation = poll_once(self.hook, tracker.target)
+        except Exception as error:
+            step = tracker.on_error(error)
+        else:
+            step = tracker.on_observation(observation, time.time())
+            self._mask_url(observation.instance)
+        self._save_errors(context, tracker.consecutive_errors)
+        if step.action is Action.FAIL:
+            raise failure(step)
+        if step.action is Action.WAIT:
+            self.log.info("%s", step.message)
+            return False
+        self.log.info("%s", step.message)
+        assert step.observation is not None  # DONE always carries the finished instance
+        return PokeReturnValue(
+            is_done=True,
+            xcom_value=instance_record(
+                tracker.target, step.observation, include_call_log_url=self.include_call_log_url
+            ),
+        )
+
+    @staticmethod
+    def _mask_url(instance: Any) -> None:
+        if instance is not None and instance.call_log_url is not None:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(instance.call_log_url.get_secret_value())
+
+    def _load_errors(self, context: Context) -> int:
+        store = context.get("task_state_store") if self.reschedule else None
+        if store is None:
+            return 0
+        try:
+            value = store.get(ERRORS_STATE_KEY)
+        except Exception:
+            return 0
+        return value if isinstance(value, int) else 0
+
+    def _save_errors(self, context: Context, count: int) -> None:
+        store = context.get("task_state_store") if self.reschedule else None
+        if store is None:
+            return
+        try:
+            store.set(ERRORS_STATE_KEY, count)
+        except Exception:
+            self.log.debug("Could not record the error count in the task state store", exc_info=True)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        started_at = time.time()
+        # Check once before deferring: the call may be over already.
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
+
+        tracker = self._tracker
+        assert tracker is not None
+        target = tracker.target
+        self.defer(
+            trigger=IceAIAgentInstanceTrigger(
+                ice_conn_id=self.ice_conn_id,
+                agent_id=target.agent_id,
+                correlation_id=target.correlation_id,
+                channel_id=target.channel_id,
+                instance_id=target.instance_id,
+                window_start=iso(target.window_start),
+                poll_interval=self.poke_interval,
+                # A backstop only: Airflow's deferral timeout normally fires first and becomes
+                # AirflowSensorTimeout (with soft_fail) in resume_execution.
+                end_time=started_at + self.timeout + self.poke_interval + 60,
+                not_found_deadline=tracker.not_found_deadline,
+                max_consecutive_errors=self.max_consecutive_errors,
+                stop_on_kill=False,  # the sensor does not own the call
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: the instance record, or a clear failure."""
+        event = validate_event(event)
+        if event["status"] == "timeout":
+            raise AirflowSensorTimeout(event["message"])
+        if event["status"] == "error":
+            raise event_failure(event)
+        self.log.info("%s", event["message"])
+        record = {
+            key: event.get(key)
+            for key in ("agent_id", "instance_id", "channel_id", "user_data", "correlation_id")
+        }
+        record["status"] = event.get("instance_status")
+        record["call_log_available"] = bool(event.get("call_log_available"))
+        if self.include_call_log_url:
+            record.update(self._fresh_call_log_url(event))
+        return record
+
+    def _fresh_call_log_url(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The URL never travels in trigger events (they are stored): fetch it on the worker."""
+        target = InstanceTarget(
+            agent_id=event["agent_id"],
+            correlation_id=event.get("correlation_id"),
+            channel_id=event.get("channel_id"),
+            instance_id=event.get("instance_id"),
+            window_start=self.target(time.time()).window_start,
+        )
+        observation = poll_once(self.hook, target)
+        self._mask_url(observation.instance)
+        record = instance_record(target, observation, include_call_log_url=True)
+        return {"call_log_url": record.get("call_log_url")}
