@@ -16,7 +16,7 @@ How it works:
   ChannelId (:func:`~airflow_provider_ice.api.lookup.instance_matches`; the first, i.e. newest, match
   wins, as in :func:`~airflow_provider_ice.api.lookup.afind_instance`) and stops paging as soon as
   every waiter is matched.
-* Each waiter then receives an :class:`Observation`: the instance it matched, ``None`` when it is not
+* Each waiter then receives a :class:`SweepResult`: the instance it matched, ``None`` when it is not
   in the window (so the trigger keeps its not-found timeout), or the sweep's error (so the trigger
   keeps its consecutive-failure tolerance). To spare thousands of coroutine wake-ups per interval, a
   waiter is only woken when there is something new for it: a status it has not seen, not-found, or a
@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,13 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.lookup import instance_matches
+from airflow_provider_ice.operators._agent_wait import (
+    WINDOW_MARGIN,
+    InstanceTarget,
+    Observation,
+    Outcome,
+    observe,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.client import AsyncIceClient
@@ -59,7 +67,7 @@ PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
-class Observation:
+class SweepResult:
     """What one sweep saw for one waiter.
 
     :param instance: the matching instance, or None when it was not in the window (and no error).
@@ -107,7 +115,7 @@ class Waiter:
         self.channel_id = channel_id
         self.window_start = window_start
         self.poll_interval = float(poll_interval)
-        self._pending: Observation | None = None
+        self._pending: SweepResult | None = None
         self._ready = asyncio.Event()
         self._last_status: str | None = None
         self._failures = 0
@@ -121,21 +129,21 @@ class Waiter:
         if error is not None:
             self._failures += 1
             self._last_status = None
-            self._deliver(Observation(None, error, self._failures))
+            self._deliver(SweepResult(None, error, self._failures))
             return
         self._failures = 0
         status = None if instance is None else str(instance.status)
         if instance is not None and status == self._last_status:
             return  # still Created/Executing: nothing for the trigger to do
         self._last_status = status
-        self._deliver(Observation(instance))
+        self._deliver(SweepResult(instance))
 
-    def _deliver(self, observation: Observation) -> None:
+    def _deliver(self, observation: SweepResult) -> None:
         # Latest wins: the failure count travels inside the observation, so nothing is lost by it.
         self._pending = observation
         self._ready.set()
 
-    async def next_observation(self, timeout: float | None = None) -> Observation | None:
+    async def next_result(self, timeout: float | None = None) -> SweepResult | None:
         """The next news from the poller, or None if ``timeout`` seconds pass first."""
         if self._pending is None:
             try:
@@ -292,7 +300,9 @@ class CoalescedPoller:
             self._client = await self._client_factory()
         client = self._client
         page = 1
-        end_time = datetime.now(timezone.utc)
+        # The same margin as a single trigger's window: StartTime/EndTime semantics are undocumented
+        # and clocks drift.
+        end_time = datetime.now(timezone.utc) + WINDOW_MARGIN
         # Paged by hand (not client.list_ai_agent_instances) to stop at the first short page and
         # to count requests; a window beyond the service's 100-page reach is handed to the client,
         # which knows how to split it.
@@ -376,3 +386,79 @@ async def coalesced_wait(
         yield waiter
     finally:
         waiter.leave()
+
+
+class CoalescedInstancePoller:
+    """:class:`~.agent_instance.IceAIAgentInstanceTrigger`'s poller seam, backed by the shared poller.
+
+    ``poll_once`` registers with the running loop's :class:`CoalescedPoller` on first use and then
+    returns as soon as the poller has news for this target (first sighting, a status change, not
+    found, or a failed sweep, raised as the sweep's error so the trigger's consecutive-error tolerance
+    applies). The poller paces the polls (``paces_itself``), so the trigger must not sleep between
+    them; with no news, ``poll_once`` returns the last observation again when a deadline comes, so
+    the trigger's timeout and not-found rules fire on time.
+
+    :param conn_id: the ``alibaba_ice`` connection id (with the target's agent, the poller's key).
+    :param client_factory: creates the async client if this trigger starts the poller.
+    :param poll_interval: seconds; the shared sweep runs at least this often while registered.
+    :param end_time: epoch deadline of the wait, or None.
+    :param not_found_deadline: epoch after which a missing instance fails the wait, or None.
+    """
+
+    paces_itself = True
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        client_factory: ClientFactory,
+        poll_interval: float,
+        end_time: float | None = None,
+        not_found_deadline: float | None = None,
+    ) -> None:
+        self.conn_id = conn_id
+        self.client_factory = client_factory
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+        self.not_found_deadline = not_found_deadline
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._waiter: Waiter | None = None
+        self._last: Observation | None = None
+
+    async def poll_once(self, target: InstanceTarget) -> Observation:
+        if self._waiter is None:
+            self._stack = contextlib.AsyncExitStack()
+            self._waiter = await self._stack.enter_async_context(
+                coalesced_wait(
+                    conn_id=self.conn_id,
+                    agent_id=target.agent_id,
+                    client_factory=self.client_factory,
+                    correlation_id=target.correlation_id,
+                    channel_id=target.channel_id,
+                    window_start=target.window_start,
+                    poll_interval=self.poll_interval,
+                )
+            )
+        result = await self._waiter.next_result(self._timeout())
+        if result is None:  # a deadline came first: let the trigger's rules decide
+            return self._last or Observation(Outcome.WAITING)
+        if result.error is not None:
+            # One error object is shared by every waiter of the sweep: drop the traceback so that
+            # raising it from many triggers does not grow one chain.
+            raise result.error.with_traceback(None)
+        self._last = observe(result.instance)
+        return self._last
+
+    def _timeout(self) -> float | None:
+        deadlines = [self.end_time] if self.end_time is not None else []
+        if self.not_found_deadline is not None and (
+            self._last is not None and self._last.outcome is Outcome.NOT_FOUND
+        ):
+            deadlines.append(self.not_found_deadline)
+        return max(0.0, min(deadlines) - time.time()) if deadlines else None
+
+    async def aclose(self) -> None:
+        """Leave the shared poller (idempotent)."""
+        stack, self._stack, self._waiter = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()

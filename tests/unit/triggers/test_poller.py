@@ -95,7 +95,7 @@ async def test_one_sweep_serves_all_waiters_with_ceil_n_over_100_pages() -> None
         waiters = [w0]
         async with contextlib_stack(client, range(1, 250), interval=30) as others:
             waiters += others
-            observations = await asyncio.gather(*(w.next_observation(timeout=5) for w in waiters))
+            observations = await asyncio.gather(*(w.next_result(timeout=5) for w in waiters))
     assert all(o is not None and o.found and not o.failed for o in observations)
     assert [o.instance.channel_id for o in observations if o and o.instance] == [
         f"chan-{n}" for n in range(250)
@@ -127,17 +127,17 @@ class contextlib_stack:
 
 async def test_sweep_stops_paging_once_every_waiter_is_matched() -> None:
     client = FakeClient(1000)
-    async with contextlib_stack(client, [999, 950, 901]) as waiters:
+    async with contextlib_stack(client, [999, 950, 901], interval=30) as waiters:
         for w in waiters:
-            assert (await w.next_observation(timeout=5)) is not None
+            assert (await w.next_result(timeout=5)) is not None
         assert client.pages == [1]
 
 
 async def test_channel_only_and_both_identifiers_match() -> None:
     client = FakeClient(5)
     async with _wait(client, 1, by="chan") as by_chan, _wait(client, 2, by="both") as by_both:
-        o1 = await by_chan.next_observation(timeout=5)
-        o2 = await by_both.next_observation(timeout=5)
+        o1 = await by_chan.next_result(timeout=5)
+        o2 = await by_both.next_result(timeout=5)
     assert o1 is not None
     assert o1.instance is not None
     assert o1.instance.channel_id == "chan-1"
@@ -149,16 +149,16 @@ async def test_channel_only_and_both_identifiers_match() -> None:
 async def test_unchanged_status_is_not_delivered_but_finished_is() -> None:
     client = FakeClient(3)
     async with _wait(client, 1, interval=0.02) as w:
-        first = await w.next_observation(timeout=5)
+        first = await w.next_result(timeout=5)
         assert first is not None
         assert first.instance is not None
         assert str(first.instance.status) == "Executing"
         # Several sweeps of the same status wake nobody.
-        assert await w.next_observation(timeout=0.15) is None
+        assert await w.next_result(timeout=0.15) is None
         sweeps_so_far = active_pollers()[0].sweeps
         assert sweeps_so_far >= 3
         client.set_status(1, "Finished")
-        done = await w.next_observation(timeout=5)
+        done = await w.next_result(timeout=5)
     assert done is not None
     assert done.instance is not None
     assert done.instance.status.is_terminal
@@ -168,13 +168,13 @@ async def test_unknown_status_is_delivered_once_then_its_change() -> None:
     client = FakeClient(2)
     client.set_status(0, "Paused")
     async with _wait(client, 0, interval=0.02) as w:
-        obs = await w.next_observation(timeout=5)
+        obs = await w.next_result(timeout=5)
         assert obs is not None
         assert obs.instance is not None
         assert not obs.instance.status.is_known
-        assert await w.next_observation(timeout=0.1) is None
+        assert await w.next_result(timeout=0.1) is None
         client.set_status(0, "Finished")
-        obs = await w.next_observation(timeout=5)
+        obs = await w.next_result(timeout=5)
     assert obs is not None
     assert obs.instance is not None
     assert obs.instance.status.is_terminal
@@ -184,14 +184,14 @@ async def test_not_found_is_reported_every_sweep() -> None:
     client = FakeClient(3)
     async with _wait(client, 42, interval=0.02) as w:
         for _ in range(3):
-            obs = await w.next_observation(timeout=5)
+            obs = await w.next_result(timeout=5)
             assert obs is not None
             assert not obs.found
             assert not obs.failed
         # The instance shows up later (e.g. the service is eventually consistent).
         client.instances.insert(0, _instance(42, "Finished"))
         while True:
-            obs = await w.next_observation(timeout=5)
+            obs = await w.next_result(timeout=5)
             assert obs is not None
             if obs.found:
                 break
@@ -203,9 +203,9 @@ async def test_transient_sweep_failures_are_counted_then_recovered() -> None:
     client = FakeClient(3)
     client.fail_pages = 2
     async with _wait(client, 1, interval=0.02) as w:
-        first = await w.next_observation(timeout=5)
-        second = await w.next_observation(timeout=5)
-        third = await w.next_observation(timeout=5)
+        first = await w.next_result(timeout=5)
+        second = await w.next_result(timeout=5)
+        third = await w.next_result(timeout=5)
     assert first is not None
     assert isinstance(first.error, IceServerError)
     assert first.consecutive_failures == 1
@@ -230,8 +230,8 @@ async def test_failure_midway_still_delivers_waiters_matched_before_it() -> None
             return await original(agent_id, **kw)
 
         client.list_ai_agent_instances_page = flaky  # type: ignore[method-assign]
-        o_new = await newest.next_observation(timeout=5)
-        o_old = await oldest.next_observation(timeout=5)
+        o_new = await newest.next_result(timeout=5)
+        o_old = await oldest.next_result(timeout=5)
     assert o_new is not None
     assert o_new.found
     assert not o_new.failed
@@ -251,15 +251,15 @@ async def test_join_during_sweep_is_served_by_next_sweep_and_leave_drops_out() -
             leaving = await leaving_cm.__aenter__()
             await leaving_cm.__aexit__(None, None, None)  # leaves during the same sweep
             client.gate.set()
-            o_first = await first.next_observation(timeout=5)
-            o_joined = await joined.next_observation(timeout=5)
+            o_first = await first.next_result(timeout=5)
+            o_joined = await joined.next_result(timeout=5)
             assert poller.sweeps >= 2  # the joiner's first news came from a later sweep
     assert o_first is not None
     assert o_first.found
     assert o_joined is not None
     assert o_joined.instance is not None
     assert o_joined.instance.channel_id == "chan-100"
-    assert leaving.next_observation is not None
+    assert leaving.next_result is not None
     assert leaving._pending is None
 
 
@@ -285,7 +285,7 @@ async def test_cancelled_waiter_leaves_the_poller() -> None:
     async def trigger_like() -> None:
         async with _wait(client, 1, interval=0.02) as w:
             while True:
-                await w.next_observation()
+                await w.next_result()
 
     task = asyncio.create_task(trigger_like())
     await asyncio.sleep(0.1)
@@ -303,7 +303,7 @@ async def test_cancelled_waiter_leaves_the_poller() -> None:
 async def test_interval_is_min_of_waiters_intervals() -> None:
     client = FakeClient(3)
     async with _wait(client, 1, interval=10) as slow:
-        await slow.next_observation(timeout=5)
+        await slow.next_result(timeout=5)
         poller = active_pollers()[0]
         assert poller.sweeps == 1
         await asyncio.sleep(0.2)
@@ -352,8 +352,8 @@ async def test_client_factory_failure_is_a_sweep_failure() -> None:
         window_start=T0,
         poll_interval=0.02,
     ) as w:
-        o1 = await w.next_observation(timeout=5)
-        o2 = await w.next_observation(timeout=5)
+        o1 = await w.next_result(timeout=5)
+        o2 = await w.next_result(timeout=5)
     assert o1 is not None
     assert isinstance(o1.error, ConnectionError)
     assert o2 is not None
@@ -383,8 +383,8 @@ async def test_window_start_is_min_of_waiters() -> None:
         ) as a,
         _wait(client, 1) as b,
     ):
-        await a.next_observation(timeout=5)
-        await b.next_observation(timeout=5)
+        await a.next_result(timeout=5)
+        await b.next_result(timeout=5)
     assert seen
     assert all(s == early for s in seen)
 
@@ -396,3 +396,60 @@ def test_waiter_validation() -> None:
         Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=0)
     with pytest.raises(ValueError, match="timezone-aware"):
         Waiter(correlation_id="x", channel_id=None, window_start=datetime(2026, 1, 1), poll_interval=1)
+
+
+def _target(n: int) -> Any:
+    from airflow_provider_ice.operators._agent_wait import InstanceTarget
+
+    return InstanceTarget(agent_id=AGENT, correlation_id=f"corr-{n}", window_start=T0)
+
+
+async def test_instance_poller_seam_returns_on_news_and_raises_sweep_errors() -> None:
+    from airflow_provider_ice.operators._agent_wait import Outcome
+    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+
+    client = FakeClient(3)
+    seam = CoalescedInstancePoller(conn_id="c", client_factory=_factory(client), poll_interval=0.02)
+    try:
+        assert (await seam.poll_once(_target(1))).outcome is Outcome.WAITING
+        client.fail_pages = 1
+        with pytest.raises(IceServerError):
+            await seam.poll_once(_target(1))
+        client.set_status(1, "Finished")
+        done = await seam.poll_once(_target(1))
+        assert done.outcome is Outcome.FINISHED
+    finally:
+        await seam.aclose()
+    assert active_pollers()[0].waiter_count == 0
+
+
+async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> None:
+    import time
+
+    from airflow_provider_ice.operators._agent_wait import Outcome
+    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+
+    client = FakeClient(3)
+    end = time.time() + 0.3
+    seam = CoalescedInstancePoller(
+        conn_id="c", client_factory=_factory(client), poll_interval=0.02, end_time=end
+    )
+    try:
+        assert (await seam.poll_once(_target(1))).outcome is Outcome.WAITING
+        # Executing never changes: no news, so the call returns at the deadline with the last status.
+        again = await asyncio.wait_for(seam.poll_once(_target(1)), 5)
+        assert again.outcome is Outcome.WAITING
+        assert time.time() >= end
+    finally:
+        await seam.aclose()
+
+    missing = CoalescedInstancePoller(
+        conn_id="c", client_factory=_factory(client), poll_interval=10, not_found_deadline=time.time() + 0.2
+    )
+    try:
+        assert (await missing.poll_once(_target(77))).outcome is Outcome.NOT_FOUND
+        # Interval 10 s, but the not-found deadline bounds the wait.
+        second = await asyncio.wait_for(missing.poll_once(_target(77)), 2)
+        assert second.outcome is Outcome.NOT_FOUND
+    finally:
+        await missing.aclose()
