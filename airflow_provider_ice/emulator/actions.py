@@ -1,0 +1,267 @@
+"""The ICE actions: parameter validation as the service does it, and documented response shapes.
+
+Field names follow shared/reference/ice-api.md §1. Choices where the service is undocumented:
+
+* an unknown ``InstanceId`` (Describe, Stop) is answered HTTP 404 ``InvalidInstanceId.NotFound``
+  (the gateway's ``<Param>.NotFound`` pattern, as ECS uses for instances);
+* StopAIAgentInstance on a Finished instance succeeds and changes nothing (idempotent);
+* ListAIAgentInstance filters on creation time, ``[StartTime, EndTime)``, newest first;
+  ``PageSize=0`` returns an empty page;
+* ``CallLogUrl`` is present only once the instance is Finished.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_ice.emulator.calllogs import CallLogSigner
+from airflow_provider_ice.emulator.config import EmulatorConfig
+from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.store import FINISHED, Instance, Store, derive, identity_of, iso_utc
+from airflow_provider_ice.emulator.wire import ApiError, invalid_parameter, missing_parameter
+
+Params = dict[str, str]
+MAX_EXPIRE = 604800
+MAX_USER_ID = 64
+_OUTBOUND_STATUS = {"Created": "1", "Executing": "2", "Finished": "4"}
+_HANGUP_ROLE = {"UserHangup": 1, "Stopped": 2}
+
+
+def _required(params: Params, name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise missing_parameter(name)
+    return value
+
+
+def _json_object(params: Params, name: str) -> dict[str, Any] | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise invalid_parameter(name, "it must be a JSON object.")
+    if not isinstance(value, dict):
+        raise invalid_parameter(name, f"it must be a JSON object, not a JSON {type(value).__name__}.")
+    return value
+
+
+def _int(params: Params, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_parameter(name, f"it must be an integer between {low} and {high}.")
+    if not low <= value <= high:
+        raise invalid_parameter(name, f"it must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _time(params: Params, name: str) -> float | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise invalid_parameter(name, "it must be an ISO 8601 time such as 2025-01-01T00:00:00Z.")
+    if parsed.tzinfo is None:
+        raise invalid_parameter(name, "it must carry a time zone (use the Z suffix for UTC).")
+    return parsed.timestamp()
+
+
+class Actions:
+    """Runs one action against the store and returns the response body (without ``RequestId``).
+
+    :param config: the emulator configuration.
+    :param store: the instances.
+    :param faults: fault settings (for ``calllog_expire_first``).
+    :param signer: call-log URL signer.
+    """
+
+    def __init__(
+        self, config: EmulatorConfig, store: Store, faults: FaultInjector, signer: CallLogSigner
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._faults = faults
+        self._signer = signer
+        self.handlers: dict[str, Callable[[Params, str], dict[str, Any]]] = {
+            "GenerateAIAgentCall": self.generate_ai_agent_call,
+            "ListAIAgentInstance": self.list_ai_agent_instance,
+            "DescribeAIAgentInstance": self.describe_ai_agent_instance,
+            "StopAIAgentInstance": self.stop_ai_agent_instance,
+            "StartAIAgentInstance": self.start_ai_agent_instance,
+            "StartAIAgentOutboundCall": self.start_ai_agent_outbound_call,
+        }
+
+    # -- creating actions ---------------------------------------------------------------------
+    def generate_ai_agent_call(self, params: Params, base_url: str) -> dict[str, Any]:
+        agent_id = _required(params, "AIAgentId")
+        expire = _int(params, "Expire", 3600, 0, MAX_EXPIRE)
+        user_id = params.get("UserId") or None
+        if user_id is not None and len(user_id) > MAX_USER_ID:
+            raise invalid_parameter(
+                "UserId", f"it must be at most {MAX_USER_ID} characters, got {len(user_id)}."
+            )
+        agent_config = _json_object(params, "AgentConfig")
+        template_config = _json_object(params, "TemplateConfig")
+        _json_object(params, "ChatSyncConfig")
+        instance = self._store.create(
+            agent_id,
+            user_id=user_id,
+            session_id=params.get("SessionId") or None,
+            user_data=params.get("UserData"),
+            agent_config=agent_config,
+            template_config=template_config,
+            expire=expire,
+        )
+        ident = identity_of(self._config.seed, instance)
+        body: dict[str, Any] = {
+            "InstanceId": instance.instance_id,
+            "ChannelId": ident.channel_id,
+            "AIAgentUserId": ident.agent_user_id,
+            "UserId": ident.user_id,
+            "Token": self._rtc_token(instance, ident.channel_id, ident.user_id),
+        }
+        if agent_config and agent_config.get("AvatarConfig"):
+            body["AvatarUserId"] = "avatar-" + derive(self._config.seed, instance.instance_id, "avatar", 6)
+        return body
+
+    def start_ai_agent_instance(self, params: Params, base_url: str) -> dict[str, Any]:
+        agent_id = _required(params, "AIAgentId")
+        _required(params, "RuntimeConfig")
+        runtime = _json_object(params, "RuntimeConfig") or {}
+        for key in ("ChannelId", "AgentUserId", "AuthToken"):
+            if not isinstance(runtime.get(key), str) or not runtime[key]:
+                raise invalid_parameter(f"RuntimeConfig.{key}", "it must be a non-empty string.")
+        agent_config = _json_object(params, "AgentConfig")
+        template_config = _json_object(params, "TemplateConfig")
+        _json_object(params, "ChatSyncConfig")
+        instance = self._store.create(
+            agent_id,
+            kind="runtime",
+            session_id=params.get("SessionId") or None,
+            user_data=params.get("UserData"),
+            agent_config=agent_config,
+            template_config=template_config,
+            runtime={k: runtime[k] for k in ("ChannelId", "AgentUserId", "AuthToken")},
+        )
+        return {"InstanceId": instance.instance_id}
+
+    def start_ai_agent_outbound_call(self, params: Params, base_url: str) -> dict[str, Any]:
+        agent_id = _required(params, "AIAgentId")
+        numbers = {name: _required(params, name) for name in ("CalledNumber", "CallerNumber")}
+        for name, number in numbers.items():
+            if not number.lstrip("+").isdigit():
+                raise invalid_parameter(name, "it must be a phone number made of digits.")
+        config = _json_object(params, "Config")
+        instance = self._store.create(
+            agent_id,
+            kind="outbound",
+            session_id=params.get("SessionId") or None,
+            user_data=params.get("UserData"),
+            agent_config=config,
+            called_number=numbers["CalledNumber"],
+            caller_number=numbers["CallerNumber"],
+        )
+        return {"InstanceId": instance.instance_id}
+
+    # -- reading and stopping -----------------------------------------------------------------
+    def list_ai_agent_instance(self, params: Params, base_url: str) -> dict[str, Any]:
+        agent_id = _required(params, "AIAgentId")
+        page_size = _int(params, "PageSize", 10, 0, 100)
+        page_number = _int(params, "PageNumber", 1, 1, 100)
+        start, end = _time(params, "StartTime"), _time(params, "EndTime")
+        page = self._store.page(agent_id, start, end, page_size, page_number)
+        now = self._store.now()
+        return {"Instances": [self._view(instance, now, base_url) for instance in page]}
+
+    def describe_ai_agent_instance(self, params: Params, base_url: str) -> dict[str, Any]:
+        instance = self._instance(params)
+        now = self._store.now()
+        view = self._view(instance, now, base_url)
+        view["GmtCreate"] = iso_utc(instance.created_at)
+        view["GmtModified"] = iso_utc(instance.modified_at(now))
+        if instance.session_id:
+            view["SessionId"] = instance.session_id
+        if instance.kind == "outbound":
+            view["CallInfo"] = self._call_info(instance, now)
+        return {"Instance": view}
+
+    def stop_ai_agent_instance(self, params: Params, base_url: str) -> dict[str, Any]:
+        self._store.stop(self._instance(params))
+        return {}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _instance(self, params: Params) -> Instance:
+        instance_id = _required(params, "InstanceId")
+        instance = self._store.get(instance_id)
+        if instance is None:
+            raise ApiError(404, "InvalidInstanceId.NotFound", "The specified InstanceId does not exist.")
+        return instance
+
+    def _view(self, instance: Instance, now: float, base_url: str) -> dict[str, Any]:
+        """The fields List and Describe share (List returns no InstanceId)."""
+        status = instance.status(now)
+        ident = identity_of(self._config.seed, instance)
+        view: dict[str, Any] = {
+            "Status": status,
+            "RuntimeConfig": {
+                "ChannelId": ident.channel_id,
+                "AgentUserId": ident.agent_user_id,
+                "AuthToken": ident.auth_token,
+            },
+            "UserData": instance.user_data if instance.user_data is not None else "",
+        }
+        if instance.agent_config is not None:
+            view["AgentConfig"] = instance.agent_config
+        if instance.template_config is not None:
+            view["TemplateConfig"] = instance.template_config
+        if status == FINISHED:
+            view["CallLogUrl"] = self._call_log_url(instance, now, base_url)
+        return view
+
+    def _call_log_url(self, instance: Instance, now: float, base_url: str) -> str:
+        with self._store.lock:
+            instance.urls_issued += 1
+            first = instance.urls_issued == 1
+        if first and self._faults.config.calllog_expire_first:
+            expires = int(now) - 1
+        else:
+            expires = int(now + self._config.calllog_url_ttl)
+        return self._signer.url(base_url, instance.instance_id, expires)
+
+    def _call_info(self, instance: Instance, now: float) -> dict[str, Any]:
+        status = instance.status(now)
+        info: dict[str, Any] = {
+            "Status": _OUTBOUND_STATUS[status],
+            "CallerNumber": instance.caller_number,
+            "CalleeNumber": instance.called_number,
+        }
+        if instance.join_at is not None and now >= instance.join_at and instance.user_joined():
+            info["CallStartTime"] = iso_utc(instance.join_at)
+            if status == FINISHED:
+                info["CallEndTime"] = iso_utc(instance.finished_at)
+                info["CallDuration"] = round(instance.finished_at - instance.join_at)
+        if status == FINISHED:
+            info["HangupRole"] = _HANGUP_ROLE.get(instance.final_reason(), 0)
+        return info
+
+    def _rtc_token(self, instance: Instance, channel_id: str, user_id: str) -> str:
+        """An ARTC-style join token: base64 JSON with an HMAC-like digest (not a real credential)."""
+        payload = {
+            "appid": "ice-emulator",
+            "channelid": channel_id,
+            "userid": user_id,
+            "timestamp": int(instance.created_at) + instance.expire,
+            "token": derive(self._config.seed, instance.instance_id, "rtc-token", 32),
+        }
+        return base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode("ascii")

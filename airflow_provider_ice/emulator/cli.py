@@ -1,0 +1,183 @@
+"""``airflow-ice-emulator`` and ``python -m airflow_provider_ice.emulator``: run it in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from airflow_provider_ice.emulator.config import ACTIONS, EmulatorConfig, FaultConfig
+from airflow_provider_ice.emulator.server import IceEmulator
+
+_DAY = 86400.0
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
+def _history(text: str) -> tuple[str, int, float]:
+    agent_id, _, rest = text.partition(":")
+    count, _, days = rest.partition(":")
+    try:
+        parsed = (agent_id, int(count), float(days or 7))
+    except ValueError:
+        parsed = ("", -1, 0.0)
+    if not parsed[0] or parsed[1] < 0 or parsed[2] <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected AGENT_ID:COUNT[:DAYS] (e.g. agent-1:5000:30), got {text!r}"
+        )
+    return parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="airflow-ice-emulator",
+        description="Run a local Alibaba Cloud ICE AI-agent service (real V3 signatures, simulated calls).",
+    )
+    net = parser.add_argument_group("server")
+    net.add_argument("--host", default="127.0.0.1", help="interface to bind (default %(default)s)")
+    net.add_argument(
+        "--port", type=int, default=8765, help="TCP port, 0 for a free one (default %(default)s)"
+    )
+    net.add_argument("--access-key-id", default=EmulatorConfig.access_key_id)
+    net.add_argument("--access-key-secret", default="emulator-access-key-secret")
+    net.add_argument("--security-token", default=None, help="require this STS token on every request")
+    net.add_argument("--seed", type=int, default=0, help="seed of ids, faults and call-log content")
+
+    life = parser.add_argument_group("simulated calls")
+    life.add_argument("--user-join-delay", type=_seconds, default=2.0, help="seconds until the user joins")
+    life.add_argument("--call-duration", type=_seconds, default=10.0, help="seconds a conversation lasts")
+    life.add_argument("--no-show-rate", type=_rate, default=0.0, help="share of users who never join")
+    life.add_argument("--idle-rate", type=_rate, default=0.0, help="share of users who join and stay silent")
+    life.add_argument("--user-online-timeout", type=_seconds, default=60.0, help="default UserOnlineTimeout")
+    life.add_argument("--max-idle-time", type=_seconds, default=600.0, help="default MaxIdleTime")
+    life.add_argument("--calllog-url-ttl", type=_seconds, default=3600.0, help="CallLogUrl lifetime (s)")
+    life.add_argument(
+        "--seed-history",
+        type=_history,
+        action="append",
+        default=[],
+        metavar="AGENT_ID:COUNT[:DAYS]",
+        help="create COUNT finished instances of AGENT_ID over the last DAYS days (repeatable)",
+    )
+
+    faults = parser.add_argument_group("faults (change at run time with POST /_emulator/faults)")
+    faults.add_argument("--throttle-rate", type=_rate, default=0.0, help="share answered Throttling.User")
+    faults.add_argument("--throttle-status", type=int, choices=(400, 429), default=400)
+    faults.add_argument("--retry-after-ms", type=int, default=1000, help="x-acs-retry-after of throttling")
+    faults.add_argument("--error-rate", type=_rate, default=0.0, help="share answered 500/503")
+    faults.add_argument("--drop-rate", type=_rate, default=0.0, help="share whose connection is dropped")
+    faults.add_argument(
+        "--drop-before-execute", action="store_true", help="drop before the action runs (default: after)"
+    )
+    faults.add_argument("--latency", type=_seconds, default=0.0, help="seconds added to every answer")
+    faults.add_argument("--slow-create-rate", type=_rate, default=0.0, help="share of creates answered late")
+    faults.add_argument("--slow-create-delay", type=_seconds, default=15.0, help="delay of a slow create (s)")
+    faults.add_argument("--calllog-expire-first", action="store_true", help="first CallLogUrl is expired")
+    faults.add_argument(
+        "--calllog-error-rate", type=_rate, default=0.0, help="share of call logs answered 503"
+    )
+    faults.add_argument(
+        "--calllog-truncate-rate", type=_rate, default=0.0, help="share of call logs truncated"
+    )
+    faults.add_argument(
+        "--fault-actions",
+        default=None,
+        help=f"comma-separated actions the API faults target ({', '.join(ACTIONS)})",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    fault_actions = None
+    if args.fault_actions:
+        fault_actions = frozenset(a.strip() for a in args.fault_actions.split(",") if a.strip())
+    faults = FaultConfig(
+        throttle_rate=args.throttle_rate,
+        throttle_status=args.throttle_status,
+        retry_after_ms=args.retry_after_ms,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        drop_after_execute=not args.drop_before_execute,
+        latency=args.latency,
+        slow_create_rate=args.slow_create_rate,
+        slow_create_delay=args.slow_create_delay,
+        calllog_expire_first=args.calllog_expire_first,
+        calllog_error_rate=args.calllog_error_rate,
+        calllog_truncate_rate=args.calllog_truncate_rate,
+        actions=fault_actions,
+    )
+    return EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        access_key_id=args.access_key_id,
+        access_key_secret=args.access_key_secret,
+        security_token=args.security_token,
+        seed=args.seed,
+        user_join_delay=args.user_join_delay,
+        call_duration=args.call_duration,
+        no_show_rate=args.no_show_rate,
+        idle_rate=args.idle_rate,
+        user_online_timeout=args.user_online_timeout,
+        max_idle_time=args.max_idle_time,
+        calllog_url_ttl=args.calllog_url_ttl,
+        faults=faults,
+    )
+
+
+def _announce(emulator: IceEmulator, histories: Sequence[tuple[str, int, float]]) -> None:
+    now = time.time()
+    for agent_id, count, days in histories:
+        emulator.seed_history(agent_id, count, now - days * _DAY, now - 60)
+        print(f"seeded {count} finished instances of {agent_id} over the last {days:g} days")
+    print(f"ICE emulator listening on {emulator.url} (AccessKey ID {emulator.access_key_id})")
+    print("Point Airflow at it with:")
+    print(f"export AIRFLOW_CONN_ICE_DEFAULT={shlex.quote(emulator.airflow_conn_json())}")
+    print("Press Ctrl-C to stop.", flush=True)
+
+
+async def _serve(emulator: IceEmulator, histories: Sequence[tuple[str, int, float]]) -> None:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        # SIGTERM (docker stop, kill) stops as cleanly as Ctrl-C.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await emulator.serve_forever(on_ready=lambda em: _announce(em, histories))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``airflow-ice-emulator`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        print(f"airflow-ice-emulator: error: {err}", file=sys.stderr)
+        return 2
+    emulator = IceEmulator(config)
+    try:
+        asyncio.run(_serve(emulator, args.seed_history))
+    except KeyboardInterrupt:
+        pass
+    except OSError as err:
+        print(f"airflow-ice-emulator: cannot listen on {config.host}:{config.port}: {err}", file=sys.stderr)
+        return 1
+    print("ICE emulator stopped.", flush=True)
+    return 0

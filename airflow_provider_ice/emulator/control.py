@@ -1,0 +1,121 @@
+"""The ``/_emulator/`` control plane: state, reset, faults and seeding over HTTP (never faulted).
+
+* ``GET  /_emulator/health``  → ``{"ok": true}``
+* ``GET  /_emulator/state[?agent_id=…]`` → what :meth:`IceEmulator.state` returns
+* ``POST /_emulator/reset``   → forget instances, counts, nonces; faults back to the configured ones
+* ``GET  /_emulator/faults``  → current fault settings
+* ``POST /_emulator/faults``  ← JSON object of settings to change (``{"throttle_rate": 0.2}``);
+  ``?replace=1`` starts from no faults instead of the current settings
+* ``POST /_emulator/seed``    ← ``{"agent_id": …, "count": …, "start": ISO|epoch, "end": ISO|epoch}``
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from airflow_provider_ice.emulator.config import FaultConfig
+from airflow_provider_ice.emulator.store import FINISHED, Instance, identity_of, iso_utc
+
+if TYPE_CHECKING:
+    from airflow_provider_ice.emulator.server import IceEmulator
+
+PREFIX = "/_emulator"
+
+
+def instance_state(seed: int, instance: Instance, now: float, downloads: int) -> dict[str, Any]:
+    """One instance as the introspection endpoint shows it (no tokens)."""
+    status = instance.status(now)
+    ident = identity_of(seed, instance)
+    return {
+        "InstanceId": instance.instance_id,
+        "AIAgentId": instance.agent_id,
+        "ChannelId": ident.channel_id,
+        "AIAgentUserId": ident.agent_user_id,
+        "UserId": ident.user_id,
+        "UserData": instance.user_data,
+        "SessionId": instance.session_id,
+        "Kind": instance.kind,
+        "Status": status,
+        "CreatedAt": iso_utc(instance.created_at),
+        "ModifiedAt": iso_utc(instance.modified_at(now)),
+        "EndReason": instance.final_reason() if status == FINISHED else None,
+        "UserJoined": instance.user_joined() if status == FINISHED else None,
+        "CallLogDownloads": downloads,
+    }
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.json_response({"Code": "InvalidParameter", "Message": message}, status=400)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    loaded = json.loads(raw)
+    if not isinstance(loaded, dict):
+        raise ValueError("the body must be a JSON object")
+    return loaded
+
+
+def _moment(value: Any, name: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            raise ValueError(f"{name}: needs a time zone (e.g. the Z suffix)")
+        return parsed.timestamp()
+    raise ValueError(f"{name}: expected an ISO 8601 time or epoch seconds")
+
+
+def add_control_routes(app: web.Application, emulator: IceEmulator) -> None:
+    """Register the control endpoints of ``emulator`` on ``app``."""
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response(emulator.state(request.query.get("agent_id")))
+
+    async def reset(request: web.Request) -> web.Response:
+        emulator.reset()
+        return web.json_response({"ok": True})
+
+    async def get_faults(request: web.Request) -> web.Response:
+        return web.json_response(emulator.faults.config.to_dict())
+
+    async def post_faults(request: web.Request) -> web.Response:
+        try:
+            changes = await _json_body(request)
+            base = FaultConfig() if request.query.get("replace") in ("1", "true") else None
+            config = emulator.set_faults(base, **changes)
+        except (ValueError, TypeError) as err:
+            return _bad_request(str(err))
+        return web.json_response(config.to_dict())
+
+    async def seed(request: web.Request) -> web.Response:
+        try:
+            body = await _json_body(request)
+            ids = emulator.seed_history(
+                str(body["agent_id"]),
+                int(body["count"]),
+                _moment(body["start"], "start"),
+                _moment(body["end"], "end"),
+            )
+        except KeyError as missing:
+            return _bad_request(f"missing field {missing.args[0]!r} (need agent_id, count, start, end)")
+        except (ValueError, TypeError) as err:
+            return _bad_request(str(err))
+        return web.json_response({"seeded": len(ids), "first": ids[:1], "last": ids[-1:]})
+
+    app.router.add_get(f"{PREFIX}/health", health)
+    app.router.add_get(f"{PREFIX}/state", state)
+    app.router.add_post(f"{PREFIX}/reset", reset)
+    app.router.add_get(f"{PREFIX}/faults", get_faults)
+    app.router.add_post(f"{PREFIX}/faults", post_faults)
+    app.router.add_post(f"{PREFIX}/seed", seed)

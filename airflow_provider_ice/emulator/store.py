@@ -1,0 +1,387 @@
+"""Agent instances and their lifecycle, computed lazily from timestamps.
+
+No instance owns a timer or a task: its status at any moment follows from when it was created, when
+the simulated user joins (never, for a no-show), when the conversation ends on its own, and when it
+was stopped. That keeps 10,000+ instances cheap (a few hundred bytes each) and makes the lifecycle
+exact under an injected clock.
+
+Lifecycle (all times relative to creation, seconds):
+
+* the user joins after ``user_join_delay`` → ``Executing``; the conversation lasts ``call_duration``,
+  then the user hangs up → ``Finished`` (EndReason ``UserHangup``);
+* a no-show (``no_show_rate``, or the per-call scenario) never joins → ``Finished`` after the call's
+  ``AgentConfig.UserOnlineTimeout`` (default 60) with EndReason ``UserOnlineTimeout``;
+* an idle user (``idle_rate``, or the scenario) joins and stays silent → ``Finished`` after
+  ``AgentConfig.MaxIdleTime`` (default 600) with EndReason ``MaxIdleTime``;
+* StopAIAgentInstance → ``Finished`` at once (EndReason ``Stopped``); stopping again changes nothing.
+
+A caller can script one call through its UserData (a JSON object) under the key ``EmulatorScenario``:
+``{"EmulatorScenario": {"NoShow": true}}``, ``{"Idle": true}``, ``{"UserJoinDelay": 0.5,
+"CallDuration": 3}``. The real service treats UserData as opaque text, so this changes nothing there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_provider_ice.api.correlation import CORRELATION_KEY
+from airflow_provider_ice.emulator.config import EmulatorConfig
+
+SCENARIO_KEY = "EmulatorScenario"
+CREATED, EXECUTING, FINISHED = "Created", "Executing", "Finished"
+
+
+def iso_utc(epoch: float) -> str:
+    """``2025-07-18T06:39:08.000+00:00``, the GmtCreate format of the service."""
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
+
+
+def derive(seed: int, instance_id: str, purpose: str, size: int = 16) -> str:
+    """A stable pseudo-random hex string for one instance (ids, tokens) without storing it."""
+    return hashlib.blake2b(f"{seed}:{instance_id}:{purpose}".encode(), digest_size=size).hexdigest()
+
+
+def _uniform(seed: int, instance_id: str, purpose: str) -> float:
+    return int(derive(seed, instance_id, purpose, 8), 16) / 2.0**64
+
+
+def _seconds(config: dict[str, Any] | None, key: str, default: float) -> float:
+    value = (config or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How the simulated user behaves on one call."""
+
+    join_delay: float
+    duration: float
+    no_show: bool = False
+    idle: bool = False
+
+
+class Instance:
+    """One agent instance. ``__slots__`` keeps 10,000 of them in a few megabytes."""
+
+    __slots__ = (
+        "agent_config",
+        "agent_id",
+        "called_number",
+        "caller_number",
+        "created_at",
+        "end_reason",
+        "expire",
+        "instance_id",
+        "join_at",
+        "kind",
+        "natural_end",
+        "runtime",
+        "seq",
+        "session_id",
+        "stopped_at",
+        "template_config",
+        "urls_issued",
+        "user_data",
+        "user_id",
+    )
+
+    def __init__(self, instance_id: str, agent_id: str, seq: int, created_at: float, kind: str) -> None:
+        self.instance_id = instance_id
+        self.agent_id = agent_id
+        self.seq = seq
+        self.created_at = created_at
+        self.kind = kind  # "rtc" (Generate), "runtime" (StartAIAgentInstance) or "outbound"
+        self.user_id: str | None = None
+        self.session_id: str | None = None
+        self.user_data: str | None = None
+        self.agent_config: dict[str, Any] | None = None
+        self.template_config: dict[str, Any] | None = None
+        self.expire = 3600
+        self.called_number: str | None = None
+        self.caller_number: str | None = None
+        self.runtime: dict[str, Any] | None = None
+        self.join_at: float | None = None
+        self.natural_end = created_at
+        self.end_reason = "UserHangup"
+        self.stopped_at: float | None = None
+        self.urls_issued = 0
+
+    @property
+    def finished_at(self) -> float:
+        stopped = self.stopped_at
+        return self.natural_end if stopped is None or stopped >= self.natural_end else stopped
+
+    def status(self, now: float) -> str:
+        if now >= self.finished_at:
+            return FINISHED
+        if self.join_at is not None and now >= self.join_at:
+            return EXECUTING
+        return CREATED
+
+    def modified_at(self, now: float) -> float:
+        status = self.status(now)
+        if status == FINISHED:
+            return self.finished_at
+        return self.join_at if status == EXECUTING and self.join_at is not None else self.created_at
+
+    def final_reason(self) -> str:
+        return "Stopped" if self.finished_at != self.natural_end else self.end_reason
+
+    def user_joined(self) -> bool:
+        return self.join_at is not None and self.join_at < self.finished_at
+
+
+class _AgentIndex:
+    """One agent's instances in creation order, for time-window queries by bisection."""
+
+    __slots__ = ("items", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.items: list[Instance] = []
+
+    def add(self, instance: Instance) -> None:
+        if not self.times or instance.created_at >= self.times[-1]:
+            self.times.append(instance.created_at)
+            self.items.append(instance)
+        else:
+            # bisect_right keeps creation order among equal timestamps.
+            pos = bisect_right(self.times, instance.created_at)
+            self.times.insert(pos, instance.created_at)
+            self.items.insert(pos, instance)
+
+    def extend(self, instances: list[Instance]) -> None:
+        merged = sorted(self.items + instances, key=lambda i: (i.created_at, i.seq))
+        self.items = merged
+        self.times = [i.created_at for i in merged]
+
+    def newest_first(self, start: float | None, end: float | None) -> tuple[int, int]:
+        """Index bounds ``[lo, hi)`` of the items created in ``[start, end)``."""
+        lo = 0 if start is None else bisect_left(self.times, start)
+        hi = len(self.times) if end is None else bisect_left(self.times, end)
+        return lo, max(lo, hi)
+
+
+class Store:
+    """All instances, by id and by agent, plus call-log download counts. Thread-safe.
+
+    :param config: the emulator configuration (seed, timings, rates, clock).
+    """
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self._config = config
+        self.lock = threading.RLock()
+        self._rng = random.Random(config.seed)
+        self._seq = 0
+        self.by_id: dict[str, Instance] = {}
+        self._by_agent: dict[str, _AgentIndex] = {}
+        self.downloads: Counter[str] = Counter()
+
+    def now(self) -> float:
+        return self._config.clock()
+
+    def reset(self) -> None:
+        with self.lock:
+            self._rng = random.Random(self._config.seed)
+            self._seq = 0
+            self.by_id.clear()
+            self._by_agent.clear()
+            self.downloads.clear()
+
+    def _new_id(self) -> str:
+        return f"{self._rng.getrandbits(128):032x}"
+
+    def scenario(
+        self, instance_id: str, user_data: str | None, agent_config: dict[str, Any] | None
+    ) -> Scenario:
+        """The simulated user's behaviour: configured defaults, seeded rates, then UserData overrides."""
+        config = self._config
+        seed = config.seed
+        values: dict[str, Any] = {
+            "join_delay": config.user_join_delay,
+            "duration": config.call_duration,
+            "no_show": _uniform(seed, instance_id, "no-show") < config.no_show_rate,
+            "idle": _uniform(seed, instance_id, "idle") < config.idle_rate,
+        }
+        script = _scenario_of(user_data)
+        for key, name in (("UserJoinDelay", "join_delay"), ("CallDuration", "duration")):
+            values[name] = _seconds(script, key, values[name])
+        for key, name in (("NoShow", "no_show"), ("Idle", "idle")):
+            if isinstance(script.get(key), bool):
+                values[name] = script[key]
+        return Scenario(**values)
+
+    def create(
+        self,
+        agent_id: str,
+        *,
+        kind: str = "rtc",
+        user_id: str | None = None,
+        session_id: str | None = None,
+        user_data: str | None = None,
+        agent_config: dict[str, Any] | None = None,
+        template_config: dict[str, Any] | None = None,
+        expire: int = 3600,
+        called_number: str | None = None,
+        caller_number: str | None = None,
+        runtime: dict[str, Any] | None = None,
+    ) -> Instance:
+        """Create an instance now; its whole lifecycle is fixed here."""
+        with self.lock:
+            self._seq += 1
+            instance = Instance(self._new_id(), agent_id, self._seq, self.now(), kind)
+            instance.user_id, instance.session_id, instance.user_data = user_id, session_id, user_data
+            instance.agent_config, instance.template_config = agent_config, template_config
+            instance.expire = expire
+            instance.called_number, instance.caller_number, instance.runtime = (
+                called_number,
+                caller_number,
+                runtime,
+            )
+            self._plan(instance, self.scenario(instance.instance_id, user_data, agent_config))
+            self._insert(instance)
+            return instance
+
+    def _plan(self, instance: Instance, scenario: Scenario) -> None:
+        config = self._config
+        online_timeout = _seconds(instance.agent_config, "UserOnlineTimeout", config.user_online_timeout)
+        max_idle = _seconds(instance.agent_config, "MaxIdleTime", config.max_idle_time)
+        created = instance.created_at
+        if scenario.no_show:
+            instance.join_at = None
+            instance.natural_end = created + online_timeout
+            instance.end_reason = "UserOnlineTimeout"
+        elif scenario.idle:
+            instance.join_at = created + scenario.join_delay
+            instance.natural_end = instance.join_at + max_idle
+            instance.end_reason = "MaxIdleTime"
+        else:
+            instance.join_at = created + scenario.join_delay
+            instance.natural_end = instance.join_at + scenario.duration
+            instance.end_reason = "UserHangup"
+
+    def _insert(self, instance: Instance) -> None:
+        self.by_id[instance.instance_id] = instance
+        index = self._by_agent.get(instance.agent_id)
+        if index is None:
+            index = self._by_agent[instance.agent_id] = _AgentIndex()
+        index.add(instance)
+
+    def get(self, instance_id: str) -> Instance | None:
+        return self.by_id.get(instance_id)
+
+    def stop(self, instance: Instance) -> None:
+        """Finish the instance now; a finished instance stays as it is (idempotent)."""
+        with self.lock:
+            now = self.now()
+            if instance.status(now) != FINISHED:
+                instance.stopped_at = now
+
+    def page(
+        self, agent_id: str, start: float | None, end: float | None, page_size: int, page_number: int
+    ) -> list[Instance]:
+        """Instances of ``agent_id`` created in ``[start, end)``, newest first, one page of them."""
+        with self.lock:
+            index = self._by_agent.get(agent_id)
+            if index is None or page_size == 0:
+                return []
+            lo, hi = index.newest_first(start, end)
+            top = hi - (page_number - 1) * page_size
+            bottom = max(lo, top - page_size)
+            return index.items[bottom:top][::-1] if top > lo else []
+
+    def seed_history(
+        self,
+        agent_id: str,
+        count: int,
+        start: float,
+        end: float,
+        user_data: Callable[[int], str] | None = None,
+    ) -> list[str]:
+        """Create ``count`` past instances spread uniformly over ``[start, end)``, all Finished now.
+
+        Each carries UserData ``{"AirflowCorrelationId": "seed-<agent>-<n>", "Seeded": true}`` unless
+        ``user_data(n)`` supplies another string. Returns the new instance ids.
+        """
+        if count < 0:
+            raise ValueError(f"count: must be >= 0, got {count}")
+        if not end > start:
+            raise ValueError("end: must be later than start")
+        config = self._config
+        with self.lock:
+            now = self.now()
+            if end > now:
+                raise ValueError("end: seeded history must lie in the past (end <= now)")
+            rng = random.Random(f"{config.seed}:{agent_id}:{count}:{start}:{end}")
+            created: list[Instance] = []
+            for n in range(count):
+                self._seq += 1
+                instance = Instance(self._new_id(), agent_id, self._seq, rng.uniform(start, end), "rtc")
+                instance.user_data = (
+                    user_data(n)
+                    if user_data
+                    else f'{{"{CORRELATION_KEY}":"seed-{agent_id}-{n:06d}","Seeded":true}}'
+                )
+                if rng.random() < config.no_show_rate:
+                    instance.natural_end = min(now, instance.created_at + config.user_online_timeout)
+                    instance.end_reason = "UserOnlineTimeout"
+                else:
+                    instance.join_at = instance.created_at + rng.uniform(0.5, 5.0)
+                    instance.natural_end = min(now, instance.join_at + rng.uniform(20.0, 240.0))
+                    instance.join_at = min(instance.join_at, instance.natural_end)
+                self.by_id[instance.instance_id] = instance
+                created.append(instance)
+            index = self._by_agent.get(agent_id)
+            if index is None:
+                index = self._by_agent[agent_id] = _AgentIndex()
+            index.extend(created)
+            return [i.instance_id for i in created]
+
+    def __iter__(self) -> Iterator[Instance]:
+        with self.lock:
+            return iter(list(self.by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+def _scenario_of(user_data: str | None) -> dict[str, Any]:
+    if not user_data or SCENARIO_KEY not in user_data:
+        return {}
+    try:
+        loaded = json.loads(user_data)
+    except ValueError:
+        return {}
+    script = loaded.get(SCENARIO_KEY) if isinstance(loaded, dict) else None
+    return script if isinstance(script, dict) else {}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The channel names of one instance, derived from its id (nothing extra stored per instance)."""
+
+    channel_id: str
+    agent_user_id: str
+    user_id: str
+    auth_token: str
+
+
+def identity_of(seed: int, instance: Instance) -> Identity:
+    runtime = instance.runtime or {}
+    iid = instance.instance_id
+    return Identity(
+        channel_id=str(runtime.get("ChannelId") or derive(seed, iid, "channel")),
+        agent_user_id=str(runtime.get("AgentUserId") or "agent-" + derive(seed, iid, "agent", 6)),
+        user_id=instance.user_id or "user-" + derive(seed, iid, "user", 6),
+        auth_token=str(runtime.get("AuthToken") or derive(seed, iid, "auth-token", 24)),
+    )
