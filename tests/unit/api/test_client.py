@@ -108,7 +108,7 @@ def test_backoff_is_exponential_with_jitter_and_capped() -> None:
         client.describe_ai_agent_instance("i-1")
     ceilings = [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert len(sleeps) == len(ceilings)
-    for wait, ceiling in zip(sleeps, ceilings):
+    for wait, ceiling in zip(sleeps, ceilings, strict=True):
         assert ceiling / 2 <= wait <= ceiling
 
 
