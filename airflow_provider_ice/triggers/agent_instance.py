@@ -37,9 +37,10 @@ class InstancePoller(Protocol):
     """The seam for "poll once for this waiter".
 
     :class:`IceAIAgentInstanceTrigger` asks its poller for one :class:`Observation` per loop pass.
-    The default polls directly; a shared per-process poller that coalesces the ListAIAgentInstance
-    calls of many triggers watching the same agent can be returned from
-    :meth:`IceAIAgentInstanceTrigger.make_poller` instead, without touching the loop.
+    The default (``coalesce=True``) is :class:`~.poller.CoalescedInstancePoller`: one shared
+    ListAIAgentInstance sweep per (connection, agent) in the triggerer process serves every trigger.
+    :class:`DirectInstancePoller` polls on its own. A poller whose ``paces_itself`` attribute is true
+    blocks in ``poll_once`` until it has news or a deadline comes, so the loop does not sleep after it.
     """
 
     async def poll_once(self, target: InstanceTarget) -> Observation: ...
@@ -102,6 +103,10 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
     :param not_found_deadline: Epoch after which a still-missing instance is an ``error``.
     :param max_consecutive_errors: Transient poll errors tolerated in a row.
     :param stop_on_kill: Stop the instance when a user kills the deferred task (Airflow 3.3+).
+    :param coalesce: Share one ListAIAgentInstance sweep per interval with every trigger of this
+        triggerer waiting on the same connection and agent (about one request per 100 instances,
+        whatever the number of waiting tasks; see :mod:`~.poller`). False: poll on its own. Targets
+        known only by InstanceId always poll on their own (DescribeAIAgentInstance).
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         not_found_deadline: float | None = None,
         max_consecutive_errors: int = 3,
         stop_on_kill: bool = False,
+        coalesce: bool = True,
     ) -> None:
         super().__init__()
         self.ice_conn_id = ice_conn_id
@@ -131,6 +137,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         self.not_found_deadline = not_found_deadline
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.stop_on_kill = bool(stop_on_kill)
+        self.coalesce = bool(coalesce)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Identifiers, the poll interval and absolute deadlines; never credentials or tokens."""
@@ -148,6 +155,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
                 "not_found_deadline": self.not_found_deadline,
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "stop_on_kill": self.stop_on_kill,
+                "coalesce": self.coalesce,
             },
         )
 
@@ -168,6 +176,16 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
     def make_poller(self) -> InstancePoller:
         """The poller used by :meth:`run`; override (or replace) to share polls between triggers."""
+        if self.coalesce and self.target.uses_listing:
+            from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+
+            return CoalescedInstancePoller(
+                conn_id=self.ice_conn_id,
+                client_factory=self.make_hook().aget_async_client,
+                poll_interval=self.poll_interval,
+                end_time=self.end_time,
+                not_found_deadline=self.not_found_deadline,
+            )
         return DirectInstancePoller(self.make_hook())
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -221,7 +239,8 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
                     )
                     return
                 self.log.debug("%s; next poll in %.1f s", step.message, self.poll_interval)
-                await asyncio.sleep(self._sleep_seconds())
+                if not getattr(poller, "paces_itself", False):
+                    await asyncio.sleep(self._sleep_seconds())
         finally:
             await poller.aclose()
 
