@@ -38,7 +38,8 @@ class FakeListService:
         params = dict(parse_qsl(urlsplit(str(request.url)).query))
         self.requests.append(params)
         size, number = int(params["PageSize"]), int(params["PageNumber"])
-        assert 1 <= size <= 100 and 1 <= number <= 100, "the client asked for an unreachable page"
+        assert 1 <= size <= 100, "the client asked for an invalid page size"
+        assert 1 <= number <= 100, "the client asked for an unreachable page"
         start = (
             datetime.strptime(params["StartTime"], ICE_TIME_FORMAT).replace(tzinfo=timezone.utc)
             if "StartTime" in params
