@@ -209,6 +209,11 @@ class IceEmulator:
             finally:
                 if self._runner is not None:
                     loop.run_until_complete(self._runner.cleanup())
+                # Handlers still sleeping (slow create, latency) are cancelled, not left dangling.
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="ice-emulator", daemon=True)

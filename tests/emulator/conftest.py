@@ -60,3 +60,21 @@ def call(ice_emulator: IceEmulator) -> Callable[..., httpx.Response]:
         return send(ice_emulator, signed(ice_emulator, action, params or {}, **sign_kwargs))
 
     return _call
+
+
+class FakeClock:
+    """An injectable time source: starts at a fixed epoch and moves only when told."""
+
+    def __init__(self, start: float = 1_767_261_600.0) -> None:  # 2026-01-01T10:00:00Z
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

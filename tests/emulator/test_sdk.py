@@ -27,7 +27,9 @@ def test_generate_describe_list_stop_round_trip(ice_emulator: IceEmulator) -> No
         )
     ).body
     assert len(generated.instance_id) == 32
-    assert generated.channel_id and generated.aiagent_user_id and generated.token
+    assert generated.channel_id
+    assert generated.aiagent_user_id
+    assert generated.token
     assert generated.user_id.startswith("user-")
 
     described = client.describe_aiagent_instance(
