@@ -364,7 +364,8 @@ class IceAgentCallBaseOperator(BaseOperator):
         while step.action is Action.WAIT:
             remaining = end_time - time.time()
             if remaining <= 0:
-                self._stop_quietly(record.get("instance_id"))
+                if self.stop_on_kill:
+                    self._stop_quietly(record.get("instance_id"))
                 raise IceAgentWaitTimeout(
                     f"Agent instance of {target.describe()} did not finish within {self.timeout:.0f} s "
                     f"(last status: {tracker.last_status})"

@@ -1,0 +1,552 @@
+"""IceGenerateAIAgentCallOperator / IceStartAIAgentOutboundCallOperator with the IceHook mocked."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from unittest.mock import MagicMock, patch
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from airflow_provider_ice.api.correlation import CORRELATION_KEY, embed_correlation_id, make_correlation_id
+from airflow_provider_ice.api.errors import (
+    IceOutcomeUnknownError,
+    IceServerError,
+    IceTransportError,
+    IceValidationError,
+)
+from airflow_provider_ice.api.models import StartAIAgentOutboundCallResponse
+from airflow_provider_ice.hooks.ice import IceHook
+from airflow_provider_ice.links import CONSOLE_URL_XCOM_KEY, IceAIAgentInstanceLink, console_url
+from airflow_provider_ice.operators._agent_wait import (
+    IceAgentCallError,
+    IceAgentInstanceNotFoundError,
+    IceAgentWaitTimeout,
+    IceTriggerEventError,
+)
+from airflow_provider_ice.operators.agent_call import (
+    STATE_KEY,
+    TOKEN_XCOM_KEY,
+    IceGenerateAIAgentCallOperator,
+    IceStartAIAgentOutboundCallOperator,
+)
+from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
+from tests.unit.agent_fakes import (
+    AGENT_ID,
+    AUTH_TOKEN,
+    CHANNEL_ID,
+    CONN_JSON,
+    INSTANCE_ID,
+    TOKEN,
+    FakeStateStore,
+    context,
+    generate_response,
+    instance,
+    listing,
+    logged,
+)
+
+RECORD_KEYS = {
+    "agent_id",
+    "instance_id",
+    "channel_id",
+    "ai_agent_user_id",
+    "user_id",
+    "avatar_user_id",
+    "session_id",
+    "correlation_id",
+    "created_at",
+    "adopted",
+}
+CID = make_correlation_id("dag", "run-1", "call", -1)
+
+
+@pytest.fixture(autouse=True)
+def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", CONN_JSON)
+
+
+@pytest.fixture
+def generate():
+    with patch.object(IceHook, "generate_ai_agent_call", return_value=generate_response()) as mock:
+        yield mock
+
+
+@pytest.fixture
+def stop():
+    with patch.object(IceHook, "stop_ai_agent_instance") as mock:
+        yield mock
+
+
+def make_op(**kwargs) -> IceGenerateAIAgentCallOperator:
+    kwargs.setdefault("task_id", "call")
+    kwargs.setdefault("agent_id", AGENT_ID)
+    kwargs.setdefault("poll_interval", 0.01)
+    return IceGenerateAIAgentCallOperator(**kwargs)
+
+
+def sent_user_data(generate: MagicMock) -> object:
+    return generate.call_args.kwargs["user_data"]
+
+
+# -- correlation ids and UserData ---------------------------------------------------------------
+
+
+def test_correlation_id_is_per_task_instance_and_per_clear() -> None:
+    base = make_correlation_id("dag", "run-1", "call", -1)
+    assert base == make_correlation_id("dag", "run-1", "call", -1, 0)
+    others = {
+        make_correlation_id("dag", "run-1", "call", 0),
+        make_correlation_id("dag", "run-1", "call", 1),
+        make_correlation_id("dag", "run-2", "call", -1),
+        make_correlation_id("dag", "run-1", "call", -1, 1),
+    }
+    assert base not in others
+    assert len(others) == 4
+
+
+@pytest.mark.parametrize(
+    ("user_data", "expected", "embedded"),
+    [
+        (None, {CORRELATION_KEY: "c"}, True),
+        ("", {CORRELATION_KEY: "c"}, True),
+        ({}, {CORRELATION_KEY: "c"}, True),
+        ({"a": 1}, {"a": 1, CORRELATION_KEY: "c"}, True),
+        ('{"a": 1}', {"a": 1, CORRELATION_KEY: "c"}, True),
+        ("plain text", "plain text", False),
+        ("[1, 2]", "[1, 2]", False),
+        ({CORRELATION_KEY: "c"}, {CORRELATION_KEY: "c"}, True),
+    ],
+)
+def test_embed_correlation_id(user_data: object, expected: object, embedded: bool) -> None:
+    assert embed_correlation_id(user_data, "c") == (expected, embedded)
+
+
+def test_embed_correlation_id_off_leaves_user_data_alone() -> None:
+    assert embed_correlation_id({"a": 1}, None) == ({"a": 1}, False)
+
+
+def test_embed_rejects_a_foreign_value_under_the_reserved_key() -> None:
+    with pytest.raises(IceValidationError, match=r"user_data.*reserved"):
+        embed_correlation_id({CORRELATION_KEY: "mine"}, "c")
+
+
+# -- placing the call ---------------------------------------------------------------------------
+
+
+def test_execute_places_one_call_and_returns_the_record_without_token(generate: MagicMock) -> None:
+    store = FakeStateStore()
+    ctx = context(store=store)
+    op = make_op(user_data={"name": "Ann"}, user_id="ann", session_id="sess-1", expire=600)
+    with patch("airflow.sdk.log.mask_secret") as mask:
+        before = datetime.now().astimezone()
+        result = op.execute(ctx)
+    generate.assert_called_once()
+    assert sent_user_data(generate) == {"name": "Ann", CORRELATION_KEY: CID}
+    assert generate.call_args.kwargs["expire"] == 600
+    assert generate.call_args.kwargs["session_id"] == "sess-1"
+    assert set(result) == RECORD_KEYS
+    assert result["instance_id"] == INSTANCE_ID
+    assert result["channel_id"] == CHANNEL_ID
+    assert result["correlation_id"] == CID
+    assert result["adopted"] is False
+    assert result["session_id"] == "sess-1"
+    created = datetime.fromisoformat(result["created_at"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=1) <= created <= datetime.now().astimezone()
+    assert TOKEN not in json.dumps(result)
+    mask.assert_any_call(TOKEN)
+    # Recorded for retries, and the console link persisted through XCom.
+    assert store.data[STATE_KEY]["instance_id"] == INSTANCE_ID
+    ctx["ti"].xcom_push.assert_any_call(
+        key=CONSOLE_URL_XCOM_KEY, value=console_url("cn-shanghai", AGENT_ID, INSTANCE_ID)
+    )
+    assert all(call.kwargs.get("key") != TOKEN_XCOM_KEY for call in ctx["ti"].xcom_push.call_args_list)
+
+
+def test_push_token_is_an_explicit_opt_in(generate: MagicMock) -> None:
+    ctx = context()
+    result = make_op(push_token=True).execute(ctx)
+    ctx["ti"].xcom_push.assert_any_call(key=TOKEN_XCOM_KEY, value=TOKEN)
+    assert TOKEN not in json.dumps(result)
+
+
+def test_json_string_user_data_gets_the_correlation_id(generate: MagicMock) -> None:
+    make_op(user_data='{"name": "Ann"}').execute(context())
+    assert sent_user_data(generate) == {"name": "Ann", CORRELATION_KEY: CID}
+
+
+def test_plain_string_user_data_is_sent_unchanged_with_a_warning(
+    generate: MagicMock, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        result = make_op(user_data="call Ann about the parcel").execute(context())
+    assert sent_user_data(generate) == "call Ann about the parcel"
+    assert result["correlation_id"] is None
+    assert "not a JSON object" in logged(caplog, capsys)
+
+
+def test_correlation_can_be_switched_off(generate: MagicMock) -> None:
+    result = make_op(user_data={"name": "Ann"}, correlation=False).execute(context())
+    assert sent_user_data(generate) == {"name": "Ann"}
+    assert result["correlation_id"] is None
+
+
+def test_mapped_indexes_get_distinct_correlation_ids(generate: MagicMock) -> None:
+    ids = set()
+    for index in range(3):
+        make_op(user_data={"n": index}).execute(context(map_index=index))
+        ids.add(sent_user_data(generate)[CORRELATION_KEY])  # type: ignore[index]
+    assert len(ids) == 3
+
+
+def test_a_cleared_task_places_a_fresh_call(generate: MagicMock) -> None:
+    make_op().execute(context(clear_number=1))
+    assert sent_user_data(generate) == {CORRELATION_KEY: make_correlation_id("dag", "run-1", "call", -1, 1)}
+
+
+def test_bad_input_fails_before_any_request(generate: MagicMock) -> None:
+    with pytest.raises(IceValidationError, match="expire"):
+        make_op(expire=10**9).execute(context())
+    with pytest.raises(IceValidationError, match="agent_id"):
+        make_op(agent_id="  ").execute(context())
+    with pytest.raises(IceValidationError, match="reserved"):
+        make_op(user_data={CORRELATION_KEY: "x"}).execute(context())
+    generate.assert_not_called()
+
+
+def test_templated_expire_string_is_coerced(generate: MagicMock) -> None:
+    make_op(expire="3600").execute(context())
+    assert generate.call_args.kwargs["expire"] == 3600
+
+
+@pytest.mark.parametrize("parameter", ["poll_interval", "timeout", "not_found_timeout"])
+@pytest.mark.parametrize("value", [0, -1, float("inf")])
+def test_constructor_rejects_bad_durations(parameter: str, value: float) -> None:
+    with pytest.raises(ValueError, match=parameter):
+        make_op(**{parameter: value})
+
+
+def test_template_fields() -> None:
+    assert set(IceGenerateAIAgentCallOperator.template_fields) == {
+        "agent_id",
+        "user_data",
+        "user_id",
+        "session_id",
+        "expire",
+        "agent_config",
+        "chat_sync_config",
+        "ice_conn_id",
+    }
+    assert IceGenerateAIAgentCallOperator.template_fields_renderers["user_data"] == "json"
+    assert any(isinstance(link, IceAIAgentInstanceLink) for link in make_op().operator_extra_links)
+
+
+# -- exactly once: retries and lost responses ---------------------------------------------------
+
+
+def test_retry_adopts_the_call_recorded_in_the_task_state_store(generate: MagicMock) -> None:
+    first = make_op().execute(context(store=(store := FakeStateStore())))
+    generate.reset_mock()
+    with patch.object(IceHook, "list_ai_agent_instances") as list_:
+        again = make_op().execute(context(try_number=2, store=store))
+    generate.assert_not_called()
+    list_.assert_not_called()
+    assert again["instance_id"] == first["instance_id"]
+    assert again["adopted"] is True
+
+
+def test_retry_finds_the_earlier_call_by_correlation_id(generate: MagicMock) -> None:
+    other = instance(correlation_id="af-someone-else", channel_id="other")
+    ours = instance(correlation_id=CID, channel_id="ch-ours")
+    with patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([other, ours])) as list_:
+        result = make_op(user_id="ann").execute(context(try_number=2))
+    generate.assert_not_called()
+    assert list_.call_args.args == (AGENT_ID,)
+    start, end = list_.call_args.kwargs["start_time"], list_.call_args.kwargs["end_time"]
+    assert start < end
+    assert result["adopted"] is True
+    assert result["channel_id"] == "ch-ours"
+    assert result["correlation_id"] == CID
+    assert result["user_id"] == "ann"
+    assert AUTH_TOKEN not in json.dumps(result)
+
+
+def test_retry_places_the_call_when_no_earlier_call_exists(generate: MagicMock) -> None:
+    with patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([])):
+        result = make_op().execute(context(try_number=2))
+    generate.assert_called_once()
+    assert result["adopted"] is False
+
+
+def test_first_try_does_not_look_up(generate: MagicMock) -> None:
+    with patch.object(IceHook, "list_ai_agent_instances") as list_:
+        make_op().execute(context())
+    list_.assert_not_called()
+
+
+def test_lost_response_adopts_the_instance_instead_of_calling_again(generate: MagicMock) -> None:
+    generate.side_effect = IceOutcomeUnknownError("GenerateAIAgentCall", TimeoutError("read timed out"))
+    ours = instance(correlation_id=CID, instance_id="inst-from-list")
+    with patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([], [ours])):
+        result = make_op().execute(context(store=(store := FakeStateStore())))
+    generate.assert_called_once()
+    assert result["adopted"] is True
+    assert result["instance_id"] == "inst-from-list"
+    assert store.data[STATE_KEY]["channel_id"] == CHANNEL_ID
+
+
+def test_lost_response_with_no_instance_fails_clearly(generate: MagicMock) -> None:
+    generate.side_effect = IceOutcomeUnknownError("GenerateAIAgentCall", TimeoutError("read timed out"))
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([])) as list_,
+        pytest.raises(IceAgentCallError, match="probably not placed"),
+    ):
+        make_op().execute(context())
+    assert list_.call_count == 3
+    generate.assert_called_once()
+
+
+def test_lost_response_without_correlation_cannot_be_looked_up(generate: MagicMock) -> None:
+    generate.side_effect = IceOutcomeUnknownError("GenerateAIAgentCall", TimeoutError("read timed out"))
+    with pytest.raises(IceAgentCallError, match="check the ICE console"):
+        make_op(correlation=False).execute(context())
+
+
+# -- waiting ------------------------------------------------------------------------------------
+
+
+def test_sync_wait_polls_until_finished(generate: MagicMock) -> None:
+    batches = listing(
+        [instance("Created", correlation_id=CID)],
+        IceServerError("boom", http_status=503),
+        [instance("Executing", correlation_id=CID)],
+        [instance("Finished", correlation_id=CID, call_log=True)],
+    )
+    with patch.object(IceHook, "list_ai_agent_instances", side_effect=batches) as list_:
+        result = make_op(wait_for_completion=True, deferrable=False).execute(context())
+    assert list_.call_count == 4
+    assert result["instance_id"] == INSTANCE_ID
+    assert "call_log_url" not in result
+
+
+def test_sync_wait_timeout_stops_the_instance(generate: MagicMock, stop: MagicMock) -> None:
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([instance(correlation_id=CID)])),
+        pytest.raises(IceAgentWaitTimeout, match="did not finish"),
+    ):
+        make_op(wait_for_completion=True, deferrable=False, timeout=0.05).execute(context())
+    stop.assert_called_once_with(INSTANCE_ID)
+
+
+def test_sync_wait_timeout_without_stop_on_kill(generate: MagicMock, stop: MagicMock) -> None:
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([instance(correlation_id=CID)])),
+        pytest.raises(IceAgentWaitTimeout),
+    ):
+        make_op(wait_for_completion=True, deferrable=False, timeout=0.05, stop_on_kill=False).execute(
+            context()
+        )
+    stop.assert_not_called()
+
+
+def test_sync_wait_not_found_fails_without_retry(generate: MagicMock) -> None:
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([])),
+        pytest.raises(IceAgentInstanceNotFoundError, match=f"agent '{AGENT_ID}'.*channel '{CHANNEL_ID}'"),
+    ):
+        make_op(wait_for_completion=True, deferrable=False, not_found_timeout=0.05).execute(context())
+    assert issubclass(IceAgentInstanceNotFoundError, AirflowFailException)
+
+
+def test_sync_wait_too_many_errors(generate: MagicMock) -> None:
+    error = IceTransportError("connection reset", action="ListAIAgentInstance")
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing(error)) as list_,
+        pytest.raises(IceAgentCallError, match="3 times in a row"),
+    ):
+        make_op(wait_for_completion=True, deferrable=False, max_consecutive_errors=2).execute(context())
+    assert list_.call_count == 3
+
+
+def test_deferrable_checks_once_then_defers_with_absolute_deadlines(generate: MagicMock) -> None:
+    op = make_op(wait_for_completion=True, deferrable=True, timeout=600, not_found_timeout=60)
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([instance(correlation_id=CID)])),
+        patch("airflow_provider_ice.operators.agent_call.time.time", return_value=1_000_000.0),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        op.execute(context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, IceAIAgentInstanceTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout is None
+    call = deferred.value.kwargs["call"]
+    assert call["instance_id"] == INSTANCE_ID
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_ice.triggers.agent_instance.IceAIAgentInstanceTrigger"
+    window_start = kwargs.pop("window_start")
+    assert window_start.endswith("Z")
+    assert kwargs == {
+        "ice_conn_id": "ice_default",
+        "agent_id": AGENT_ID,
+        "correlation_id": CID,
+        "channel_id": CHANNEL_ID,
+        "instance_id": INSTANCE_ID,
+        "poll_interval": 0.01,
+        "end_time": 1_000_600.0,
+        "not_found_deadline": 1_000_060.0,
+        "max_consecutive_errors": 3,
+        "stop_on_kill": True,
+        "coalesce": True,
+    }
+    assert TOKEN not in json.dumps([kwargs, deferred.value.kwargs])
+
+
+def test_deferrable_does_not_defer_when_already_finished(generate: MagicMock) -> None:
+    with patch.object(
+        IceHook, "list_ai_agent_instances", side_effect=listing([instance("Finished", correlation_id=CID)])
+    ):
+        result = make_op(wait_for_completion=True, deferrable=True).execute(context())
+    assert result["instance_id"] == INSTANCE_ID
+
+
+def test_no_wait_returns_right_after_the_call(generate: MagicMock) -> None:
+    with patch.object(IceHook, "list_ai_agent_instances") as list_:
+        make_op(deferrable=True).execute(context())
+    list_.assert_not_called()
+
+
+def _event(status: str, reason: str = "finished", **extra: object) -> dict:
+    return {
+        "status": status,
+        "message": f"{status} message",
+        "reason": reason,
+        "agent_id": AGENT_ID,
+        "instance_id": INSTANCE_ID,
+        "channel_id": CHANNEL_ID,
+        "correlation_id": CID,
+        "instance_status": "Finished" if status == "success" else "Executing",
+        "user_data": None,
+        "call_log_available": status == "success",
+        **extra,
+    }
+
+
+CALL = {"agent_id": AGENT_ID, "instance_id": INSTANCE_ID, "channel_id": CHANNEL_ID}
+
+
+def test_execute_complete_success_returns_the_call() -> None:
+    assert make_op().execute_complete(context(), _event("success"), call=CALL) == CALL
+
+
+def test_execute_complete_timeout_stops_then_fails(stop: MagicMock) -> None:
+    with pytest.raises(IceAgentWaitTimeout, match="timeout message"):
+        make_op().execute_complete(context(), _event("timeout", "timeout"), call=CALL)
+    stop.assert_called_once_with(INSTANCE_ID)
+
+
+def test_execute_complete_timeout_stop_failure_does_not_hide_the_timeout(stop: MagicMock) -> None:
+    stop.side_effect = IceServerError("down", http_status=503)
+    with pytest.raises(IceAgentWaitTimeout):
+        make_op().execute_complete(context(), _event("timeout", "timeout"), call=CALL)
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [("not_found", IceAgentInstanceNotFoundError), ("poll_error", IceAgentCallError)],
+)
+def test_execute_complete_error_does_not_stop(stop: MagicMock, reason: str, error: type) -> None:
+    with pytest.raises(error, match="error message"):
+        make_op().execute_complete(context(), _event("error", reason), call=CALL)
+    stop.assert_not_called()
+
+
+@pytest.mark.parametrize("event", [None, {"status": "cancelled"}, {"message": "x"}, "success"])
+def test_execute_complete_rejects_bad_events(event: object) -> None:
+    with pytest.raises(IceTriggerEventError):
+        make_op().execute_complete(context(), event, call=CALL)  # type: ignore[arg-type]
+
+
+def test_execute_complete_rejects_an_event_for_another_agent() -> None:
+    with pytest.raises(IceTriggerEventError, match="another agent"):
+        make_op().execute_complete(context(), _event("success", agent_id="other"), call=CALL)
+
+
+# -- on_kill ------------------------------------------------------------------------------------
+
+
+def test_on_kill_stops_the_placed_instance(generate: MagicMock, stop: MagicMock) -> None:
+    op = make_op()
+    op.execute(context())
+    op.on_kill()
+    stop.assert_called_once_with(INSTANCE_ID)
+
+
+def test_on_kill_never_raises(
+    generate: MagicMock, stop: MagicMock, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stop.side_effect = IceServerError("down", http_status=503)
+    op = make_op()
+    op.execute(context())
+    op.on_kill()
+    assert "Could not stop agent instance" in logged(caplog, capsys)
+
+
+def test_on_kill_before_any_call_does_nothing(stop: MagicMock) -> None:
+    make_op().on_kill()
+    stop.assert_not_called()
+
+
+def test_on_kill_respects_stop_on_kill(generate: MagicMock, stop: MagicMock) -> None:
+    op = make_op(stop_on_kill=False)
+    op.execute(context())
+    op.on_kill()
+    stop.assert_not_called()
+
+
+# -- outbound calls -----------------------------------------------------------------------------
+
+
+def make_outbound(**kwargs) -> IceStartAIAgentOutboundCallOperator:
+    kwargs.setdefault("task_id", "call")
+    kwargs.setdefault("agent_id", AGENT_ID)
+    kwargs.setdefault("called_number", "+86 138-0013-8000")
+    kwargs.setdefault("caller_number", "02112345678")
+    return IceStartAIAgentOutboundCallOperator(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("called_number", "call me"), ("caller_number", "12"), ("called_number", 123)]
+)
+def test_outbound_validates_numbers_before_any_request(field: str, value: object) -> None:
+    with (
+        patch.object(IceHook, "start_ai_agent_outbound_call") as start,
+        pytest.raises(IceValidationError, match=field),
+    ):
+        make_outbound(**{field: value}).execute(context())
+    start.assert_not_called()
+
+
+def test_outbound_places_one_call_with_correlation() -> None:
+    response = StartAIAgentOutboundCallResponse.model_validate({"InstanceId": "ob-1", "RequestId": "r"})
+    with patch.object(IceHook, "start_ai_agent_outbound_call", return_value=response) as start:
+        result = make_outbound(user_data={"order": 7}, config={"Greeting": "Hi"}).execute(context())
+    start.assert_called_once()
+    assert start.call_args.kwargs["called_number"] == "+8613800138000"
+    assert start.call_args.kwargs["config"] == {"Greeting": "Hi"}
+    assert start.call_args.kwargs["user_data"] == {"order": 7, CORRELATION_KEY: CID}
+    assert result["instance_id"] == "ob-1"
+    assert result["channel_id"] is None
+    assert result["correlation_id"] == CID
+
+
+def test_outbound_retry_adopts_by_correlation_id() -> None:
+    with (
+        patch.object(IceHook, "start_ai_agent_outbound_call") as start,
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([instance(correlation_id=CID)])),
+    ):
+        result = make_outbound().execute(context(try_number=3))
+    start.assert_not_called()
+    assert result["adopted"] is True
