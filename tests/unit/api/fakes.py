@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -74,3 +77,45 @@ def assert_signed(request: httpx.Request, secret: str = SECRET) -> None:
 
 def instance(n: int, **extra: Any) -> dict[str, Any]:
     return {"Status": "Finished", "UserData": json.dumps({"n": n}), **extra}
+
+
+Responder = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    captured: list[dict[str, Any]]
+    respond: Responder
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        seen = {
+            "target": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": self.rfile.read(length) if length else b"",
+        }
+        self.captured.append(seen)
+        status, body = type(self).respond(seen)
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def local_server(respond: Responder) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on 127.0.0.1 answering ``respond(request)``; yields (host:port, requests)."""
+    captured: list[dict[str, Any]] = []
+    handler = type("Handler", (_RecordingHandler,), {"captured": captured, "respond": staticmethod(respond)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", captured
+    finally:
+        server.shutdown()
+        server.server_close()

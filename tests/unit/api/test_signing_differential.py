@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +23,8 @@ from airflow_provider_ice.api.signing import (
     parse_authorization,
     sign_request,
 )
+
+from .fakes import local_server
 
 AK, SECRET = "testAccessKeyId", "testAccessKeySecret"
 SIGNED = {
@@ -143,38 +143,12 @@ def test_form_body_signature_matches_sdk(prompt: str) -> None:
 # --- wire format: what the SDK client and our client put on the wire for GenerateAIAgentCall ----------
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    captured: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.captured.append(
-            {"target": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
-        )
-        payload = json.dumps({"RequestId": "req-1", "InstanceId": "inst-1", "ChannelId": "ch"}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def recorder() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    captured: list[dict[str, Any]] = []
-    handler = type("Handler", (_Recorder,), {"captured": captured})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", captured
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_server(
+        lambda _: (200, {"RequestId": "req-1", "InstanceId": "inst-1", "ChannelId": "ch"})
+    ) as server:
+        yield server
 
 
 def _decoded_query(target: str) -> dict[str, str]:
