@@ -1,0 +1,440 @@
+"""IceHook: connection fields, environment fallback, clients, test_connection and secret hygiene."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from unittest import mock
+
+import certifi
+import httpx
+import pytest
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from airflow_provider_ice.api.client import AsyncIceClient, IceClient
+from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.hooks.ice import IceHook
+from tests.unit.api.fakes import Script, error, local_server, ok
+
+ENV_KEYS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_ICE_DEFAULT", raising=False)
+
+
+def set_conn(
+    monkeypatch: pytest.MonkeyPatch,
+    conn_id: str = "ice_default",
+    login: str | None = "LTAIhookKeyId",
+    password: str | None = "hook-secret-value-42",
+    **extra: Any,
+) -> None:
+    conn: dict[str, Any] = {"conn_type": "alibaba_ice", "extra": extra}
+    if login is not None:
+        conn["login"] = login
+    if password is not None:
+        conn["password"] = password
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+def test_hook_identity() -> None:
+    assert IceHook.conn_name_attr == "ice_conn_id"
+    assert IceHook.default_conn_name == "ice_default"
+    assert IceHook.conn_type == "alibaba_ice"
+    assert IceHook.hook_name == "Alibaba Cloud ICE"
+    assert IceHook().ice_conn_id == "ice_default"
+
+
+def test_constructor_does_no_io() -> None:
+    with mock.patch.object(BaseHook, "get_connection", side_effect=AssertionError("I/O in __init__")):
+        IceHook("anything")
+
+
+def test_defaults_from_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+    hook = IceHook()
+    assert hook.region == "cn-shanghai"
+    assert hook.endpoint == "https://ice.cn-shanghai.aliyuncs.com"
+    assert hook.allows_plain_http is False
+    client = hook.get_conn()
+    assert isinstance(client, IceClient)
+    assert client is hook.get_conn()  # cached
+    assert (client.timeout.connect, client.timeout.read, client.max_retries) == (5.0, 10.0, 3)
+    settings = hook.settings
+    assert settings.credentials.access_key_id == "LTAIhookKeyId"
+    assert settings.credentials.access_key_secret == "hook-secret-value-42"
+    assert settings.credentials.security_token is None
+
+
+def test_all_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        conn_id="ice_full",
+        region="ap-southeast-1",
+        security_token="sts-token-value-9",
+        timeout="20",
+        connect_timeout=2.5,
+        max_retries="5",
+        verify=certifi.where(),
+    )
+    hook = IceHook("ice_full")
+    assert hook.endpoint == "https://ice.ap-southeast-1.aliyuncs.com"
+    assert hook.region == "ap-southeast-1"
+    client = hook.get_conn()
+    assert (client.timeout.connect, client.timeout.read, client.max_retries) == (2.5, 20.0, 5)
+    assert hook.settings.credentials.security_token == "sts-token-value-9"
+    assert hook.settings.verify == certifi.where()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url", "plain"),
+    [
+        ("ice.cn-hangzhou.aliyuncs.com", "https://ice.cn-hangzhou.aliyuncs.com", False),
+        ("https://ice-vpc.cn-shanghai.aliyuncs.com", "https://ice-vpc.cn-shanghai.aliyuncs.com", False),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765", True),
+        ("localhost:8765", "https://localhost:8765", False),
+    ],
+)
+def test_endpoint_override(monkeypatch: pytest.MonkeyPatch, endpoint: str, url: str, plain: bool) -> None:
+    set_conn(monkeypatch, endpoint=endpoint, region="cn-beijing")
+    hook = IceHook()
+    assert hook.endpoint == url
+    assert hook.allows_plain_http is plain
+    assert hook.get_conn().endpoint == url
+
+
+@pytest.mark.parametrize(
+    ("extra", "parameter"),
+    [
+        ({"endpoint": "ftp://ice.example.com"}, "endpoint"),
+        ({"endpoint": "grpc://127.0.0.1:1"}, "endpoint"),
+        ({"region": "Shanghai!"}, "region"),
+        ({"timeout": "soon"}, "timeout"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"max_retries": "lots"}, "max_retries"),
+        ({"max_retries": 50}, "max_retries"),
+        ({"verify": 3}, "verify"),
+    ],
+)
+def test_bad_extras_are_rejected_clearly(
+    monkeypatch: pytest.MonkeyPatch, extra: dict[str, Any], parameter: str
+) -> None:
+    set_conn(monkeypatch, **extra)
+    with pytest.raises(IceValidationError) as raised:
+        IceHook().get_conn()
+    assert raised.value.parameter == parameter
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", False), ("False", False), ("0", False), ("true", True)]
+)
+def test_verify_strings(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    set_conn(monkeypatch, verify=value)
+    assert IceHook().settings.verify is expected
+
+
+def test_verify_false_logs_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_conn(monkeypatch, verify=False)
+    with caplog.at_level(logging.WARNING):
+        IceHook().get_conn()
+    assert "TLS certificate verification is DISABLED" in caplog.text
+
+
+def test_environment_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, login=None, password=None, region="cn-beijing")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIenvKey")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret-value")
+    monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", "env-sts-token")
+    credentials = IceHook().settings.credentials
+    assert (credentials.access_key_id, credentials.access_key_secret, credentials.security_token) == (
+        "LTAIenvKey",
+        "env-secret-value",
+        "env-sts-token",
+    )
+
+
+def test_connection_keys_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIenvKey")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret-value")
+    monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", "env-sts-token")
+    credentials = IceHook().settings.credentials
+    assert credentials.access_key_id == "LTAIhookKeyId"
+    assert credentials.security_token is None  # an env STS token belongs to the env keys only
+
+
+def test_missing_connection_uses_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIenvKey")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret-value")
+    hook = IceHook("ice_not_defined")
+    assert hook.settings.credentials.access_key_id == "LTAIenvKey"
+    assert hook.endpoint == "https://ice.cn-shanghai.aliyuncs.com"
+
+
+def test_missing_connection_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(AirflowNotFoundException, match="ice_not_defined"):
+        IceHook("ice_not_defined").get_conn()
+
+
+@pytest.mark.parametrize(
+    ("login", "password", "env", "fragment"),
+    [
+        ("LTAIonlyId", None, {}, "AccessKey secret (password) is missing"),
+        (None, "only-secret", {}, "AccessKey ID (login) is missing"),
+        (None, None, {}, "no AccessKey found"),
+        (None, None, {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAIenv"}, "AccessKey secret (password) is missing"),
+    ],
+)
+def test_half_credentials_fail_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+    login: str | None,
+    password: str | None,
+    env: dict[str, str],
+    fragment: str,
+) -> None:
+    set_conn(monkeypatch, login=login, password=password)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(IceValidationError) as raised:
+        IceHook().get_conn()
+    assert raised.value.parameter == "credentials"
+    assert fragment in str(raised.value)
+    assert "only-secret" not in str(raised.value)
+
+
+# --- API methods delegate to the client ---------------------------------------------------------
+
+
+def test_methods_use_the_sync_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        action = request.headers["x-acs-action"]
+        return {
+            "GenerateAIAgentCall": ok({"InstanceId": "i-1", "ChannelId": "c"}),
+            "StartAIAgentOutboundCall": ok({"InstanceId": "i-2"}),
+            "ListAIAgentInstance": ok({"Instances": [{"Status": "Finished"}]}),
+            "DescribeAIAgentInstance": ok({"Instance": {"Status": "Executing"}}),
+            "StopAIAgentInstance": ok({"RequestId": "stop"}),
+        }.get(action, ok({"Raw": action}))
+
+    script = Script(answer)
+    hook = IceHook(transport=script.sync)
+    assert hook.generate_ai_agent_call("a", user_data={"k": 1}, expire=60).instance_id == "i-1"
+    assert (
+        hook.start_ai_agent_outbound_call(
+            "a", called_number="13800000000", caller_number="0571123"
+        ).instance_id
+        == "i-2"
+    )
+    assert [i.status for i in hook.list_ai_agent_instances("a", start_time="2025-01-01T00:00:00Z")] == [
+        "Finished"
+    ]
+    assert hook.describe_ai_agent_instance("i-1").status == "Executing"
+    assert hook.stop_ai_agent_instance("i-1").request_id == "stop"
+    assert hook.call_api("GetAIAgentConcurrency", {"AIAgentId": "a"}) == {"Raw": "GetAIAgentConcurrency"}
+    assert script.actions() == [
+        "GenerateAIAgentCall",
+        "StartAIAgentOutboundCall",
+        "ListAIAgentInstance",
+        "DescribeAIAgentInstance",
+        "StopAIAgentInstance",
+        "GetAIAgentConcurrency",
+    ]
+    assert all(
+        r.headers["authorization"].startswith("ACS3-HMAC-SHA256 Credential=LTAIhookKeyId,")
+        for r in script.requests
+    )
+
+
+async def test_async_methods_use_async_lookup_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, endpoint="http://127.0.0.1:1")
+    script = Script(
+        lambda request: {
+            "ListAIAgentInstance": ok({"Instances": [{"Status": "Created"}, {"Status": "Finished"}]}),
+            "DescribeAIAgentInstance": ok({"Instance": {"Status": "Finished"}}),
+            "StopAIAgentInstance": ok({"RequestId": "s"}),
+        }.get(request.headers["x-acs-action"], ok({"Raw": 1}))
+    )
+    hook = IceHook(async_transport=httpx.MockTransport(script))
+    with mock.patch.object(
+        BaseHook, "get_connection", side_effect=AssertionError("sync lookup in a coroutine")
+    ):
+        assert [i.status async for i in hook.alist_ai_agent_instances("a")] == ["Created", "Finished"]
+        assert (await hook.adescribe_ai_agent_instance("i")).status == "Finished"
+        assert (await hook.astop_ai_agent_instance("i")).request_id == "s"
+        assert await hook.acall_api("ListAIAgentDialogues", {"SessionId": "s"}) == {"Raw": 1}
+        client = await hook.aget_async_client()
+        assert isinstance(client, AsyncIceClient)
+        assert client is await hook.aget_async_client()  # cached within one loop
+        assert hook.endpoint == "http://127.0.0.1:1"  # settings cached by the async lookup
+    await hook.aclose()
+
+
+def test_async_client_is_per_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+    hook = IceHook()
+
+    async def get() -> AsyncIceClient:
+        return await hook.aget_async_client()
+
+    first = asyncio.run(get())
+    second = asyncio.run(get())
+    assert first is not second
+    assert len(hook._async_clients) == 1  # the closed loop's client was dropped
+
+
+# --- test_connection -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "ok_expected", "fragment"),
+    [
+        (ok({"Instances": []}), True, "Connection works"),
+        (error(400, "InvalidParameter.AIAgentId", "agent not found"), True, "InvalidParameter.AIAgentId"),
+        (error(404, "AIAgentNotFound"), True, "AIAgentNotFound"),
+        (
+            error(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."),
+            False,
+            "Authentication",
+        ),
+        (error(400, "SignatureDoesNotMatch"), False, "Authentication"),
+        (error(403, "Forbidden.RAM"), False, "Authentication"),
+        (error(503, "ServiceUnavailable"), False, "ServiceUnavailable"),
+        (httpx.ConnectError("connection refused"), False, "ConnectError"),
+    ],
+)
+def test_test_connection(
+    monkeypatch: pytest.MonkeyPatch, response: Any, ok_expected: bool, fragment: str
+) -> None:
+    set_conn(monkeypatch, max_retries=0)
+    script = Script(response)
+    result, message = IceHook(transport=script.sync).test_connection()
+    assert (result, fragment in message) == (ok_expected, True), message
+    assert script.actions() == ["ListAIAgentInstance"]
+    assert script.params()["PageSize"] == "1"
+    assert "hook-secret-value-42" not in message
+
+
+def test_test_connection_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, login="LTAIonly", password=None)
+    result, message = IceHook().test_connection()
+    assert result is False
+    assert "password" in message
+
+
+# --- secrets ------------------------------------------------------------------------------------
+
+SECRETS = {
+    "access_key_secret": "S3cr3t-AccessKey-Value-7f41",
+    "sts": "STS-Token-Value-Qz93kd",
+    "artc_token": "ARTC-Token-Value-x0x0x0",
+    "auth_token": "Agent-AuthToken-Value-99",
+    "call_log_url": "https://oss.example.com/log.json?Expires=1&Signature=SignedUrlSignature123",
+}
+
+
+def _ice_answers(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    action = request["headers"]["x-acs-action"]
+    if action == "GenerateAIAgentCall":
+        return 200, {"InstanceId": "i-1", "ChannelId": "c-1", "Token": SECRETS["artc_token"]}
+    if action == "DescribeAIAgentInstance":
+        return 200, {
+            "Instance": {
+                "Status": "Finished",
+                "CallLogUrl": SECRETS["call_log_url"],
+                "RuntimeConfig": {"ChannelId": "c-1", "AuthToken": SECRETS["auth_token"]},
+            }
+        }
+    # Errors echo the request, as gateways sometimes do.
+    return 500, {"Code": "InternalError", "Message": f"failed for Token={SECRETS['artc_token']}"}
+
+
+async def _async_calls(hook: IceHook) -> None:
+    assert (await hook.adescribe_ai_agent_instance("i-1")).has_call_log
+    with pytest.raises(Exception, match="InternalError"):
+        await hook.astop_ai_agent_instance("i-1")
+    await hook.aclose()
+
+
+def test_no_secret_reaches_logs_at_debug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real HTTP (httpx/httpcore and aiohttp) with every logger at DEBUG: no secret in any output."""
+    with local_server(_ice_answers) as (host, captured):
+        set_conn(
+            monkeypatch,
+            password=SECRETS["access_key_secret"],
+            endpoint=f"http://{host}",
+            security_token=SECRETS["sts"],
+            max_retries=1,
+        )
+        caplog.set_level(logging.DEBUG)
+        for name in ("httpx", "httpcore", "aiohttp", "airflow_provider_ice", "tenacity"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        hook = IceHook()
+        generated = hook.generate_ai_agent_call("agent-1", user_data={"k": "v"})
+        print(generated, repr(generated), generated.model_dump())
+        described = hook.describe_ai_agent_instance("i-1")
+        print(described, repr(described), described.model_dump())
+        with pytest.raises(Exception, match="InternalError") as failed:
+            hook.stop_ai_agent_instance("i-1")
+        logging.getLogger("test").error("failure: %s", failed.value)
+        asyncio.run(_async_calls(hook))
+        hook.close()
+    output = caplog.text + "".join(r.getMessage() for r in caplog.records) + "".join(capsys.readouterr())
+    assert "HTTP Request: POST" in output, (
+        "httpx request logging was not captured; the test would prove nothing"
+    )
+    assert len(captured) >= 6
+    authorizations = [request["headers"]["authorization"] for request in captured]
+    for label, secret in [
+        *SECRETS.items(),
+        *((f"authorization-{i}", a) for i, a in enumerate(authorizations)),
+    ]:
+        assert secret not in output, f"{label} leaked into the logs"
+    assert "SignedUrlSignature123" not in output
+
+
+def test_secrets_are_registered_with_the_airflow_masker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.log import _secrets_masker
+
+    with local_server(_ice_answers) as (host, _):
+        set_conn(
+            monkeypatch,
+            password=SECRETS["access_key_secret"],
+            endpoint=f"http://{host}",
+            security_token=SECRETS["sts"],
+        )
+        hook = IceHook()
+        hook.generate_ai_agent_call("agent-1")
+        hook.describe_ai_agent_instance("i-1")
+        hook.close()
+    masker = _secrets_masker()
+    for label, secret in SECRETS.items():
+        assert secret not in str(masker.redact(f"value: {secret}")), f"{label} is not masked"
+
+
+async def test_async_secrets_are_masked_without_sync_supervisor_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.log import _secrets_masker
+
+    set_conn(monkeypatch, endpoint="http://127.0.0.1:1")
+    body = {"Instance": {"CallLogUrl": "https://oss/x?Signature=AsyncOnlySignature77"}}
+    hook = IceHook(async_transport=httpx.MockTransport(Script(ok(body))))
+    with mock.patch(
+        "airflow.sdk.log.mask_secret", side_effect=AssertionError("blocking mask_secret in a coroutine")
+    ):
+        await hook.adescribe_ai_agent_instance("i")
+    assert "AsyncOnlySignature77" not in str(
+        _secrets_masker().redact("url https://oss/x?Signature=AsyncOnlySignature77")
+    )
+    await hook.aclose()
