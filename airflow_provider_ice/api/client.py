@@ -74,6 +74,7 @@ class _ClientBase:
         on_secret: SecretCallback | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
+        sign_content_type: bool = False,
     ) -> None:
         if not isinstance(credentials, Credentials):
             raise TypeError("credentials must be an airflow_provider_ice.api.signing.Credentials")
@@ -86,7 +87,9 @@ class _ClientBase:
         self._verify = tls_verify(verify) if self._endpoint.scheme == "https" else True
         agent = default_user_agent()
         self.user_agent = f"{agent} {user_agent}" if user_agent else agent
-        self._builder = RequestBuilder(credentials, self._endpoint, self.user_agent, on_secret)
+        self._builder = RequestBuilder(
+            credentials, self._endpoint, self.user_agent, on_secret, sign_content_type=sign_content_type
+        )
         self._wait = BackoffWait(backoff_base, backoff_cap)
         self._retry = {
             safe: retry_kwargs(self.max_retries, self._wait, safe_to_repeat=safe) for safe in (True, False)
@@ -351,6 +354,9 @@ class AsyncIceClient(_ClientBase):
             on_secret=on_secret,
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
+            # aiohttp adds "content-type: application/octet-stream" to a body-less POST; an
+            # unsigned content-type is rejected (IncompleteSignature), so send a signed one.
+            sign_content_type=True,
         )
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         # Imported here: aiohttp costs ~100 ms to import and sync-only users never need it.

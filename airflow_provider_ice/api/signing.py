@@ -124,13 +124,16 @@ def sign_request(
     nonce: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
     force_body: bool = False,
+    empty_body_content_type: str | None = None,
 ) -> SignedRequest:
     """Sign one RPC-style ``POST /`` request.
 
     Parameters go in the query string, as the SDK sends them, unless the encoded query would be
     longer than :data:`MAX_QUERY_LENGTH` (long system prompts) or ``force_body`` is set; then they
     travel as a form-encoded body whose SHA-256 is signed. Either way, the bytes sent are the
-    bytes signed.
+    bytes signed. ``empty_body_content_type`` sends (and signs) a content-type even without a
+    body, for HTTP stacks that would otherwise add an unsigned one (aiohttp adds
+    ``application/octet-stream`` to every POST, which the service rejects as unsigned).
     """
     encoded = {k: encode_param_value(v) for k, v in params.items() if v is not None}
     query = canonical_query(encoded)
@@ -139,6 +142,8 @@ def sign_request(
     if force_body or len(query) > MAX_QUERY_LENGTH:
         body, query = query.encode("ascii"), ""
         headers["content-type"] = FORM_CONTENT_TYPE
+    elif empty_body_content_type:
+        headers["content-type"] = empty_body_content_type
     headers.update(
         {
             "host": host,

@@ -26,7 +26,7 @@ from .errors import (
     error_from_response,
     scrub,
 )
-from .signing import Credentials, sign_request
+from .signing import FORM_CONTENT_TYPE, Credentials, sign_request
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,8 @@ class RequestBuilder:
     :param user_agent: the User-Agent header value.
     :param on_secret: called with every secret the client sees (credentials at start, tokens and
         signed URLs in responses) so that a log masker can register it; never called with None.
+    :param sign_content_type: send and sign a content-type on body-less requests too (for
+        transports that add their own, like aiohttp).
     """
 
     def __init__(
@@ -131,8 +133,11 @@ class RequestBuilder:
         endpoint: Endpoint,
         user_agent: str,
         on_secret: SecretCallback | None = None,
+        *,
+        sign_content_type: bool = False,
     ) -> None:
         self.credentials = credentials
+        self._empty_body_content_type = FORM_CONTENT_TYPE if sign_content_type else None
         self.endpoint = endpoint
         self.on_secret = on_secret
         self._extra_headers = {"user-agent": user_agent, "accept": "application/json"}
@@ -152,6 +157,7 @@ class RequestBuilder:
             action=action,
             params=params,
             extra_headers=self._extra_headers,
+            empty_body_content_type=self._empty_body_content_type,
         )
         return httpx.Request(
             signed.method,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 import httpx
@@ -24,9 +26,14 @@ from airflow_provider_ice.api.errors import (
     IceTransportError,
     IceValidationError,
 )
-from airflow_provider_ice.api.signing import MAX_QUERY_LENGTH, Credentials
+from airflow_provider_ice.api.signing import (
+    MAX_QUERY_LENGTH,
+    Credentials,
+    expected_signature,
+    parse_authorization,
+)
 
-from .fakes import CREDENTIALS, ENDPOINT, SECRET, Script, assert_signed, error, instance, ok
+from .fakes import CREDENTIALS, ENDPOINT, SECRET, Script, assert_signed, error, instance, local_server, ok
 
 GENERATED = {"RequestId": "r", "InstanceId": "inst-1", "ChannelId": "ch-1", "Token": "artc-token-xyz"}
 
@@ -613,3 +620,29 @@ async def test_aiohttp_connection_refused_counts_as_not_sent() -> None:
         with pytest.raises(IceTransportError) as raised:
             await client.generate_ai_agent_call("agent")
     assert raised.value.sent is False
+
+
+async def test_aiohttp_requests_sign_every_common_header() -> None:
+    """aiohttp adds its own content-type to a POST; ours must be the one sent, and signed."""
+    answer = {"Instance": {"Status": "Finished"}, "InstanceId": "i-1"}
+    with local_server(lambda _: (200, answer)) as (host, captured):
+        async with AsyncIceClient(CREDENTIALS, endpoint=f"http://{host}") as client:
+            assert (await client.describe_ai_agent_instance("i")).status == "Finished"
+            await client.generate_ai_agent_call(
+                "a", agent_config={"LlmConfig": {"LlmSystemPrompt": "x" * 9000}}
+            )
+    for sent in captured:
+        headers = sent["headers"]
+        auth = parse_authorization(headers["authorization"])
+        assert "content-type" in auth.signed_headers
+        assert headers["content-type"] == "application/x-www-form-urlencoded"
+        assert hashlib.sha256(sent["body"]).hexdigest() == headers["x-acs-content-sha256"]
+        assert auth.signature == expected_signature(
+            SECRET,
+            method="POST",
+            path="/",
+            raw_query=urlsplit(sent["target"]).query,
+            headers=headers,
+            signed_headers=auth.signed_headers,
+        )
+    assert captured[1]["body"].startswith(b"AIAgentId=a&AgentConfig=")

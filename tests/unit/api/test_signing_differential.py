@@ -101,9 +101,15 @@ KEYS = st.text(
     nonce=st.text(alphabet="0123456789abcdef", min_size=8, max_size=32),
     token=st.none() | st.text(alphabet="abcXYZ0129+/=", min_size=5, max_size=30),
     secret=st.text(min_size=1, max_size=30).filter(lambda s: s.strip() != ""),
+    empty_body_content_type=st.none() | st.just("application/x-www-form-urlencoded"),
 )
 def test_authorization_matches_sdk(
-    params: dict[str, Any], action: str, nonce: str, token: str | None, secret: str
+    params: dict[str, Any],
+    action: str,
+    nonce: str,
+    token: str | None,
+    secret: str,
+    empty_body_content_type: str | None,
 ) -> None:
     signed = sign_request(
         Credentials(AK, secret, token),
@@ -113,9 +119,11 @@ def test_authorization_matches_sdk(
         date="2025-07-18T06:39:08Z",
         nonce=nonce,
         extra_headers={"user-agent": "airflow-provider-ice/test"},
+        empty_body_content_type=empty_body_content_type,
     )
     headers = signed_headers_of(signed.headers)
     assert set(headers) >= SIGNED
+    assert headers.get("content-type") == empty_body_content_type
     if token:
         assert headers["x-acs-security-token"] == token
         assert headers["x-acs-accesskey-id"] == AK
