@@ -6,7 +6,9 @@ The checks and their codes follow the gateway (shared/reference/ice-api.md §6-7
 Condition                      HTTP    Code
 =============================  ======  ====================================================
 no/unparsable Authorization    400     ``IncompleteSignature``
-header present but unsigned    400     ``IncompleteSignature``
+header present but unsigned    400     ``IncompleteSignature`` (host, every ``x-acs-*``, and
+                                       content-type when there is a body: aiohttp-based
+                                       clients add one to empty bodies)
 unknown AccessKey ID           404     ``InvalidAccessKeyId.NotFound`` (404 as observed on
                                        the live gateway; older docs say 400)
 missing STS token              400     ``InvalidSecurityToken.Missing``
@@ -110,7 +112,8 @@ class Authenticator:
         unsigned = sorted(
             name
             for name in headers
-            if (name.startswith(_MUST_SIGN_PREFIX) or name in ("host", "content-type")) and name not in signed
+            if (name.startswith(_MUST_SIGN_PREFIX) or name == "host" or (name == "content-type" and body))
+            and name not in signed
         )
         if unsigned:
             raise ApiError(

@@ -182,3 +182,10 @@ def test_nonce_cache_forgets_after_the_window_and_beyond_capacity() -> None:
         assert cache.add(name, now=moment)
     assert len(cache) <= 3  # memory stays bounded: the oldest nonce was forgotten
     assert cache.add("a", now=1804)
+
+
+def test_form_body_content_type_must_be_signed(ice_emulator: IceEmulator) -> None:
+    request = signed(ice_emulator, LIST, PARAMS, force_body=True)
+    authorization = request.headers["authorization"].replace("content-type;", "")
+    headers = {**request.headers, "authorization": authorization}
+    assert _error(send(ice_emulator, _with(request, headers=headers))) == (400, "IncompleteSignature")

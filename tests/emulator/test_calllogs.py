@@ -125,7 +125,7 @@ def test_expired_url_gets_oss_403(emulator: IceEmulator, clock: FakeClock) -> No
 def test_tampered_url_gets_oss_403(
     emulator: IceEmulator, clock: FakeClock, tamper: Callable[[str], str]
 ) -> None:
-    instance_id, url = _finished_call(emulator, clock)
+    _, url = _finished_call(emulator, clock)
     response = httpx.get(tamper(url))
     assert response.status_code == 403
     assert _oss_error(response) in ("SignatureDoesNotMatch", "AccessDenied")
