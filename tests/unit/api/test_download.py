@@ -269,3 +269,13 @@ async def test_async_default_transport_is_aiohttp() -> None:
 
     async with AsyncCallLogDownloader() as client:
         assert isinstance(client._client._transport, AiohttpTransport)
+
+
+def test_httpx_request_log_lines_carry_no_signature(caplog: pytest.LogCaptureFixture) -> None:
+    server = Server(ok())
+    with caplog.at_level("INFO", logger="httpx"):
+        downloader(server).download(URL, io.BytesIO())
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert lines, "httpx logs each request at INFO"
+    assert all(SIGNATURE not in line for line in lines)
+    assert any("oss.example.com" in line for line in lines)

@@ -1,0 +1,238 @@
+"""List every instance of an interval and turn each into a :class:`SessionMetrics`, concurrently.
+
+No Airflow import: it takes an :class:`~airflow_provider_ice.api.client.AsyncIceClient` (or anything
+with its ``list_ai_agent_instances`` async iterator) and an
+:class:`~airflow_provider_ice.api.download.AsyncCallLogDownloader`.
+
+Memory stays bounded whatever the size of the interval: the listing is consumed through a bounded
+queue by ``concurrency`` workers, each holding at most one call log (``max_bytes``); finished
+sessions are handed to ``emit`` in listing order through a reorder window no larger than the queue
+plus the workers. Only one small key per session is remembered, to drop the duplicates a listing
+can return when instances are created while it is being paged.
+
+Call-log URLs that the storage refuses (expired) and bodies that do not parse (e.g. truncated) are
+retried after the main pass with fresh URLs from one new listing of the interval, up to
+``max_url_refreshes`` rounds, instead of re-listing the interval once per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from airflow_provider_ice.analytics.metrics import SessionMetrics, session_metrics
+from airflow_provider_ice.api.calllog import CallLogFormatError, parse_call_log
+from airflow_provider_ice.api.correlation import correlation_id_of
+from airflow_provider_ice.api.download import (
+    AsyncCallLogDownloader,
+    CallLogDownloadError,
+    CallLogTooLargeError,
+    CallLogUrlError,
+    CallLogUrlExpiredError,
+)
+from airflow_provider_ice.api.models import AIAgentInstance
+
+log = logging.getLogger(__name__)
+
+SessionKey = tuple[str, str, str, str]
+
+
+class InstanceLister(Protocol):
+    """What the collector needs from :class:`~airflow_provider_ice.api.client.AsyncIceClient`."""
+
+    def list_ai_agent_instances(
+        self, agent_id: str, *, start_time: Any = None, end_time: Any = None
+    ) -> AsyncIterator[AIAgentInstance]: ...
+
+
+@dataclass
+class CollectStats:
+    """What happened while collecting (for logs and the task's return value)."""
+
+    listed: int = 0
+    duplicates: int = 0
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    refreshed: int = 0
+    #: Sessions whose download kept failing for transient reasons (5xx, throttling, expired URLs).
+    download_failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def session_key(agent_id: str, instance: AIAgentInstance) -> SessionKey:
+    """A session's identity: an instance has no InstanceId in List, so ChannelId + correlation id."""
+    user_data = instance.user_data or ""
+    correlation = correlation_id_of(user_data) or ""
+    # Without either identifier, the UserData itself is the best identity left.
+    return (agent_id, instance.channel_id or "", correlation, "" if correlation else user_data)
+
+
+@dataclass
+class _Work:
+    seq: int
+    agent_id: str
+    instance: AIAgentInstance
+
+
+class SessionCollector:
+    """Collect the sessions of ``[start, end)`` for ``agent_ids``; see the module docstring.
+
+    :param client: the async ICE client.
+    :param downloader: the async call-log downloader (shared: pooled connections).
+    :param agent_ids: the agents to list.
+    :param start: interval start (inclusive).
+    :param end: interval end (exclusive).
+    :param emit: called with each session, in listing order (retried ones after the main pass).
+    :param concurrency: downloads in flight at once.
+    :param max_url_refreshes: rounds of fresh URLs for refused URLs and unparsable bodies.
+    """
+
+    def __init__(
+        self,
+        client: InstanceLister,
+        downloader: AsyncCallLogDownloader,
+        *,
+        agent_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        emit: Callable[[SessionMetrics], None],
+        concurrency: int = 8,
+        max_url_refreshes: int = 2,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency: must be at least 1, got {concurrency!r}")
+        self.client = client
+        self.downloader = downloader
+        self.agent_ids = list(agent_ids)
+        self.start = start
+        self.end = end
+        self.emit = emit
+        self.concurrency = concurrency
+        self.max_url_refreshes = max_url_refreshes
+        self.stats = CollectStats()
+        self._seen: set[SessionKey] = set()
+        self._retry: dict[SessionKey, tuple[str, AIAgentInstance, str]] = {}
+
+    async def run(self) -> CollectStats:
+        await self._pass(self._listing(first=True))
+        for _round in range(self.max_url_refreshes):
+            if not self._retry:
+                break
+            log.info("Fetching fresh call-log URLs for %d session(s)", len(self._retry))
+            self.stats.refreshed += len(self._retry)
+            await self._pass(self._listing(first=False))
+        # What is still failing after every round is written with its error.
+        for key, (agent_id, instance, error) in sorted(self._retry.items()):
+            transient = not error.startswith("invalid:")
+            message = error.removeprefix("invalid:").removeprefix("transient:")
+            if transient:
+                self.stats.download_failures.append(
+                    {
+                        "agent_id": agent_id,
+                        "channel_id": key[1],
+                        "correlation_id": key[2] or None,
+                        "error": message,
+                    }
+                )
+            self.emit(session_metrics(instance, None, agent_id=agent_id, call_log_error=message))
+        return self.stats
+
+    async def _listing(self, *, first: bool) -> AsyncIterator[tuple[str, AIAgentInstance]]:
+        pending = dict(self._retry)
+        for agent_id in self.agent_ids:
+            if not first and not any(key[0] == agent_id for key in pending):
+                continue
+            async for instance in self.client.list_ai_agent_instances(
+                agent_id, start_time=self.start, end_time=self.end
+            ):
+                key = session_key(agent_id, instance)
+                if first:
+                    self.stats.listed += 1
+                    if key in self._seen:
+                        self.stats.duplicates += 1
+                        continue
+                    self._seen.add(key)
+                    yield agent_id, instance
+                elif key in pending:
+                    del pending[key]
+                    del self._retry[key]
+                    yield agent_id, instance
+        # Sessions that vanished from the listing keep their last error.
+        self._retry.update(pending)
+
+    async def _pass(self, items: AsyncIterator[tuple[str, AIAgentInstance]]) -> None:
+        queue: asyncio.Queue[_Work | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+        done: dict[int, SessionMetrics | None] = {}
+        next_seq = 0
+
+        def flush() -> None:
+            nonlocal next_seq
+            while next_seq in done:
+                result = done.pop(next_seq)
+                if result is not None:
+                    self.emit(result)
+                next_seq += 1
+
+        async def worker() -> None:
+            while (work := await queue.get()) is not None:
+                done[work.seq] = await self._session(work.agent_id, work.instance)
+                flush()
+
+        async def produce() -> None:
+            seq = 0
+            async for agent_id, instance in items:
+                await queue.put(_Work(seq, agent_id, instance))
+                seq += 1
+            for _ in range(self.concurrency):
+                await queue.put(None)
+
+        # One failing task (a listing error, a bug) fails the pass at once and cancels the others,
+        # rather than leaving the producer blocked on a full queue.
+        tasks = [asyncio.create_task(produce())]
+        tasks += [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+        flush()
+
+    async def _session(self, agent_id: str, instance: AIAgentInstance) -> SessionMetrics | None:
+        """The session's metrics, or None when it is set aside for a fresh URL."""
+        status = instance.status
+        if status is None or not status.is_terminal or instance.call_log_url is None:
+            return session_metrics(instance, None, agent_id=agent_id)  # pending
+        buffer = io.BytesIO()
+        key = session_key(agent_id, instance)
+        try:
+            result = await self.downloader.download(instance.call_log_url, buffer)
+            call_log = parse_call_log(buffer.getvalue())
+        except (CallLogTooLargeError, CallLogUrlError) as err:
+            return session_metrics(instance, None, agent_id=agent_id, call_log_error=str(err))
+        except CallLogFormatError as err:
+            return self._set_aside(key, agent_id, instance, f"invalid:{err}")
+        except CallLogUrlExpiredError as err:
+            return self._set_aside(key, agent_id, instance, f"transient:{err}")
+        except CallLogDownloadError as err:
+            return self._set_aside(key, agent_id, instance, f"transient:{err}")
+        self.stats.downloaded += 1
+        self.stats.downloaded_bytes += result.bytes
+        return session_metrics(instance, call_log, agent_id=agent_id)
+
+    def _set_aside(
+        self, key: SessionKey, agent_id: str, instance: AIAgentInstance, error: str
+    ) -> SessionMetrics | None:
+        kind, message = error.split(":", 1)
+        if not (key[1] or key[2] or key[3]):
+            # Nothing identifies it in a new listing: record the error now.
+            if kind == "transient":
+                self.stats.download_failures.append(
+                    {"agent_id": agent_id, "channel_id": None, "correlation_id": None, "error": message}
+                )
+            return session_metrics(instance, None, agent_id=agent_id, call_log_error=message)
+        self._retry[key] = (agent_id, instance, error)
+        return None

@@ -1,0 +1,243 @@
+"""``IceSessionAnalyticsOperator``: per-session metrics and a summary for one data interval."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
+from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.operators import _publish
+from airflow_provider_ice.operators._agent_wait import to_utc
+from airflow_provider_ice.operators.call_log import IceCallLogError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from airflow.sdk import Context
+
+    from airflow_provider_ice.analytics.collect import CollectStats
+    from airflow_provider_ice.hooks.ice import IceHook
+
+SESSIONS_FILE = "sessions.jsonl"
+SUMMARY_FILE = "summary.json"
+_AGENT_SPLIT = re.compile(r"[\s,]+")
+
+
+def partition_name(start: datetime, end: datetime) -> str:
+    """``date=YYYY-MM-DD`` for one whole UTC day, else ``interval=<start>_<end>`` (compact UTC)."""
+    if end - start == timedelta(days=1) and start.time() == datetime.min.time():
+        return f"date={start:%Y-%m-%d}"
+    return f"interval={start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}"
+
+
+def _agent_list(agent_ids: Any) -> list[str]:
+    if isinstance(agent_ids, str):
+        text = agent_ids.strip()
+        if text.startswith("["):  # a rendered Jinja list
+            agent_ids = json.loads(text)
+        else:
+            return [a for a in _AGENT_SPLIT.split(text) if a]
+    if isinstance(agent_ids, (list, tuple, set)) and all(isinstance(a, str) for a in agent_ids):
+        return sorted({a.strip() for a in agent_ids if a.strip()})
+    raise IceValidationError("agent_ids", f"must be an agent id or a list of them, got {agent_ids!r}")
+
+
+class IceSessionAnalyticsOperator(BaseOperator):
+    """Compute session analytics for one interval and write them as one replaceable partition.
+
+    Lists every instance of ``agent_ids`` created in ``[start_time, end_time)`` (all pages, with the
+    10,000-result window split), downloads the Finished instances' call logs with bounded
+    concurrency, and writes ``<destination>/date=YYYY-MM-DD/`` (or ``interval=<start>_<end>/`` for
+    other intervals) containing ``sessions.jsonl`` (one line per session) and ``summary.json``
+    (counts by status, totals, p50/p90/p95 of duration and latency, the pending sessions). The
+    partition is built aside and swapped in, so a rerun or a backfill replaces it atomically and
+    runs for different intervals never interfere. Instances not yet Finished (or Finished without a
+    CallLogUrl yet) are listed as pending; a rerun picks them up. If some call logs cannot be
+    downloaded (after retries and fresh URLs), nothing is published and the task fails, so a retry
+    completes the partition; a call log that is not valid JSON is recorded as an error instead.
+
+    :param agent_ids: one agent id, a comma-separated string, or a list. (templated)
+    :param start_time: interval start (ISO-8601 or datetime); default ``data_interval_start``. (templated)
+    :param end_time: interval end, exclusive; default ``data_interval_end``. (templated)
+    :param destination: the dataset root: a local path, a ``file://``/``s3://``/... URI or an
+        ``ObjectStoragePath``; default ``$ICE_DATA_DIR/sessions``, else
+        ``$AIRFLOW_HOME/ice_data/sessions``. (templated)
+    :param destination_conn_id: Airflow connection for an object-storage destination.
+    :param ice_conn_id: the ICE connection. (templated)
+    :param concurrency: call-log downloads in flight at once.
+    :param max_bytes: size cap of one call log, in bytes.
+    :param max_url_refreshes: rounds of fresh URLs for refused URLs and unparsable bodies.
+    :param download_retries: retries of one download on 5xx, throttling and dropped connections.
+    :param download_timeout: read timeout of a download, in seconds.
+    """
+
+    template_fields: Sequence[str] = ("agent_ids", "start_time", "end_time", "destination", "ice_conn_id")
+    ui_color = "#ff6a00"
+
+    def __init__(
+        self,
+        *,
+        agent_ids: str | Sequence[str],
+        start_time: Any = None,
+        end_time: Any = None,
+        destination: Any = None,
+        destination_conn_id: str | None = None,
+        ice_conn_id: str = "ice_default",
+        concurrency: int = 8,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_url_refreshes: int = 2,
+        download_retries: int = 3,
+        download_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 1 <= concurrency <= 256:
+            raise ValueError(f"concurrency: must be between 1 and 256, got {concurrency!r}")
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes: must be a positive number of bytes, got {max_bytes!r}")
+        if max_url_refreshes < 0 or download_retries < 0:
+            raise ValueError("max_url_refreshes and download_retries: must be 0 or more")
+        self.agent_ids = agent_ids
+        self.start_time = start_time
+        self.end_time = end_time
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.ice_conn_id = ice_conn_id
+        self.concurrency = concurrency
+        self.max_bytes = max_bytes
+        self.max_url_refreshes = max_url_refreshes
+        self.download_retries = download_retries
+        self.download_timeout = download_timeout
+
+    @cached_property
+    def hook(self) -> IceHook:
+        from airflow_provider_ice.hooks.ice import IceHook
+
+        return IceHook(ice_conn_id=self.ice_conn_id)
+
+    def interval(self, context: Context) -> tuple[datetime, datetime]:
+        """``[start, end)`` in UTC, from the parameters or the run's data interval."""
+        start = self.start_time if self.start_time not in (None, "") else context.get("data_interval_start")
+        end = self.end_time if self.end_time not in (None, "") else context.get("data_interval_end")
+        if start is None or end is None:
+            raise IceValidationError(
+                "start_time",
+                "no interval: give start_time and end_time, or run in a DAG run with a data interval",
+            )
+        start_utc, end_utc = _as_utc("start_time", start), _as_utc("end_time", end)
+        if not start_utc < end_utc:
+            raise IceValidationError("end_time", f"must be after start_time ({start_utc} >= {end_utc})")
+        return start_utc, end_utc
+
+    def partition(self, start: datetime, end: datetime) -> _publish.Target:
+        root = self.destination if self.destination not in (None, "") else _publish.data_dir() / "sessions"
+        return _publish.resolve(root, self.destination_conn_id) / partition_name(start, end)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        start, end = self.interval(context)
+        agent_ids = _agent_list(self.agent_ids)
+        if not agent_ids:
+            raise IceValidationError("agent_ids", "at least one agent id is required")
+        final = self.partition(start, end)
+        allow_http = bool(self.hook.allows_plain_http)
+        self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
+        with _publish.staged_partition(final) as staging:
+            summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, allow_http))
+            if stats.download_failures:
+                raise IceCallLogError(
+                    f"{len(stats.download_failures)} call log(s) of [{start}, {end}) could not be downloaded "
+                    f"(first: {stats.download_failures[0]['error']}); the partition was not replaced"
+                )
+            with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
+                json.dump(summary, handle, indent=2, sort_keys=True)
+            uri = _publish.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+        by_status = summary["by_status"]
+        self.log.info(
+            "Wrote %d session(s) (%s), %d pending, %d call-log error(s), %d duplicate(s) dropped to %s",
+            summary["sessions"],
+            by_status,
+            summary["pending_count"],
+            summary["call_log_error_count"],
+            stats.duplicates,
+            uri,
+        )
+        return {
+            "uri": uri,
+            "partition": partition_name(start, end),
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "agent_ids": agent_ids,
+            "sessions": summary["sessions"],
+            "by_status": by_status,
+            "pending": summary["pending_count"],
+            "call_log_errors": summary["call_log_error_count"],
+            "downloaded_bytes": stats.downloaded_bytes,
+        }
+
+    async def _collect(
+        self, staging: Path, agent_ids: list[str], start: datetime, end: datetime, allow_http: bool
+    ) -> tuple[dict[str, Any], CollectStats]:
+        from airflow_provider_ice.analytics.collect import SessionCollector
+        from airflow_provider_ice.analytics.metrics import SessionMetrics
+        from airflow_provider_ice.analytics.summary import IntervalSummary
+        from airflow_provider_ice.api.client import AsyncIceClient
+        from airflow_provider_ice.api.download import AsyncCallLogDownloader
+
+        summary = IntervalSummary(start=start.isoformat(), end=end.isoformat(), agent_ids=agent_ids)
+        settings = await self.hook.aget_settings()
+        # Not the hook's client: it registers every CallLogUrl and AuthToken of every listed page with
+        # Airflow's secrets masker, whose cost grows with each secret (seconds per hundred URLs).
+        # Nothing here logs them: URLs stay in SecretStr, and httpx's request log is scrubbed.
+        client = AsyncIceClient(
+            settings.credentials, transport=self.hook._async_transport, **settings.client_kwargs()
+        )
+        with (staging / SESSIONS_FILE).open("w", encoding="utf-8") as sessions:
+
+            def emit(session: SessionMetrics) -> None:
+                sessions.write(json.dumps(session.to_dict(), sort_keys=True, separators=(",", ":")) + "\n")
+                summary.add(session)
+
+            try:
+                async with AsyncCallLogDownloader(
+                    allow_http=allow_http,
+                    max_bytes=self.max_bytes,
+                    max_retries=self.download_retries,
+                    timeout=self.download_timeout,
+                ) as downloader:
+                    collector = SessionCollector(
+                        client,
+                        downloader,
+                        agent_ids=agent_ids,
+                        start=start,
+                        end=end,
+                        emit=emit,
+                        concurrency=self.concurrency,
+                        max_url_refreshes=self.max_url_refreshes,
+                    )
+                    stats = await collector.run()
+            finally:
+                await client.aclose()
+        result = summary.to_dict()
+        result["listing"] = {"listed": stats.listed, "duplicates_dropped": stats.duplicates}
+        return result, stats
+
+
+def _as_utc(name: str, value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return to_utc(value)
+    text = str(value).strip()
+    try:
+        return to_utc(text)
+    except ValueError:
+        raise IceValidationError(name, f"must be an ISO-8601 time or a datetime, got {text!r}") from None
+
+
+__all__ = ["IceSessionAnalyticsOperator", "partition_name"]
