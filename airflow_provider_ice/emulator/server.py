@@ -14,7 +14,7 @@ import asyncio
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -320,10 +320,3 @@ def _epoch(value: float | Any) -> float:
             raise ValueError("seed_history: datetimes must be timezone-aware")
         return float(timestamp())
     raise TypeError(f"seed_history: expected epoch seconds or an aware datetime, got {type(value).__name__}")
-
-
-def run_in_thread(config: Mapping[str, Any] | EmulatorConfig | None = None) -> IceEmulator:
-    """Start an emulator from a config or a mapping of settings (see :meth:`EmulatorConfig.from_mapping`)."""
-    if config is None or isinstance(config, EmulatorConfig):
-        return IceEmulator(config).start()
-    return IceEmulator(EmulatorConfig.from_mapping(config)).start()

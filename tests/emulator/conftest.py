@@ -47,9 +47,13 @@ def signed(
 
 def send(emulator: IceEmulator, request: SignedRequest, timeout: float = 10.0) -> httpx.Response:
     """Send exactly the signed bytes (query string, headers, body) to the emulator."""
-    return httpx.post(
+    return _HTTP.post(
         f"{emulator.url}{request.target}", headers=request.headers, content=request.body, timeout=timeout
     )
+
+
+# One pooled client: a fresh httpx client per request builds an SSL context each time (slow).
+_HTTP = httpx.Client()
 
 
 @pytest.fixture
