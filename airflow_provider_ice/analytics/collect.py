@@ -46,7 +46,7 @@ class InstanceLister(Protocol):
     """What the collector needs from :class:`~airflow_provider_ice.api.client.AsyncIceClient`."""
 
     def list_ai_agent_instances(
-        self, agent_id: str, *, start_time: Any = None, end_time: Any = None
+        self, agent_id: str, *, start_time: Any = None, end_time: Any = None, page_size: int = 100
     ) -> AsyncIterator[AIAgentInstance]: ...
 
 
@@ -89,6 +89,7 @@ class SessionCollector:
     :param emit: called with each session, in listing order (retried ones after the main pass).
     :param concurrency: downloads in flight at once.
     :param max_url_refreshes: rounds of fresh URLs for refused URLs and unparsable bodies.
+    :param page_size: ListAIAgentInstance page size (1-100).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class SessionCollector:
         emit: Callable[[SessionMetrics], None],
         concurrency: int = 8,
         max_url_refreshes: int = 2,
+        page_size: int = 100,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency: must be at least 1, got {concurrency!r}")
@@ -113,6 +115,7 @@ class SessionCollector:
         self.emit = emit
         self.concurrency = concurrency
         self.max_url_refreshes = max_url_refreshes
+        self.page_size = page_size
         self.stats = CollectStats()
         self._seen: set[SessionKey] = set()
         self._retry: dict[SessionKey, tuple[str, AIAgentInstance, str]] = {}
@@ -147,7 +150,7 @@ class SessionCollector:
             if not first and not any(key[0] == agent_id for key in pending):
                 continue
             async for instance in self.client.list_ai_agent_instances(
-                agent_id, start_time=self.start, end_time=self.end
+                agent_id, start_time=self.start, end_time=self.end, page_size=self.page_size
             ):
                 key = session_key(agent_id, instance)
                 if first:

@@ -77,6 +77,8 @@ class IceSessionAnalyticsOperator(BaseOperator):
     :param max_url_refreshes: rounds of fresh URLs for refused URLs and unparsable bodies.
     :param download_retries: retries of one download on 5xx, throttling and dropped connections.
     :param download_timeout: read timeout of a download, in seconds.
+    :param page_size: ListAIAgentInstance page size (1-100; the client splits windows beyond
+        100 pages).
     """
 
     template_fields: Sequence[str] = ("agent_ids", "start_time", "end_time", "destination", "ice_conn_id")
@@ -96,9 +98,12 @@ class IceSessionAnalyticsOperator(BaseOperator):
         max_url_refreshes: int = 2,
         download_retries: int = 3,
         download_timeout: float = 60.0,
+        page_size: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not 1 <= page_size <= 100:
+            raise ValueError(f"page_size: must be between 1 and 100, got {page_size!r}")
         if not 1 <= concurrency <= 256:
             raise ValueError(f"concurrency: must be between 1 and 256, got {concurrency!r}")
         if max_bytes <= 0:
@@ -116,6 +121,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
         self.max_url_refreshes = max_url_refreshes
         self.download_retries = download_retries
         self.download_timeout = download_timeout
+        self.page_size = page_size
 
     @cached_property
     def hook(self) -> IceHook:
@@ -221,6 +227,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
                         emit=emit,
                         concurrency=self.concurrency,
                         max_url_refreshes=self.max_url_refreshes,
+                        page_size=self.page_size,
                     )
                     stats = await collector.run()
             finally:

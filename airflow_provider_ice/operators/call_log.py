@@ -79,8 +79,8 @@ class IceFetchCallLogOperator(BaseOperator):
     :param created_after: only instances created after this (ISO-8601 or datetime) are searched;
         defaults to ``call["created_at"]`` minus 5 minutes, else one day ago. (templated)
     :param destination: the file to write: a local path, a ``file://``/``s3://``/... URI or an
-        ``ObjectStoragePath``. A value ending in ``/`` is a directory and gets
-        ``<channel or instance id>.json`` appended. Defaults to
+        ``ObjectStoragePath``. A value ending in ``/`` or naming an existing directory gets
+        ``<ChannelId>.json`` appended. Defaults to
         ``$ICE_DATA_DIR/call_logs/<agent_id>/`` (``$AIRFLOW_HOME/ice_data`` without ICE_DATA_DIR). (templated)
     :param destination_conn_id: Airflow connection for an object-storage destination.
     :param ice_conn_id: the ICE connection. (templated)
@@ -186,22 +186,21 @@ class IceFetchCallLogOperator(BaseOperator):
             **extra,
         )
 
-    def final_path(self, target: InstanceTarget) -> _publish.Target:
-        """Where the call log goes (see ``destination``)."""
-        key = target.channel_id or target.instance_id or target.correlation_id or "call"
+    def final_path(self, target: InstanceTarget, channel_id: str | None = None) -> _publish.Target:
+        """Where the call log goes (see ``destination``); ``channel_id`` is the found instance's."""
+        key = channel_id or target.channel_id or target.instance_id or target.correlation_id or "call"
         file_name = _SAFE.sub("_", key) + ".json"
         if self.destination in (None, ""):
             base = _publish.data_dir() / "call_logs" / _SAFE.sub("_", target.agent_id)
             return base / file_name
         text = self.destination if not isinstance(self.destination, str) else self.destination.strip()
         resolved = _publish.resolve(text, self.destination_conn_id)
-        if isinstance(text, str) and text.endswith("/"):
+        if (isinstance(text, str) and text.endswith("/")) or resolved.is_dir():
             return resolved / file_name
         return resolved
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self.target()
-        final = self.final_path(target)
         allow_http = bool(self.hook.allows_plain_http)
         with CallLogDownloader(
             allow_http=allow_http,
@@ -209,7 +208,7 @@ class IceFetchCallLogOperator(BaseOperator):
             max_retries=self.download_retries,
             timeout=self.download_timeout,
         ) as downloader:
-            instance, result, call_log, uri = self._fetch(downloader, target, final)
+            instance, result, call_log, uri = self._fetch(downloader, target)
         output = {
             "uri": uri,
             "bytes": result.bytes,
@@ -235,11 +234,12 @@ class IceFetchCallLogOperator(BaseOperator):
         return output
 
     def _fetch(
-        self, downloader: CallLogDownloader, target: InstanceTarget, final: _publish.Target
+        self, downloader: CallLogDownloader, target: InstanceTarget
     ) -> tuple[AIAgentInstance, DownloadResult, CallLog, str]:
         last_problem, body_invalid = "", False
         for _refresh in range(self.max_url_refreshes + 1):
             instance = self._finished_instance_with_url(target)
+            final = self.final_path(target, instance.channel_id)
             assert instance.call_log_url is not None
             url = instance.call_log_url.get_secret_value()
             self._mask(url)
