@@ -1,0 +1,237 @@
+"""IceSessionAnalyticsOperator against the emulator: pagination, window split, pending, reruns, faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.emulator import IceEmulator
+from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator, partition_name
+from airflow_provider_ice.operators.call_log import IceCallLogError
+
+AGENT = "agent-stats"
+DAY = (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+NEXT_DAY = DAY + timedelta(days=1)
+
+
+def run(destination: Path, start: datetime = DAY, end: datetime = NEXT_DAY, **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("agent_ids", AGENT)
+    op = IceSessionAnalyticsOperator(task_id="analytics", destination=str(destination), **kwargs)
+    return op.execute({"data_interval_start": start, "data_interval_end": end})  # type: ignore[arg-type]
+
+
+def read_partition(destination: Path, start: datetime = DAY) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    partition = destination / f"date={start:%Y-%m-%d}"
+    sessions = [json.loads(line) for line in (partition / "sessions.jsonl").read_text().splitlines()]
+    return sessions, json.loads((partition / "summary.json").read_text())
+
+
+def seeded_correlations(emulator: IceEmulator, agent_id: str = AGENT) -> list[str]:
+    return sorted(
+        json.loads(i["UserData"])["AirflowCorrelationId"] for i in emulator.state(agent_id)["instances"]
+    )
+
+
+@pytest.mark.parametrize(("count", "page_size"), [(95, 10), (230, 2)], ids=["many-pages", "window-split"])
+def test_every_instance_exactly_once_across_pages_and_split_windows(
+    ice_connection: IceEmulator, tmp_path: Path, count: int, page_size: int
+) -> None:
+    ice_connection.seed_history(AGENT, count, DAY, NEXT_DAY)
+    # Instances just outside the interval must not leak in.
+    ice_connection.seed_history(AGENT, 5, DAY - timedelta(hours=2), DAY)
+    ice_connection.seed_history(AGENT, 5, NEXT_DAY, NEXT_DAY + timedelta(hours=2))
+    result = run(tmp_path, page_size=page_size, concurrency=4)
+    sessions, summary = read_partition(tmp_path)
+    inside = [
+        json.loads(i["UserData"])["AirflowCorrelationId"]
+        for i in ice_connection.state(AGENT)["instances"]
+        if DAY.isoformat()[:10] == i["CreatedAt"][:10]
+    ]
+    assert len(inside) == count
+    assert sorted(s["correlation_id"] for s in sessions) == sorted(inside)  # each exactly once
+    assert summary["sessions"] == result["sessions"] == count
+    assert summary["by_status"] == {"Finished": count}
+    assert summary["with_call_log"] == count
+    assert summary["pending"] == []
+    lists = ice_connection.state(AGENT)["request_counts"]["ListAIAgentInstance"]
+    assert lists >= count // page_size  # really paged
+    if page_size * 100 < count:  # 100 pages cannot reach them all: the window was split
+        assert lists > 100
+    assert all(s["has_call_log"] and s["turns"] > 0 for s in sessions)
+    assert {s["agent_id"] for s in sessions} == {AGENT}
+
+
+def test_rerun_is_idempotent_and_leaves_no_temporary_files(
+    ice_connection: IceEmulator, tmp_path: Path
+) -> None:
+    ice_connection.seed_history(AGENT, 40, DAY, NEXT_DAY)
+    first = run(tmp_path)
+    partition = tmp_path / f"date={DAY:%Y-%m-%d}"
+    before = {p.name: p.read_bytes() for p in partition.iterdir()}
+    second = run(tmp_path)
+    after = {p.name: p.read_bytes() for p in partition.iterdir()}
+    assert before == after
+    assert sorted(after) == ["sessions.jsonl", "summary.json"]
+    assert first == second
+    assert [p.name for p in tmp_path.iterdir()] == [partition.name]
+    summary = json.loads(after["summary.json"])
+    assert summary["distributions"]["duration_ms"]["count"] == 40
+    assert summary["distributions"]["duration_ms"]["p50"] is not None
+    assert summary["totals"]["turns"] == sum(
+        json.loads(x)["turns"] for x in after["sessions.jsonl"].splitlines()
+    )
+
+
+def test_pending_instances_are_listed_then_picked_up_by_a_rerun(
+    ice_emulator_factory: Callable[..., IceEmulator], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    now = [datetime.now(timezone.utc).timestamp()]
+    emulator = ice_emulator_factory(clock=lambda: now[0], user_join_delay=5, call_duration=30)
+    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", emulator.airflow_conn_json())
+    from airflow_provider_ice.hooks.ice import IceHook
+
+    start = datetime.fromtimestamp(now[0], timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    end = start + timedelta(hours=2)
+    emulator.seed_history(AGENT, 4, start, start + timedelta(minutes=30))
+    hook = IceHook()
+    for n in range(3):
+        hook.generate_ai_agent_call(AGENT, user_data={"AirflowCorrelationId": f"af-live-{n}"})
+    now[0] += 10  # the users joined: Executing
+
+    first = run(tmp_path, start, end)
+    partition = tmp_path / partition_name(start, end)
+    summary = json.loads((partition / "summary.json").read_text())
+    assert summary["by_status"] == {"Executing": 3, "Finished": 4}
+    assert sorted(p["correlation_id"] for p in summary["pending"]) == ["af-live-0", "af-live-1", "af-live-2"]
+    assert first["pending"] == 3
+
+    now[0] += 60  # the calls are over
+    second = run(tmp_path, start, end)
+    summary = json.loads((partition / "summary.json").read_text())
+    sessions = [json.loads(x) for x in (partition / "sessions.jsonl").read_text().splitlines()]
+    assert summary["by_status"] == {"Finished": 7}
+    assert summary["pending"] == []
+    assert second["pending"] == 0
+    assert sum(s["has_call_log"] for s in sessions) == 7
+
+
+@pytest.mark.ice_emulator(calllog_expire_first=True)
+def test_expired_urls_are_refreshed_with_one_new_listing(ice_connection: IceEmulator, tmp_path: Path) -> None:
+    ice_connection.seed_history(AGENT, 30, DAY, NEXT_DAY)
+    run(tmp_path)
+    _sessions, summary = read_partition(tmp_path)
+    state = ice_connection.state(AGENT)
+    assert summary["with_call_log"] == 30
+    assert summary["call_log_error_count"] == 0
+    assert state["calllog_denied"] == 30
+    assert state["request_counts"]["ListAIAgentInstance"] == 2  # one page, listed twice: not once per session
+
+
+@pytest.mark.ice_emulator(calllog_truncate_rate=1.0)
+def test_unparsable_call_logs_are_recorded_not_fatal(ice_connection: IceEmulator, tmp_path: Path) -> None:
+    ice_connection.seed_history(AGENT, 6, DAY, NEXT_DAY)
+    result = run(tmp_path, max_url_refreshes=1)
+    sessions, summary = read_partition(tmp_path)
+    assert result["call_log_errors"] == summary["call_log_error_count"] == 6
+    assert all("not complete JSON" in s["call_log_error"] for s in sessions)
+    assert summary["pending"] == []  # an error, not a pending session
+    assert "Signature" not in json.dumps(summary)
+
+
+@pytest.mark.ice_emulator(calllog_error_rate=1.0)
+def test_unavailable_call_logs_fail_without_replacing_the_partition(
+    ice_connection: IceEmulator, tmp_path: Path
+) -> None:
+    ice_connection.seed_history(AGENT, 3, DAY, NEXT_DAY)
+    partition = tmp_path / f"date={DAY:%Y-%m-%d}"
+    partition.mkdir()
+    (partition / "summary.json").write_text('{"sessions": 99}')
+    with pytest.raises(IceCallLogError, match="3 call log"):
+        run(tmp_path, max_url_refreshes=0, download_retries=0)
+    assert [p.name for p in partition.iterdir()] == ["summary.json"]
+    assert (partition / "summary.json").read_text() == '{"sessions": 99}'
+    assert [p.name for p in tmp_path.iterdir()] == [partition.name]  # staging removed
+
+
+def test_several_agents_and_concurrent_runs_of_different_days(
+    ice_connection: IceEmulator, tmp_path: Path
+) -> None:
+    days = [DAY - timedelta(days=n) for n in range(3)]
+    for day in days:
+        ice_connection.seed_history(AGENT, 20, day, day + timedelta(days=1))
+        ice_connection.seed_history("agent-other", 10, day, day + timedelta(days=1))
+    errors: list[BaseException] = []
+
+    def one(day: datetime) -> None:
+        try:
+            run(tmp_path, day, day + timedelta(days=1), agent_ids=f"{AGENT}, agent-other")
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=one, args=(day,)) for day in days]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    seen: list[str] = []
+    for day in days:
+        sessions, summary = read_partition(tmp_path, day)
+        assert summary["by_agent"] == {AGENT: 20, "agent-other": 10}
+        seen += [s["correlation_id"] for s in sessions]
+    assert sorted(seen) == sorted(
+        seeded_correlations(ice_connection) + seeded_correlations(ice_connection, "agent-other")
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"date={d:%Y-%m-%d}" for d in days)
+
+
+def test_templated_times_and_defaults(
+    ice_connection: IceEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ICE_DATA_DIR", str(tmp_path))
+    ice_connection.seed_history(AGENT, 4, DAY, DAY + timedelta(hours=6))
+    op = IceSessionAnalyticsOperator(
+        task_id="a",
+        agent_ids=[AGENT],
+        start_time=DAY.isoformat().replace("+00:00", "Z"),
+        end_time=(DAY + timedelta(hours=6)).isoformat(),
+    )
+    result = op.execute({})  # type: ignore[arg-type]
+    expected = tmp_path / "sessions" / f"interval={DAY:%Y%m%d}T000000Z_{DAY:%Y%m%d}T060000Z"
+    assert result["uri"] == expected.resolve().as_uri()
+    assert json.loads((expected / "summary.json").read_text())["sessions"] == 4
+
+
+def test_partition_names() -> None:
+    assert partition_name(DAY, NEXT_DAY) == f"date={DAY:%Y-%m-%d}"
+    assert (
+        partition_name(DAY, DAY + timedelta(hours=1)) == f"interval={DAY:%Y%m%d}T000000Z_{DAY:%Y%m%d}T010000Z"
+    )
+    assert partition_name(DAY + timedelta(hours=1), NEXT_DAY + timedelta(hours=1)).startswith("interval=")
+
+
+def test_bad_input_is_refused_before_any_request(tmp_path: Path) -> None:
+    with pytest.raises(IceValidationError, match="start_time"):
+        IceSessionAnalyticsOperator(task_id="a", agent_ids="x").execute({})  # type: ignore[arg-type]
+    with pytest.raises(IceValidationError, match="end_time: must be after start_time"):
+        run(tmp_path, NEXT_DAY, DAY)
+    with pytest.raises(IceValidationError, match="start_time: must be an ISO-8601 time"):
+        IceSessionAnalyticsOperator(
+            task_id="a", agent_ids="x", start_time="yesterday", end_time="2026-01-01"
+        ).execute(
+            {}  # type: ignore[arg-type]
+        )
+    with pytest.raises(IceValidationError, match="agent_ids"):
+        run(tmp_path, agent_ids=" , ")
+    with pytest.raises(ValueError, match="concurrency"):
+        IceSessionAnalyticsOperator(task_id="a", agent_ids="x", concurrency=0)
+    with pytest.raises(ValueError, match="page_size"):
+        IceSessionAnalyticsOperator(task_id="a", agent_ids="x", page_size=101)
+    assert list(tmp_path.iterdir()) == []
