@@ -1,6 +1,7 @@
 """Daily ICE session analytics, catch-up friendly: one partition per data interval, rerun-safe.
 
-Each run lists every agent instance created in its data interval, downloads the finished ones'
+The run with logical date D covers the UTC day ``[D, D+1)`` (it runs once that day is over). It
+lists every agent instance created in its data interval, downloads the finished ones'
 call logs and writes ``<destination>/date=YYYY-MM-DD/{sessions.jsonl,summary.json}``, replacing the
 partition atomically. Backfill past days with::
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator
 
@@ -38,7 +39,9 @@ START_DATE = datetime.fromisoformat(os.environ.get("ICE_ANALYTICS_START_DATE", "
 with DAG(
     dag_id="ice_session_analytics",
     description="Daily per-session metrics and summary of ICE AI agent calls",
-    schedule="@daily",
+    # Data-interval semantics: the run whose logical date is D covers [D, D+1 day) and writes
+    # date=D, so `backfill create --from-date A --to-date B` fills exactly the partitions A..B.
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=START_DATE,
     catchup=True,
     max_active_runs=3,
