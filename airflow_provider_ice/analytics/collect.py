@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from airflow_provider_ice.analytics.metrics import SessionMetrics, session_metrics
+from airflow_provider_ice.analytics.summary import IntervalSummary
 from airflow_provider_ice.api.calllog import CallLogFormatError, parse_call_log
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.download import (
@@ -239,3 +241,34 @@ class SessionCollector:
             return session_metrics(instance, None, agent_id=agent_id, call_log_error=message)
         self._retry[key] = (agent_id, instance, error)
         return None
+
+
+def session_line(session: SessionMetrics) -> str:
+    """One ``sessions.jsonl`` line: compact JSON with sorted keys (stable across reruns)."""
+    return json.dumps(session.to_dict(), sort_keys=True, separators=(",", ":")) + "\n"
+
+
+async def collect_to_jsonl(
+    client: InstanceLister,
+    downloader: AsyncCallLogDownloader,
+    out: IO[str],
+    *,
+    agent_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+    **settings: Any,
+) -> tuple[IntervalSummary, CollectStats]:
+    """Collect ``[start, end)``, writing each session as a JSON line to ``out``; returns the summary.
+
+    ``settings`` are :class:`SessionCollector`'s keyword arguments (concurrency, page_size, ...).
+    """
+    summary = IntervalSummary(start=start.isoformat(), end=end.isoformat(), agent_ids=list(agent_ids))
+
+    def emit(session: SessionMetrics) -> None:
+        out.write(session_line(session))
+        summary.add(session)
+
+    collector = SessionCollector(
+        client, downloader, agent_ids=agent_ids, start=start, end=end, emit=emit, **settings
+    )
+    return summary, await collector.run()

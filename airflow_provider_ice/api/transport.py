@@ -115,6 +115,15 @@ def default_user_agent() -> str:
     )
 
 
+#: Responses whose secrets are not registered with the log masker. A ListAIAgentInstance page carries
+#: the AuthToken and CallLogUrl of up to 100 instances: registering each one with Airflow's
+#: process-wide masker recompiles its regex once per new secret (quadratic: minutes of CPU for a
+#: triggerer or backfill that lists 10,000 instances, and every later log line is matched against
+#: thousands of alternatives). List entries become models that keep both fields as SecretStr, and the
+#: client never logs response bodies; Describe (one instance) and Generate (the Token) still register.
+UNMASKED_RESPONSE_ACTIONS = frozenset({"ListAIAgentInstance"})
+
+
 class RequestBuilder:
     """Signs requests for one endpoint and turns responses into dicts or typed errors.
 
@@ -181,7 +190,8 @@ class RequestBuilder:
                 http_status=status,
                 action=action,
             )
-        self._report_response_secrets(data)
+        if action not in UNMASKED_RESPONSE_ACTIONS:
+            self._report_response_secrets(data)
         return data
 
     def _report_response_secrets(self, value: Any) -> None:

@@ -191,13 +191,10 @@ class IceSessionAnalyticsOperator(BaseOperator):
     async def _collect(
         self, staging: Path, agent_ids: list[str], start: datetime, end: datetime, allow_http: bool
     ) -> tuple[dict[str, Any], CollectStats]:
-        from airflow_provider_ice.analytics.collect import SessionCollector
-        from airflow_provider_ice.analytics.metrics import SessionMetrics
-        from airflow_provider_ice.analytics.summary import IntervalSummary
+        from airflow_provider_ice.analytics.collect import collect_to_jsonl
         from airflow_provider_ice.api.client import AsyncIceClient
         from airflow_provider_ice.api.download import AsyncCallLogDownloader
 
-        summary = IntervalSummary(start=start.isoformat(), end=end.isoformat(), agent_ids=agent_ids)
         settings = await self.hook.aget_settings()
         # Not the hook's client: it registers every CallLogUrl and AuthToken of every listed page with
         # Airflow's secrets masker, whose cost grows with each secret (seconds per hundred URLs).
@@ -205,33 +202,28 @@ class IceSessionAnalyticsOperator(BaseOperator):
         client = AsyncIceClient(
             settings.credentials, transport=self.hook._async_transport, **settings.client_kwargs()
         )
-        with (staging / SESSIONS_FILE).open("w", encoding="utf-8") as sessions:
-
-            def emit(session: SessionMetrics) -> None:
-                sessions.write(json.dumps(session.to_dict(), sort_keys=True, separators=(",", ":")) + "\n")
-                summary.add(session)
-
-            try:
-                async with AsyncCallLogDownloader(
-                    allow_http=allow_http,
-                    max_bytes=self.max_bytes,
-                    max_retries=self.download_retries,
-                    timeout=self.download_timeout,
-                ) as downloader:
-                    collector = SessionCollector(
-                        client,
-                        downloader,
-                        agent_ids=agent_ids,
-                        start=start,
-                        end=end,
-                        emit=emit,
-                        concurrency=self.concurrency,
-                        max_url_refreshes=self.max_url_refreshes,
-                        page_size=self.page_size,
-                    )
-                    stats = await collector.run()
-            finally:
-                await client.aclose()
+        downloader = AsyncCallLogDownloader(
+            allow_http=allow_http,
+            max_bytes=self.max_bytes,
+            max_retries=self.download_retries,
+            timeout=self.download_timeout,
+        )
+        try:
+            with (staging / SESSIONS_FILE).open("w", encoding="utf-8") as sessions:
+                summary, stats = await collect_to_jsonl(
+                    client,
+                    downloader,
+                    sessions,
+                    agent_ids=agent_ids,
+                    start=start,
+                    end=end,
+                    concurrency=self.concurrency,
+                    max_url_refreshes=self.max_url_refreshes,
+                    page_size=self.page_size,
+                )
+        finally:
+            await downloader.aclose()
+            await client.aclose()
         result = summary.to_dict()
         result["listing"] = {"listed": stats.listed, "duplicates_dropped": stats.duplicates}
         return result, stats
