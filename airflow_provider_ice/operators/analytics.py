@@ -192,16 +192,12 @@ class IceSessionAnalyticsOperator(BaseOperator):
         self, staging: Path, agent_ids: list[str], start: datetime, end: datetime, allow_http: bool
     ) -> tuple[dict[str, Any], CollectStats]:
         from airflow_provider_ice.analytics.collect import collect_to_jsonl
-        from airflow_provider_ice.api.client import AsyncIceClient
         from airflow_provider_ice.api.download import AsyncCallLogDownloader
 
-        settings = await self.hook.aget_settings()
-        # Not the hook's client: it registers every CallLogUrl and AuthToken of every listed page with
-        # Airflow's secrets masker, whose cost grows with each secret (seconds per hundred URLs).
-        # Nothing here logs them: URLs stay in SecretStr, and httpx's request log is scrubbed.
-        client = AsyncIceClient(
-            settings.credentials, transport=self.hook._async_transport, **settings.client_kwargs()
-        )
+        # The hook's client does not register listed CallLogUrls with the secrets masker (that costs
+        # quadratic time over thousands of URLs); they stay SecretStr and are never logged here,
+        # and httpx's own request log lines are scrubbed by the downloader.
+        client = await self.hook.aget_async_client()
         downloader = AsyncCallLogDownloader(
             allow_http=allow_http,
             max_bytes=self.max_bytes,
@@ -223,7 +219,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
                 )
         finally:
             await downloader.aclose()
-            await client.aclose()
+            await self.hook.aclose()
         result = summary.to_dict()
         result["listing"] = {"listed": stats.listed, "duplicates_dropped": stats.duplicates}
         return result, stats
