@@ -1,0 +1,220 @@
+"""Benchmark 1: N signed ListAIAgentInstance and DescribeAIAgentInstance calls per client.
+
+Clients: our sync client, our async client at concurrency 1/8/32, the official SDK, and bare
+unsigned request loops with the same HTTP libraries (the floor: what httpx itself costs). Each
+client runs in its own process; the figure that matters is the client's CPU time per call (on a
+2-core machine the emulator process is the ceiling for calls/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from benchmarks.common import ACCESS_KEY_ID, ACCESS_KEY_SECRET, Meter, run_worker, worker_main
+
+AGENT = "bench-signed-agent"
+PAGE_SIZE = 10
+ACTIONS = ("ListAIAgentInstance", "DescribeAIAgentInstance")
+CLIENTS = (
+    ("sdk", "official SDK (alibabacloud-ice20201109)"),
+    ("sync", "our sync client (httpx)"),
+    ("async-1", "our async client (httpx + aiohttp transport), concurrency 1"),
+    ("async-8", "our async client, concurrency 8"),
+    ("async-32", "our async client, concurrency 32"),
+    ("bare-sync", "bare unsigned httpx sync loop (floor of the sync client)"),
+    ("bare-async-8", "bare unsigned httpx + aiohttp transport, concurrency 8 (floor of the async client)"),
+)
+
+
+def _credentials() -> Any:
+    from airflow_provider_ice.api.signing import Credentials
+
+    return Credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+
+
+def _sdk(spec: dict[str, Any]) -> Meter:
+    from alibabacloud_ice20201109 import models
+    from alibabacloud_ice20201109.client import Client
+    from alibabacloud_tea_openapi.models import Config
+
+    host = spec["url"].removeprefix("http://")
+    client = Client(
+        Config(
+            access_key_id=ACCESS_KEY_ID, access_key_secret=ACCESS_KEY_SECRET, endpoint=host, protocol="HTTP"
+        )
+    )
+    if spec["action"] == "ListAIAgentInstance":
+        request: Any = models.ListAIAgentInstanceRequest(aiagent_id=AGENT, page_size=PAGE_SIZE)
+        call = client.list_aiagent_instance
+    else:
+        request = models.DescribeAIAgentInstanceRequest(instance_id=spec["instance_id"])
+        call = client.describe_aiagent_instance
+    call(request)  # warm-up: connection, imports
+    with Meter() as meter:
+        for _ in range(spec["n"]):
+            call(request)
+    return meter
+
+
+def _sync(spec: dict[str, Any]) -> Meter:
+    from airflow_provider_ice.api.client import IceClient
+
+    with IceClient(_credentials(), endpoint=spec["url"], max_retries=0) as client:
+        if spec["action"] == "ListAIAgentInstance":
+
+            def call() -> Any:
+                return client.list_ai_agent_instances_page(AGENT, page_size=PAGE_SIZE)
+        else:
+
+            def call() -> Any:
+                return client.describe_ai_agent_instance(spec["instance_id"])
+
+        call()
+        with Meter() as meter:
+            for _ in range(spec["n"]):
+                call()
+    return meter
+
+
+async def _in_parallel(n: int, concurrency: int, call: Any) -> None:
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _async(spec: dict[str, Any]) -> Meter:
+    from airflow_provider_ice.api.client import AsyncIceClient
+
+    async def main() -> Meter:
+        async with AsyncIceClient(_credentials(), endpoint=spec["url"], max_retries=0) as client:
+            if spec["action"] == "ListAIAgentInstance":
+
+                async def call() -> Any:
+                    return await client.list_ai_agent_instances_page(AGENT, page_size=PAGE_SIZE)
+            else:
+
+                async def call() -> Any:
+                    return await client.describe_ai_agent_instance(spec["instance_id"])
+
+            await _in_parallel(spec["concurrency"], spec["concurrency"], call)  # warm the pool
+            with Meter() as meter:
+                await _in_parallel(spec["n"], spec["concurrency"], call)
+        return meter
+
+    return asyncio.run(main())
+
+
+def _bare_params(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["action"] == "ListAIAgentInstance":
+        return {"Action": spec["action"], "AIAgentId": AGENT, "PageSize": PAGE_SIZE}
+    return {"Action": spec["action"], "InstanceId": spec["instance_id"]}
+
+
+def _bare_sync(spec: dict[str, Any]) -> Meter:
+    import httpx
+
+    params = _bare_params(spec)
+    with httpx.Client(base_url=spec["url"]) as client:
+        client.post("/", params=params).read()
+        with Meter() as meter:
+            for _ in range(spec["n"]):
+                response = client.post("/", params=params)
+                response.json()
+    return meter
+
+
+def _bare_async(spec: dict[str, Any]) -> Meter:
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    params = _bare_params(spec)
+
+    async def main() -> Meter:
+        async with httpx.AsyncClient(base_url=spec["url"], transport=AiohttpTransport()) as client:
+
+            async def call() -> None:
+                response = await client.post("/", params=params)
+                response.json()
+
+            await _in_parallel(spec["concurrency"], spec["concurrency"], call)
+            with Meter() as meter:
+                await _in_parallel(spec["n"], spec["concurrency"], call)
+        return meter
+
+    return asyncio.run(main())
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    kind = spec["client"]
+    if kind == "sdk":
+        meter = _sdk(spec)
+    elif kind == "sync":
+        meter = _sync(spec)
+    elif kind.startswith("async-"):
+        meter = _async({**spec, "concurrency": int(kind.split("-")[1])})
+    elif kind == "bare-sync":
+        meter = _bare_sync(spec)
+    else:
+        meter = _bare_async({**spec, "concurrency": int(kind.rsplit("-", 1)[1])})
+    n = spec["n"]
+    return {
+        "calls_per_s": n / meter.wall_s,
+        "cpu_us_per_call": meter.cpu_s / n * 1e6,
+        "cpu_s": meter.cpu_s,
+        "wall_s": meter.wall_s,
+    }
+
+
+def run(emulator: Any, *, smoke: bool) -> dict[str, Any]:
+    """All clients x both actions; returns rows and the target ratios."""
+    n = 30 if smoke else 2000
+    emulator.control(
+        "seed",
+        {
+            "agent_id": AGENT,
+            "count": PAGE_SIZE,
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-02T00:00:00Z",
+        },
+    )
+    instance_id = emulator.control("seed", {"agent_id": "bench-describe", "count": 1, "start": 1, "end": 2})[
+        "first"
+    ][0]
+    rows: list[dict[str, Any]] = []
+    for action in ACTIONS:
+        for client, label in CLIENTS:
+            spec = {
+                "client": client,
+                "action": action,
+                "url": emulator.url,
+                "n": n,
+                "instance_id": instance_id,
+            }
+            result = run_worker("benchmarks.signed_calls", spec)
+            rows.append({"action": action, "client": client, "label": label, **result})
+
+    def cpu(action: str, client: str) -> float:
+        return next(r["cpu_us_per_call"] for r in rows if r["action"] == action and r["client"] == client)
+
+    ratios: dict[str, Any] = {}
+    for action in ACTIONS:
+        best_async = min(cpu(action, c) for c in ("async-1", "async-8", "async-32"))
+        ratios[action] = {
+            "async_cpu_vs_sdk_best": best_async / cpu(action, "sdk"),
+            "async_cpu_vs_sdk_c32": cpu(action, "async-32") / cpu(action, "sdk"),
+            "sync_cpu_vs_sdk": cpu(action, "sync") / cpu(action, "sdk"),
+            "sync_overhead_vs_bare": cpu(action, "sync") / cpu(action, "bare-sync") - 1,
+            "async8_overhead_vs_bare": cpu(action, "async-8") / cpu(action, "bare-async-8") - 1,
+        }
+    return {"n": n, "page_size": PAGE_SIZE, "rows": rows, "ratios": ratios}
+
+
+if __name__ == "__main__":
+    worker_main(worker)

@@ -1,0 +1,224 @@
+"""Benchmark 2: thousands of concurrent waits as real trigger coroutines in one asyncio process.
+
+The orchestrator (this module's :func:`run`, in the parent process) places N calls in the emulator
+(GenerateAIAgentCall, each with its own correlation id, calls that would last an hour), then starts
+a worker process that runs N :class:`IceAIAgentInstanceTrigger` coroutines (``trigger.run()``, as the
+triggerer runs them) with naive per-trigger polling (``coalesce=False``) or the coalesced poller.
+Once the worker reports that every trigger is running, the orchestrator finishes the calls over
+``spread`` seconds with StopAIAgentInstance (the instance is Finished from that moment), recording
+when each finished. Detection latency = when the worker saw the success event - when the call
+finished. Requests per poll interval come from the emulator's own request counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+from benchmarks.common import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    REPO,
+    RESULT_MARK,
+    Meter,
+    emit_result,
+    peak_rss_mb,
+    percentile,
+)
+
+AGENT = "bench-wait-agent"
+READY = "BENCH-READY"
+
+
+async def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
+
+    n, interval = spec["n"], spec["interval"]
+    deadline = time.time() + spec["max_wait"]
+    triggers = [
+        IceAIAgentInstanceTrigger(
+            ice_conn_id="ice_default",
+            agent_id=AGENT,
+            correlation_id=f"{spec['prefix']}-{i}",
+            window_start=spec["window_start"],
+            poll_interval=interval,
+            end_time=deadline,
+            not_found_deadline=deadline,
+            max_consecutive_errors=1000,
+            coalesce=spec["mode"] == "coalesced",
+        )
+        for i in range(n)
+    ]
+    events: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+
+    async def run_one(trigger: IceAIAgentInstanceTrigger) -> None:
+        async for event in trigger.run():
+            events.setdefault(trigger.correlation_id or "", []).append((time.time(), event.payload))
+
+    meter = Meter().__enter__()
+    tasks = [asyncio.create_task(run_one(t)) for t in triggers]
+    await asyncio.sleep(min(2.0, interval))  # every trigger has started and made its first poll
+    print(READY, flush=True)
+    await asyncio.gather(*tasks)
+    meter.__exit__()
+    success = {cid: evs[0][0] for cid, evs in events.items() if evs[0][1].get("status") == "success"}
+    statuses: dict[str, int] = {}
+    for evs in events.values():
+        for _, payload in evs:
+            statuses[payload.get("status", "?")] = statuses.get(payload.get("status", "?"), 0) + 1
+    wrong = sum(
+        1 for cid, evs in events.items() for _, payload in evs if payload.get("correlation_id") != cid
+    )
+    return {
+        "cpu_s": meter.cpu_s,
+        "wall_s": meter.wall_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "success_at": success,
+        "event_statuses": statuses,
+        "duplicated": sum(len(evs) - 1 for evs in events.values()),
+        "wrong_instance": wrong,
+    }
+
+
+def _worker_main(spec: dict[str, Any]) -> None:
+    emit_result(asyncio.run(_worker(spec)))
+
+
+async def _place_calls(client: Any, prefix: str, n: int) -> list[str]:
+    ids: list[str] = [""] * n
+    sem = asyncio.Semaphore(32)
+
+    async def place(i: int) -> None:
+        async with sem:
+            user_data = {"AirflowCorrelationId": f"{prefix}-{i}", "EmulatorScenario": {"UserJoinDelay": 0.1}}
+            response = await client.generate_ai_agent_call(AGENT, user_data=user_data)
+            ids[i] = response.instance_id
+
+    await asyncio.gather(*(place(i) for i in range(n)))
+    return ids
+
+
+async def _finish_calls(client: Any, ids: list[str], spread: float) -> dict[str, float]:
+    """Stop the calls in random order, evenly over ``spread`` seconds; when each one finished."""
+    order = list(range(len(ids)))
+    random.Random(7).shuffle(order)
+    finished: dict[str, float] = {}
+    start = time.time()
+    sem = asyncio.Semaphore(16)
+
+    async def stop(rank: int, i: int) -> None:
+        await asyncio.sleep(max(0.0, start + spread * rank / len(ids) - time.time()))
+        async with sem:
+            before = time.time()
+            await client.stop_ai_agent_instance(ids[i])
+            # The emulator marks the instance Finished while handling the call: between the two.
+            finished[str(i)] = (before + time.time()) / 2
+
+    await asyncio.gather(*(stop(rank, i) for rank, i in enumerate(order)))
+    return finished
+
+
+def _one(emulator: Any, *, mode: str, n: int, interval: float, spread: float, cap: float) -> dict[str, Any]:
+    from airflow_provider_ice.api.client import AsyncIceClient
+    from airflow_provider_ice.api.signing import Credentials
+
+    prefix = f"wait-{mode}-{n}-{int(time.time())}"
+    emulator.control("reset", {})
+    credentials = Credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
+    window_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+
+    async def place() -> list[str]:
+        async with AsyncIceClient(credentials, endpoint=emulator.url) as client:
+            return await _place_calls(client, prefix, n)
+
+    ids = asyncio.run(place())
+    spec = {
+        "n": n,
+        "mode": mode,
+        "interval": interval,
+        "prefix": prefix,
+        "window_start": window_start,
+        "max_wait": cap,
+    }
+    env = {**os.environ, "AIRFLOW_CONN_ICE_DEFAULT": emulator.conn_json()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.waiting", "--worker", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(READY):
+            break
+    counts0, t0 = emulator.request_counts(), time.time()
+
+    async def finish() -> dict[str, float]:
+        async with AsyncIceClient(credentials, endpoint=emulator.url) as client:
+            return await _finish_calls(client, ids, spread)
+
+    finished = asyncio.run(finish())
+    result: dict[str, Any] | None = None
+    for line in process.stdout:
+        if line.startswith(RESULT_MARK):
+            result = json.loads(line[len(RESULT_MARK) :])
+    process.wait()
+    elapsed = time.time() - t0
+    counts1 = emulator.request_counts()
+    if result is None:
+        raise RuntimeError(f"waiting worker ({mode}, {n}) failed with exit code {process.returncode}")
+    lists = counts1.get("ListAIAgentInstance", 0) - counts0.get("ListAIAgentInstance", 0)
+    latencies = [
+        result["success_at"][f"{prefix}-{i}"] - finished[str(i)]
+        for i in range(n)
+        if f"{prefix}-{i}" in result["success_at"]
+    ]
+    detected = len(latencies)
+    return {
+        "mode": mode,
+        "waits": n,
+        "poll_interval_s": interval,
+        "finish_spread_s": spread,
+        "time_cap_s": cap,
+        "list_requests_per_interval": lists / (elapsed / interval),
+        "target_requests_per_interval": math.ceil(n / 100) + 1,
+        "cpu_s": result["cpu_s"],
+        "peak_rss_mb": result["peak_rss_mb"],
+        "p50_latency_s": percentile(latencies, 50),
+        "p95_latency_s": percentile(latencies, 95),
+        "detected": detected,
+        "lost": n - detected,
+        "duplicated": result["duplicated"],
+        "wrong_instance": result["wrong_instance"],
+        "event_statuses": result["event_statuses"],
+    }
+
+
+def run(emulator: Any, *, smoke: bool) -> dict[str, Any]:
+    interval = 1.0 if smoke else 2.0
+    spread = 3.0 if smoke else 20.0
+    sizes = (20,) if smoke else (1000, 10000)
+    rows = []
+    for n in sizes:
+        for mode in ("naive", "coalesced"):
+            # Naive polling at 10,000 waits asks for up to 10,000 x pages requests per interval, far
+            # beyond what the emulator serves: it is capped in time, and what it missed counts as lost.
+            cap = spread + (15.0 if smoke else 40.0)
+            rows.append(_one(emulator, mode=mode, n=n, interval=interval, spread=spread, cap=cap))
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        _worker_main(json.loads(sys.argv[2]))
+    else:
+        raise SystemExit("run via python -m benchmarks.run")
