@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 STATE_KEY = "ice_agent_call"
 #: XCom key of the ARTC Token, pushed only with ``push_token=True`` (unmasked in XCom!).
 TOKEN_XCOM_KEY = "ice_artc_token"
+#: XCom key of the call record while the task is deferred.
+CALL_XCOM_KEY = "ice_agent_call"
 #: Lookups after an "outcome unknown" error: the service may list a new instance with a delay.
 UNKNOWN_OUTCOME_LOOKUPS = 3
 
@@ -341,6 +343,9 @@ class IceAgentCallBaseOperator(BaseOperator):
         if step.action is Action.WAIT and self.deferrable:
             from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
 
+            # Also in XCom: the resumed task is a new operator object, and not every runner
+            # (dag.test() for one) hands the defer kwargs back to execute_complete.
+            context["ti"].xcom_push(key=CALL_XCOM_KEY, value=record)
             self.defer(
                 trigger=IceAIAgentInstanceTrigger(
                     ice_conn_id=self.ice_conn_id,
@@ -389,7 +394,7 @@ class IceAgentCallBaseOperator(BaseOperator):
     ) -> dict[str, Any]:
         """Resume after the trigger: success returns the call record; timeout stops, then fails."""
         event = validate_event(event)
-        call = call or {}
+        call = call or self._deferred_call(context) or {}
         if call and event.get("agent_id") != call.get("agent_id"):
             raise IceTriggerEventError(f"Trigger event for another agent: {event!r}")
         if event["status"] == "success":
@@ -402,6 +407,15 @@ class IceAgentCallBaseOperator(BaseOperator):
         # Polling failed or the instance never showed up: the call may still be running, and
         # stopping it is irreversible, so it is left alone (a retry adopts it).
         raise event_failure(event)
+
+    def _deferred_call(self, context: Context) -> dict[str, Any] | None:
+        ti = context["ti"]
+        try:
+            value = ti.xcom_pull(task_ids=ti.task_id, key=CALL_XCOM_KEY, map_indexes=ti.map_index)
+        except Exception:
+            self.log.warning("Could not read the call record from XCom", exc_info=True)
+            return None
+        return value if isinstance(value, dict) else None
 
     def on_kill(self) -> None:
         """Stop the instance (best effort, never raises) when the task is killed."""

@@ -27,6 +27,7 @@ from airflow_provider_ice.operators._agent_wait import (
     IceTriggerEventError,
 )
 from airflow_provider_ice.operators.agent_call import (
+    CALL_XCOM_KEY,
     STATE_KEY,
     TOKEN_XCOM_KEY,
     IceGenerateAIAgentCallOperator,
@@ -550,3 +551,17 @@ def test_outbound_retry_adopts_by_correlation_id() -> None:
         result = make_outbound().execute(context(try_number=3))
     start.assert_not_called()
     assert result["adopted"] is True
+
+
+def test_deferral_keeps_the_call_in_xcom_for_runners_that_drop_defer_kwargs(generate: MagicMock) -> None:
+    ctx = context()
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([instance(correlation_id=CID)])),
+        pytest.raises(TaskDeferred),
+    ):
+        make_op(wait_for_completion=True, deferrable=True).execute(ctx)
+    pushed = {c.kwargs["key"]: c.kwargs["value"] for c in ctx["ti"].xcom_push.call_args_list}
+    assert pushed[CALL_XCOM_KEY]["instance_id"] == INSTANCE_ID
+    ctx["ti"].xcom_pull.return_value = pushed[CALL_XCOM_KEY]
+    assert make_op().execute_complete(ctx, _event("success")) == pushed[CALL_XCOM_KEY]
+    ctx["ti"].xcom_pull.assert_called_once_with(task_ids="call", key=CALL_XCOM_KEY, map_indexes=-1)
