@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -26,8 +26,10 @@ from airflow_provider_ice.api.errors import (
     IceNotFoundError,
     IceValidationError,
 )
-from airflow_provider_ice.api.lookup import afind_instance, find_instance
-from airflow_provider_ice.api.models import AIAgentInstance
+
+if TYPE_CHECKING:
+    # Models (pydantic) and lookups load lazily: DAG files import this module at parse time.
+    from airflow_provider_ice.api.models import AIAgentInstance
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +193,8 @@ class AsyncInstanceSource(Protocol):
 
 def poll_once(source: SyncInstanceSource, target: InstanceTarget) -> Observation:
     """One poll: ListAIAgentInstance over the target's window (or Describe by InstanceId)."""
+    from airflow_provider_ice.api.lookup import find_instance
+
     if not target.uses_listing:
         return _describe(lambda: source.describe_ai_agent_instance(target.instance_id or ""))
     start, end = target.window()
@@ -207,6 +211,8 @@ def poll_once(source: SyncInstanceSource, target: InstanceTarget) -> Observation
 
 async def apoll_once(source: AsyncInstanceSource, target: InstanceTarget) -> Observation:
     """Async twin of :func:`poll_once`."""
+    from airflow_provider_ice.api.lookup import afind_instance
+
     if not target.uses_listing:
         try:
             return observe(await source.describe_ai_agent_instance(target.instance_id or ""))
