@@ -84,6 +84,7 @@ def test_call_log_pipeline_end_to_end(
 ) -> None:
     import importlib
 
+    from airflow.models.asset import AssetEvent
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
@@ -105,10 +106,19 @@ def test_call_log_pipeline_end_to_end(
     with create_session() as session:
         rows = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id).all()
         values = {row.task_id: row.value for row in rows if row.key == "return_value"}
+        asset_events = [
+            (event.asset.uri, dict(event.extra or {}))
+            for event in session.query(AssetEvent).filter_by(
+                source_dag_id=dag.dag_id, source_run_id=run.run_id
+            )
+        ]
     fetched, summary = values["fetch_call_log"], values["summarise_conversation"]
     if isinstance(fetched, str):
         fetched, summary = json.loads(fetched), json.loads(summary)
     assert fetched["uri"] == files[0].resolve().as_uri()
+    # The fetch emitted an asset event, annotated with what was written.
+    assert [uri for uri, _extra in asset_events] == ["ice://call-logs/all"]
+    assert asset_events[0][1]["sha256"] == fetched["sha256"]
     assert fetched["channel_id"] == instance["ChannelId"]
     assert summary["channel_id"] == instance["ChannelId"]
     assert summary["turns_by_role"]

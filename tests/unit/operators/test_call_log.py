@@ -109,10 +109,22 @@ def test_accepts_the_generate_operator_output_and_defaults_its_destination(
 
 
 @pytest.mark.ice_emulator(calllog_expire_first=True)
-def test_an_expired_url_is_replaced_by_a_fresh_one(ice_connection: IceEmulator, tmp_path: Path) -> None:
+def test_an_expired_url_is_replaced_by_a_fresh_one(
+    ice_connection: IceEmulator,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     instance = seeded(ice_connection)[0]
     final = tmp_path / "log.json"
-    result = operator(channel_id=instance["ChannelId"], destination=str(final)).execute({})  # type: ignore[arg-type]
+    with caplog.at_level("DEBUG"):
+        result = operator(channel_id=instance["ChannelId"], destination=str(final)).execute({})  # type: ignore[arg-type]
+    # The task logger prints through structlog; stdlib loggers (httpx) reach caplog.
+    captured = capsys.readouterr()
+    logged = "\n".join([captured.out, captured.err, *(record.getMessage() for record in caplog.records)])
+    assert "refused the URL (HTTP 403" in logged
+    assert "ListAIAgentInstance" in logged  # the capture really holds the task's HTTP logging
+    assert not [line for line in logged.splitlines() if "Signature=" in line and "Signature=***" not in line]
     state = ice_connection.state(AGENT)
     assert state["calllog_denied"] == 1  # the first URL was refused...
     assert state["request_counts"]["ListAIAgentInstance"] >= 2  # ...and a fresh one listed
