@@ -97,7 +97,10 @@ async def _place_calls(client: Any, prefix: str, n: int) -> list[str]:
 
     async def place(i: int) -> None:
         async with sem:
-            user_data = {"AirflowCorrelationId": f"{prefix}-{i}", "EmulatorScenario": {"UserJoinDelay": 0.1}}
+            user_data = {
+                "AirflowCorrelationId": f"{prefix}-{i}",
+                "EmulatorScenario": {"UserJoinDelay": 0.1, "CallDuration": 3600},
+            }
             response = await client.generate_ai_agent_call(AGENT, user_data=user_data)
             ids[i] = response.instance_id
 

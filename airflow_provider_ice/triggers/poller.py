@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -56,7 +56,7 @@ from airflow_provider_ice.operators._agent_wait import (
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.client import AsyncIceClient
-    from airflow_provider_ice.api.models import AIAgentInstance
+    from airflow_provider_ice.api.models import AIAgentInstance, ListAIAgentInstanceResponse
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,10 @@ log = logging.getLogger(__name__)
 ClientFactory = Callable[[], Awaitable["AsyncIceClient"]]
 
 PAGE_SIZE = 100
+#: The service accepts PageNumber 1..100.
+MAX_PAGES = 100
+#: Pages of one sweep requested at once (see CoalescedPoller._list).
+PREFETCH_PAGES = 4
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,7 @@ class CoalescedPoller:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sweep_remaining: set[int] | None = None
+        self._pages_hint = 1  # pages the previous sweep read
         self.sweeps = 0
         self.requests = 0  # pages requested, for tests and benchmarks
 
@@ -264,19 +269,20 @@ class CoalescedPoller:
         error: Exception | None = None
         self.sweeps += 1
         try:
-            async for instance in self._list(window_start):
-                candidates: list[Waiter] = []
-                if by_correlation:
-                    candidates += by_correlation.get(correlation_id_of(instance.user_data) or "", ())
-                if by_channel:
-                    candidates += by_channel.get(instance.channel_id or "", ())
-                for waiter in candidates:
-                    wid = id(waiter)
-                    if wid not in matched and waiter.matches(instance):
-                        matched[wid] = instance
-                        remaining.discard(wid)
-                if not remaining:
-                    break  # everyone matched, or everyone left
+            async with contextlib.aclosing(self._list(window_start)) as listing:
+                async for instance in listing:
+                    candidates: list[Waiter] = []
+                    if by_correlation:
+                        candidates += by_correlation.get(correlation_id_of(instance.user_data) or "", ())
+                    if by_channel:
+                        candidates += by_channel.get(instance.channel_id or "", ())
+                    for waiter in candidates:
+                        wid = id(waiter)
+                        if wid not in matched and waiter.matches(instance):
+                            matched[wid] = instance
+                            remaining.discard(wid)
+                    if not remaining:
+                        break  # everyone matched, or everyone left
         except Exception as exc:
             error = exc
             log.warning(
@@ -295,33 +301,55 @@ class CoalescedPoller:
             else:
                 waiter._offer(None, error)
 
-    async def _list(self, window_start: datetime) -> AsyncIterator[AIAgentInstance]:
+    async def _list(self, window_start: datetime) -> AsyncGenerator[AIAgentInstance, None]:
         if self._client is None:
             self._client = await self._client_factory()
         client = self._client
-        page = 1
         # The same margin as a single trigger's window: StartTime/EndTime semantics are undocumented
         # and clocks drift.
         end_time = datetime.now(timezone.utc) + WINDOW_MARGIN
-        # Paged by hand (not client.list_ai_agent_instances) to stop at the first short page and
-        # to count requests; a window beyond the service's 100-page reach is handed to the client,
-        # which knows how to split it.
-        while True:
+
+        def fetch(number: int) -> asyncio.Future[ListAIAgentInstanceResponse]:
             self.requests += 1
-            response = await client.list_ai_agent_instances_page(
-                self.agent_id,
-                start_time=window_start,
-                end_time=end_time,
-                page_size=self.page_size,
-                page_number=page,
+            return asyncio.ensure_future(
+                client.list_ai_agent_instances_page(
+                    self.agent_id,
+                    start_time=window_start,
+                    end_time=end_time,
+                    page_size=self.page_size,
+                    page_number=number,
+                )
             )
-            for instance in response.instances:
-                yield instance
-            if len(response.instances) < self.page_size:
-                return
-            page += 1
-            if page > 100:
-                break
+
+        # Paged by hand (not client.list_ai_agent_instances) to stop as soon as every waiter is
+        # matched. Pages are consumed in order, but up to PREFETCH_PAGES of the pages the previous
+        # sweep needed are requested ahead, so the client's parsing overlaps the service's work and a
+        # 100-page sweep takes a fraction of the sequential time; speculation never goes past that
+        # count, so it wastes at most PREFETCH_PAGES - 1 requests when the need shrinks.
+        inflight: dict[int, asyncio.Future[ListAIAgentInstanceResponse]] = {}
+        page, ahead = 1, 1
+        try:
+            while page <= MAX_PAGES:
+                while ahead <= min(self._pages_hint, MAX_PAGES) and len(inflight) < PREFETCH_PAGES:
+                    inflight[ahead] = fetch(ahead)
+                    ahead += 1
+                if page not in inflight:
+                    inflight[page] = fetch(page)
+                    ahead = max(ahead, page + 1)
+                response = await inflight.pop(page)
+                for instance in response.instances:
+                    yield instance
+                if len(response.instances) < self.page_size:
+                    return
+                page += 1
+        finally:
+            self._pages_hint = max(1, min(page, MAX_PAGES))
+            for future in inflight.values():
+                future.cancel()
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: an unused page's error is not an error
+        # Page 100 was full: the window holds more than one listing can reach. The client knows how
+        # to split the window (rare: over 10,000 instances of one agent since the oldest wait began).
         async for instance in client.list_ai_agent_instances(
             self.agent_id, start_time=window_start, end_time=end_time, page_size=self.page_size
         ):

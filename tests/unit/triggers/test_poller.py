@@ -453,3 +453,50 @@ async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> N
         assert second.outcome is Outcome.NOT_FOUND
     finally:
         await missing.aclose()
+
+
+async def test_later_sweeps_prefetch_the_pages_the_last_sweep_needed_in_order() -> None:
+    client = FakeClient(350)
+    in_flight = 0
+    peaks: dict[int, int] = {}  # sweep number -> most pages in flight at once
+    original = client.list_ai_agent_instances_page
+
+    async def slow(agent_id: str, **kw: Any) -> ListAIAgentInstanceResponse:
+        nonlocal in_flight
+        sweep = active_pollers()[0].sweeps
+        in_flight += 1
+        peaks[sweep] = max(peaks.get(sweep, 0), in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return await original(agent_id, **kw)
+
+    client.list_ai_agent_instances_page = slow  # type: ignore[method-assign]
+    async with _wait(client, 0, interval=0.05) as oldest:
+        poller = active_pollers()[0]
+        first = await oldest.next_result(timeout=5)
+        assert first is not None
+        assert first.found
+        client.set_status(0, "Finished")
+        done = await oldest.next_result(timeout=5)
+    assert done is not None
+    assert done.instance is not None
+    assert done.instance.status.is_terminal
+    assert client.pages[:4] == [1, 2, 3, 4]
+    assert peaks[1] == 1  # the first sweep knows nothing: one page at a time
+    assert peaks[2] > 1  # the next one asks for the 4 pages it will need at once
+    assert sorted(client.pages[4:8]) == [1, 2, 3, 4]
+    assert poller.requests == len(client.pages)
+
+
+async def test_early_stop_cancels_prefetched_pages() -> None:
+    client = FakeClient(1000)
+    async with _wait(client, 0, interval=30) as oldest:
+        await oldest.next_result(timeout=5)
+        poller = active_pollers()[0]
+    assert client.pages == list(range(1, 11))
+    # A newcomer on page 1 now: the hint says 10 pages, but only PREFETCH_PAGES are ever in flight.
+    async with _wait(client, 999, interval=30) as newest:
+        poller = active_pollers()[0]
+        poller._pages_hint = 10
+        await newest.next_result(timeout=5)
+    assert len(client.pages) - 10 <= 4
