@@ -153,10 +153,14 @@ class IceSessionAnalyticsOperator(BaseOperator):
         if not agent_ids:
             raise IceValidationError("agent_ids", "at least one agent id is required")
         final = self.partition(start, end)
-        allow_http = bool(self.hook.allows_plain_http)
+        # Resolved here, synchronously, so the event loop below never does a sync connection lookup.
+        download_settings = {
+            "allow_http": bool(self.hook.allows_plain_http),
+            "verify": self.hook.settings.verify,
+        }
         self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
         with _publish.staged_partition(final) as staging:
-            summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, allow_http))
+            summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, download_settings))
             if stats.download_failures:
                 raise IceCallLogError(
                     f"{len(stats.download_failures)} call log(s) of [{start}, {end}) could not be downloaded "
@@ -189,7 +193,12 @@ class IceSessionAnalyticsOperator(BaseOperator):
         }
 
     async def _collect(
-        self, staging: Path, agent_ids: list[str], start: datetime, end: datetime, allow_http: bool
+        self,
+        staging: Path,
+        agent_ids: list[str],
+        start: datetime,
+        end: datetime,
+        download_settings: dict[str, Any],
     ) -> tuple[dict[str, Any], CollectStats]:
         from airflow_provider_ice.analytics.collect import collect_to_jsonl
         from airflow_provider_ice.api.download import AsyncCallLogDownloader
@@ -199,7 +208,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
         # and httpx's own request log lines are scrubbed by the downloader.
         client = await self.hook.aget_async_client()
         downloader = AsyncCallLogDownloader(
-            allow_http=allow_http,
+            **download_settings,
             max_bytes=self.max_bytes,
             max_retries=self.download_retries,
             timeout=self.download_timeout,

@@ -24,6 +24,7 @@ from airflow_provider_ice.api.download import (
     CallLogUrlExpiredError,
     DownloadResult,
 )
+from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.models import AIAgentInstance
 from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators._agent_wait import InstanceTarget, Outcome, poll_once, to_utc
@@ -174,10 +175,15 @@ class IceFetchCallLogOperator(BaseOperator):
                 raise ValueError("call: must be the dict returned by the generate operator or the sensor")
         if not isinstance(call, dict):
             raise ValueError(f"call: must be a dict (operator or sensor output), got {type(call).__name__}")
-        created = self.created_after
-        if created is None and call.get("created_at"):
-            created = to_utc(call["created_at"]) - CREATED_MARGIN
-        extra = {"window_start": to_utc(created)} if created is not None else {}
+        try:
+            created = to_utc(self.created_after) if self.created_after not in (None, "") else None
+            if created is None and call.get("created_at"):
+                created = to_utc(call["created_at"]) - CREATED_MARGIN
+        except (TypeError, ValueError):
+            raise IceValidationError(
+                "created_after", "must be an ISO-8601 time or a datetime (also call['created_at'])"
+            ) from None
+        extra = {"window_start": created} if created is not None else {}
         return InstanceTarget(
             agent_id=self.agent_id or call.get("agent_id") or "",
             correlation_id=self.correlation_id or call.get("correlation_id"),
@@ -201,9 +207,9 @@ class IceFetchCallLogOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self.target()
-        allow_http = bool(self.hook.allows_plain_http)
         with CallLogDownloader(
-            allow_http=allow_http,
+            allow_http=bool(self.hook.allows_plain_http),
+            verify=self.hook.settings.verify,
             max_bytes=self.max_bytes,
             max_retries=self.download_retries,
             timeout=self.download_timeout,

@@ -220,7 +220,8 @@ def test_gives_up_when_the_url_stays_empty(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(call_log_module.time, "monotonic", lambda: float(next(clock)))
     monkeypatch.setattr(call_log_module.time, "sleep", lambda _s: None)
     op = operator(channel_id="ch-x", destination=str(tmp_path) + "/", empty_url_timeout=30)
-    op.__dict__["hook"] = type("Hook", (), {"allows_plain_http": True})()
+    settings = type("Settings", (), {"verify": True})()
+    op.__dict__["hook"] = type("Hook", (), {"allows_plain_http": True, "settings": settings})()
     with pytest.raises(
         IceCallLogNotReadyError, match=r"CallLogUrl stayed empty for 30s \(empty_url_timeout\)"
     ):
@@ -270,6 +271,8 @@ def test_bad_input_is_refused_before_any_request() -> None:
         IceFetchCallLogOperator(task_id="f", call=["x"]).target()  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_bytes"):
         IceFetchCallLogOperator(task_id="f", agent_id="a", max_bytes=0)
+    with pytest.raises(IceValidationError, match="created_after: must be an ISO-8601 time"):
+        IceFetchCallLogOperator(task_id="f", agent_id="a", channel_id="c", created_after="last week").target()
 
 
 def test_templated_agent_gets_the_catch_all_asset() -> None:
