@@ -235,3 +235,26 @@ def test_bad_input_is_refused_before_any_request(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="page_size"):
         IceSessionAnalyticsOperator(task_id="a", agent_ids="x", page_size=101)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_object_storage_destination_replaces_the_partition(ice_connection: IceEmulator) -> None:
+    """Object stores have no rename of directories: files are uploaded aside, then moved in."""
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())
+    ice_connection.seed_history(AGENT, 12, DAY, NEXT_DAY)
+    root = ObjectStoragePath("memory://ice-analytics/sessions")
+    stale = root / f"date={DAY:%Y-%m-%d}" / "old-part.jsonl"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("stale")
+    op = IceSessionAnalyticsOperator(
+        task_id="a", agent_ids=AGENT, destination="memory://ice-analytics/sessions"
+    )
+    result = op.execute({"data_interval_start": DAY, "data_interval_end": NEXT_DAY})  # type: ignore[arg-type]
+    partition = ObjectStoragePath(result["uri"])
+    assert sorted(p.name for p in partition.iterdir()) == ["sessions.jsonl", "summary.json"]
+    assert json.loads((partition / "summary.json").read_text())["sessions"] == 12
+    assert len((partition / "sessions.jsonl").read_text().splitlines()) == 12
+    assert [p.name for p in root.iterdir()] == [partition.name]  # no temporary prefix left
