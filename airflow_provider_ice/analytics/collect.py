@@ -6,8 +6,8 @@ with its ``list_ai_agent_instances`` async iterator) and an
 
 Memory stays bounded whatever the size of the interval: the listing is consumed through a bounded
 queue by ``concurrency`` workers, each holding at most one call log (``max_bytes``); finished
-sessions are handed to ``emit`` in listing order through a reorder window no larger than the queue
-plus the workers. Only one small key per session is remembered, to drop the duplicates a listing
+sessions are handed to ``emit`` in listing order through a reorder window of at most four times
+``concurrency`` sessions. Only one small key per session is remembered, to drop the duplicates a listing
 can return when instances are created while it is being paged.
 
 Call-log URLs that the storage refuses (expired) and bodies that do not parse (e.g. truncated) are
@@ -182,10 +182,20 @@ class SessionCollector:
                     self.emit(result)
                 next_seq += 1
 
+        # Sessions finished ahead of a slow one wait in ``done``; a worker does not start an item
+        # more than ``window`` places ahead of the oldest unwritten one, so ``done`` stays small
+        # even while one download is backing off. The oldest item itself is never held back.
+        window = self.concurrency * 4
+        in_window = asyncio.Condition()
+
         async def worker() -> None:
             while (work := await queue.get()) is not None:
+                async with in_window:
+                    await in_window.wait_for(lambda: work.seq - next_seq < window)
                 done[work.seq] = await self._session(work.agent_id, work.instance)
                 flush()
+                async with in_window:
+                    in_window.notify_all()
 
         async def produce() -> None:
             seq = 0

@@ -137,3 +137,33 @@ async def test_persistent_refusal_is_reported_as_a_download_failure() -> None:
     assert [f["channel_id"] for f in stats.download_failures] == ["ch-1", "ch-2"]
     assert summary.to_dict()["call_log_error_count"] == 2
     assert "Signature" not in out.getvalue()
+
+
+async def test_a_slow_download_holds_back_at_most_a_bounded_window() -> None:
+    started_while_slow: list[int] = []
+    slow_done = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        n = int(request.url.path.strip("/").split(".")[0])
+        if n == 0:
+            await asyncio.sleep(0.5)  # e.g. a download backing off
+            slow_done.set()
+        elif not slow_done.is_set():
+            started_while_slow.append(n)
+        return httpx.Response(200, json={"Turns": []})
+
+    emitted: list[SessionMetrics] = []
+    async with AsyncCallLogDownloader(transport=httpx.MockTransport(handler)) as downloader:
+        collector = SessionCollector(
+            Lister([instance(n) for n in range(100)]),
+            downloader,
+            agent_ids=["a"],
+            start=START,
+            end=END,
+            emit=emitted.append,
+            concurrency=2,
+        )
+        await collector.run()
+    assert [s.channel_id for s in emitted] == [f"ch-{n}" for n in range(100)]
+    # Only items inside the window (4 x concurrency) ran ahead of the slow one.
+    assert 0 < len(started_while_slow) < 8
