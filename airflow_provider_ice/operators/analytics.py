@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import re
@@ -41,10 +42,13 @@ def partition_name(start: datetime, end: datetime) -> str:
 def _agent_list(agent_ids: Any) -> list[str]:
     if isinstance(agent_ids, str):
         text = agent_ids.strip()
-        if text.startswith("["):  # a rendered Jinja list
-            agent_ids = json.loads(text)
+        if text.startswith("["):  # a list rendered by Jinja: Python's repr, or JSON
+            try:
+                agent_ids = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise IceValidationError("agent_ids", f"not a list of agent ids: {text!r}") from None
         else:
-            return [a for a in _AGENT_SPLIT.split(text) if a]
+            agent_ids = _AGENT_SPLIT.split(text)
     if isinstance(agent_ids, (list, tuple, set)) and all(isinstance(a, str) for a in agent_ids):
         return sorted({a.strip() for a in agent_ids if a.strip()})
     raise IceValidationError("agent_ids", f"must be an agent id or a list of them, got {agent_ids!r}")

@@ -209,6 +209,19 @@ def test_templated_times_and_defaults(
     assert json.loads((expected / "summary.json").read_text())["sessions"] == 4
 
 
+def test_agent_ids_forms() -> None:
+    from airflow_provider_ice.operators.analytics import _agent_list
+
+    assert _agent_list("b, a,,a") == ["a", "b"]
+    assert _agent_list(["b", "a", "a"]) == ["a", "b"]
+    assert _agent_list("['x', 'y']") == ["x", "y"]  # a Jinja-rendered list param
+    assert _agent_list('["x"]') == ["x"]
+    with pytest.raises(IceValidationError, match="agent_ids"):
+        _agent_list("[oops")
+    with pytest.raises(IceValidationError, match="agent_ids"):
+        _agent_list([1, 2])
+
+
 def test_partition_names() -> None:
     assert partition_name(DAY, NEXT_DAY) == f"date={DAY:%Y-%m-%d}"
     assert (
