@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from xml.etree import ElementTree
 
 EXCERPT_LENGTH = 200
 # Signed URLs and tokens must not survive into an error message, even inside an echoed body.
@@ -182,6 +181,9 @@ def error_from_response(
         except ValueError:
             data = None
     elif stripped.startswith(b"<") and b"<Error" in body[:400]:
+        # Imported here: xml.etree costs DAG-parse time and XML error bodies are rare.
+        from xml.etree import ElementTree
+
         try:
             root = ElementTree.fromstring(body)
             data = {child.tag: (child.text or "") for child in root}
