@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from benchmarks.common import ACCESS_KEY_ID, ACCESS_KEY_SECRET, Meter, run_worker, worker_main
+from benchmarks.common import ACCESS_KEY_ID, ACCESS_KEY_SECRET, Meter, profile_top, run_worker, worker_main
 
 AGENT = "bench-signed-agent"
 PAGE_SIZE = 10
@@ -152,6 +152,9 @@ def _bare_async(spec: dict[str, Any]) -> Meter:
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("profile"):
+        # Where our async client's CPU goes (top functions by own time), for the report.
+        return {"profile": profile_top(_async, {**spec, "concurrency": 8}, limit=15)}
     kind = spec["client"]
     if kind == "sdk":
         meter = _sdk(spec)
@@ -213,7 +216,17 @@ def run(emulator: Any, *, smoke: bool) -> dict[str, Any]:
             "sync_overhead_vs_bare": cpu(action, "sync") / cpu(action, "bare-sync") - 1,
             "async8_overhead_vs_bare": cpu(action, "async-8") / cpu(action, "bare-async-8") - 1,
         }
-    return {"n": n, "page_size": PAGE_SIZE, "rows": rows, "ratios": ratios}
+    profile = run_worker(
+        "benchmarks.signed_calls",
+        {
+            "profile": True,
+            "action": "ListAIAgentInstance",
+            "url": emulator.url,
+            "n": n,
+            "instance_id": instance_id,
+        },
+    )["profile"]
+    return {"n": n, "page_size": PAGE_SIZE, "rows": rows, "ratios": ratios, "profile": profile}
 
 
 if __name__ == "__main__":
