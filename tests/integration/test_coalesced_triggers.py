@@ -1,0 +1,161 @@
+"""Coalesced polling with real IceAIAgentInstanceTrigger coroutines over signed HTTP to the emulator.
+
+Concurrency cases of the shared poller: many triggers in one loop share the sweeps; a trigger
+restarted from its serialized kwargs just registers again; two triggerer processes each run their
+own poller; a failing sweep is tolerated; the opt-out polls on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_ice.api.client import AsyncIceClient
+from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
+from airflow_provider_ice.triggers.poller import active_pollers
+
+pytestmark = pytest.mark.integration
+
+AGENT = "agent-coalesce"
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def _place(emulator: Any, prefix: str, n: int, duration: float = 1.0) -> None:
+    async with AsyncIceClient(emulator.credentials, endpoint=emulator.url) as client:
+        for i in range(n):
+            await client.generate_ai_agent_call(
+                AGENT,
+                user_data={
+                    "AirflowCorrelationId": f"{prefix}-{i}",
+                    "EmulatorScenario": {"UserJoinDelay": 0.1, "CallDuration": duration},
+                },
+            )
+
+
+def _trigger(
+    correlation_id: str, *, coalesce: bool = True, interval: float = 0.3
+) -> IceAIAgentInstanceTrigger:
+    now = time.time()
+    return IceAIAgentInstanceTrigger(
+        ice_conn_id="ice_default",
+        agent_id=AGENT,
+        correlation_id=correlation_id,
+        window_start=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)),
+        poll_interval=interval,
+        end_time=now + 30,
+        not_found_deadline=now + 30,
+        max_consecutive_errors=5,
+        coalesce=coalesce,
+    )
+
+
+async def _events(trigger: IceAIAgentInstanceTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+def _lists(emulator: Any) -> int:
+    return int(emulator.state("-")["request_counts"].get("ListAIAgentInstance", 0))
+
+
+async def test_many_triggers_share_one_sweep(ice_connection: Any) -> None:
+    await _place(ice_connection, "many", 30)
+    results = await asyncio.gather(*(_events(_trigger(f"many-{i}")) for i in range(30)))
+    for i, events in enumerate(results):
+        assert len(events) == 1
+        assert events[0]["status"] == "success"
+        assert events[0]["correlation_id"] == f"many-{i}"
+        assert events[0]["instance_status"] == "Finished"
+    # 30 waits of ~1.1 s polled every 0.3 s: naive polling needs >= 30 x 3 requests; one shared
+    # sweep per interval needs about one page per interval.
+    assert _lists(ice_connection) <= 15
+    await asyncio.sleep(0)
+    assert active_pollers() == []  # the poller stopped with its last waiter
+
+
+async def test_opt_out_polls_on_its_own(ice_connection: Any) -> None:
+    await _place(ice_connection, "solo", 5)
+    results = await asyncio.gather(*(_events(_trigger(f"solo-{i}", coalesce=False)) for i in range(5)))
+    assert all(events[0]["status"] == "success" for events in results)
+    assert active_pollers() == []
+    assert _lists(ice_connection) >= 5 * 3  # every trigger polled on its own, several times
+
+
+async def test_restart_from_serialized_kwargs_registers_again(ice_connection: Any) -> None:
+    await _place(ice_connection, "restart", 1, duration=2.0)
+    first = _trigger("restart-0")
+    task = asyncio.create_task(_events(first))
+    await asyncio.sleep(0.5)
+    assert active_pollers()[0].waiter_count == 1
+    task.cancel()  # the triggerer restarts: the running trigger is cancelled ...
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert all(p.waiter_count == 0 for p in active_pollers())
+    _classpath, kwargs = first.serialize()
+    assert kwargs["coalesce"] is True
+    json.dumps(kwargs)  # plain data: the triggerer stores it in the database
+    events = await _events(IceAIAgentInstanceTrigger(**kwargs))  # ... and rebuilt from its kwargs
+    assert [e["status"] for e in events] == ["success"]
+    assert events[0]["correlation_id"] == "restart-0"
+
+
+@pytest.mark.ice_emulator(error_rate=0.3, seed=3, actions=["ListAIAgentInstance"])
+async def test_failing_sweeps_are_tolerated(ice_connection: Any) -> None:
+    await _place(ice_connection, "flaky", 10)
+    results = await asyncio.gather(*(_events(_trigger(f"flaky-{i}")) for i in range(10)))
+    assert all(len(events) == 1 and events[0]["status"] == "success" for events in results)
+    assert ice_connection.state("-")["error_counts"]  # some sweeps did fail
+
+
+_PROCESS = """
+import asyncio, json, sys, time
+from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
+from airflow_provider_ice.triggers.poller import active_pollers
+
+async def main(ids):
+    now = time.time()
+    triggers = [IceAIAgentInstanceTrigger(ice_conn_id="ice_default", agent_id=sys.argv[1], correlation_id=cid,
+        window_start=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)), poll_interval=0.3,
+        end_time=now + 60, not_found_deadline=now + 60) for cid in ids]
+    async def one(t):
+        return [e.payload async for e in t.run()]
+    task = asyncio.gather(*(one(t) for t in triggers))
+    await asyncio.sleep(0.2)
+    sweeping = len(active_pollers())
+    results = await task
+    print(json.dumps({"pollers": sweeping, "events": results}))
+
+asyncio.run(main(sys.argv[2].split(",")))
+"""
+
+
+def test_two_triggerer_processes_each_run_their_own_poller(ice_connection: Any) -> None:
+    asyncio.run(_place(ice_connection, "proc", 12, duration=2.0))
+    env = {**os.environ}  # carries AIRFLOW_CONN_ICE_DEFAULT from the fixture
+    # Overlapping sets: instances 4..7 are awaited in both processes (HA triggerers may do that).
+    sets = [[f"proc-{i}" for i in range(0, 8)], [f"proc-{i}" for i in range(4, 12)]]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS, AGENT, ",".join(ids)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        for ids in sets
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for (out, err), ids, proc in zip(outputs, sets, procs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["pollers"] == 1  # one shared poller per process for the agent
+        assert [events[0]["correlation_id"] for events in result["events"]] == ids
+        assert all(len(events) == 1 and events[0]["status"] == "success" for events in result["events"])
