@@ -1,0 +1,112 @@
+"""The package as Airflow and users see it: provider metadata, layering, example DAG integrity."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_ice import CONN_TYPE, get_provider_info
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_DAG_IDS = {"ice_scheduled_agent_calls", "ice_call_log_pipeline", "ice_session_analytics"}
+
+
+def _import_attr(dotted: str) -> object:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_provider_entry_point_is_registered() -> None:
+    found = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider")
+    ]
+    assert [ep.load() for ep in found] == [get_provider_info]
+
+
+def test_every_module_and_class_named_in_provider_info_imports() -> None:
+    info = get_provider_info()
+    modules = [
+        module
+        for kind in ("hooks", "operators", "sensors", "triggers")
+        for entry in info[kind]
+        for module in entry["python-modules"]
+    ]
+    assert len(modules) == 6
+    for module in modules:
+        importlib.import_module(module)
+    for link in info["extra-links"]:
+        assert _import_attr(link).__name__ == "IceAIAgentInstanceLink"  # type: ignore[attr-defined]
+    (conn,) = info["connection-types"]
+    hook = _import_attr(conn["hook-class-name"])
+    assert conn["connection-type"] == CONN_TYPE == hook.conn_type  # type: ignore[attr-defined]
+    assert hook.default_conn_name == "ice_default"  # type: ignore[attr-defined]
+    assert hook.conn_name_attr == "ice_conn_id"  # type: ignore[attr-defined]
+
+
+def test_connection_form_is_declarative_and_marks_the_token_sensitive() -> None:
+    (conn,) = get_provider_info()["connection-types"]
+    fields = conn["conn-fields"]
+    assert {
+        "region",
+        "endpoint",
+        "security_token",
+        "timeout",
+        "connect_timeout",
+        "max_retries",
+        "verify",
+    } <= set(fields)
+    assert fields["security_token"]["schema"]["format"] == "password"
+    assert all("label" in field and "schema" in field for field in fields.values())
+    assert conn["ui-field-behaviour"]["relabeling"] == {
+        "login": "AccessKey ID",
+        "password": "AccessKey secret",
+    }
+
+
+def test_airflow_providers_manager_discovers_the_connection_type() -> None:
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    manager = ProvidersManagerTaskRuntime()
+    assert "airflow-provider-ice" in manager.providers
+    hook_info = manager.hooks[CONN_TYPE]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_provider_ice.hooks.ice.IceHook"
+    assert hook_info.connection_type == CONN_TYPE
+
+
+def test_the_api_layer_never_imports_airflow() -> None:
+    """The client must stay cheap to import and usable without Airflow (dependencies point one way)."""
+    code = (
+        "import sys, json;"
+        "import airflow_provider_ice.api.client, airflow_provider_ice.api.download,"
+        " airflow_provider_ice.api.lookup, airflow_provider_ice.analytics.metrics,"
+        " airflow_provider_ice.analytics.summary, airflow_provider_ice.analytics.collect;"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == []
+
+
+def test_example_dags_parse_without_errors(airflow_db: str) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "example_dags"))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == EXAMPLE_DAG_IDS
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAG_IDS))
+def test_example_dags_have_tags_and_no_cycles(dag_id: str, airflow_db: str) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "example_dags")).get_dag(dag_id)
+    assert dag is not None
+    assert "ice" in dag.tags
+    dag.validate()
+    assert dag.task_dict
