@@ -34,3 +34,8 @@ def airflow_db() -> str:
 
     initdb()
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--soak``: the larger fault-injection soak in tests/reliability (``make soak``)."""
+    parser.addoption("--soak", action="store_true", default=False, help="run the reliability soak")

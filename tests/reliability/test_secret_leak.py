@@ -1,0 +1,301 @@
+"""Secret-leak scan: the whole pipeline at DEBUG with distinctive secrets, then search everywhere.
+
+The example DAG ``ice_call_log_pipeline`` (and the reliability twin, with a failed first try of the
+call) runs through ``dag.test()`` against an emulator whose AccessKey secret and STS token are
+unique strings. The emulator reports every ARTC Token, AuthToken, CallLogUrl (and its signature)
+and Authorization signature it handled. None of those values may appear in: the captured output
+and log records (DEBUG), files under AIRFLOW_HOME/logs, XCom values, rendered template fields,
+trigger kwargs (``serialize()``, as stored), task-instance rows (``next_kwargs``), the metadata
+DB file as a whole, or the messages and tracebacks of the provider's exceptions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import pytest
+
+from airflow_provider_ice.api.client import IceClient
+from airflow_provider_ice.api.download import CallLogDownloader
+from airflow_provider_ice.api.signing import Credentials
+from airflow_provider_ice.emulator import IceEmulator
+from airflow_provider_ice.emulator.store import derive, identity_of
+from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
+from tests.reliability._support import FaultTally, start_emulator
+
+AGENT = "leak-scan-agent"
+
+
+class SecretRecorder:
+    """Wraps the emulator to note every secret it hands out or checks (installed before start)."""
+
+    def __init__(self, emulator: IceEmulator) -> None:
+        self.emulator = emulator
+        self.values: dict[str, str] = {
+            emulator.config.access_key_secret: "AccessKey secret",
+            str(emulator.config.security_token): "STS token",
+        }
+        rtc_token, url, verify = emulator.actions._rtc_token, emulator.signer.url, emulator.auth.verify
+
+        def record_token(instance: Any, channel_id: str, user_id: str) -> str:
+            token = rtc_token(instance, channel_id, user_id)
+            self.values[token] = "ARTC Token"
+            self.values[derive(emulator.config.seed, instance.instance_id, "rtc-token", 32)] = (
+                "ARTC Token core"
+            )
+            return token
+
+        def record_url(base_url: str, instance_id: str, expires: int) -> str:
+            signed = url(base_url, instance_id, expires)
+            self.values[signed] = "CallLogUrl"
+            signature = dict(parse_qsl(urlsplit(signed).query))["Signature"]
+            self.values[signature] = "CallLogUrl signature"
+            self.values[quote(signature, safe="")] = "CallLogUrl signature (encoded)"
+            return signed
+
+        def record_authorization(**kwargs: Any) -> None:
+            authorization = kwargs["headers"].get("authorization", "")
+            signature = authorization.rpartition("Signature=")[2]
+            if signature:
+                self.values[signature] = "Authorization signature"
+            verify(**kwargs)
+
+        emulator.actions._rtc_token = record_token  # type: ignore[method-assign]
+        emulator.signer.url = record_url  # type: ignore[method-assign]
+        emulator.auth.verify = record_authorization  # type: ignore[method-assign]
+
+    def all_secrets(self) -> dict[str, str]:
+        for instance in self.emulator.store:
+            self.values[identity_of(self.emulator.config.seed, instance).auth_token] = "AuthToken"
+        return dict(self.values)
+
+
+def find_leaks(secrets: dict[str, str], sources: dict[str, str]) -> list[str]:
+    return [
+        f"{kind} found in {where}"
+        for where, text in sources.items()
+        for secret, kind in secrets.items()
+        if secret and secret in text
+    ]
+
+
+#: ``dag.test()``'s in-process comms (``InProcessSupervisorComms.send``) log every message to the
+#: supervisor at DEBUG, including the ``MaskSecret`` request that registers a secret for masking.
+#: The real supervisor omits that body ("body omitted"), so these lines exist only under dag.test().
+MASKING_ECHO = "msg=MaskSecret(value="
+
+
+def _without_masking_echo(text: str) -> tuple[str, int]:
+    """``text`` without Airflow's dag.test-only echo of masking requests, and how many lines that was."""
+    lines = text.splitlines()
+    kept = [line for line in lines if not ("Sending request" in line and MASKING_ECHO in line)]
+    return "\n".join(kept), len(lines) - len(kept)
+
+
+def _db_sources(dag_ids: set[str]) -> dict[str, str]:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        xcoms = session.query(XComModel).filter(XComModel.dag_id.in_(dag_ids)).all()
+        rendered = session.query(RenderedTaskInstanceFields).filter(
+            RenderedTaskInstanceFields.dag_id.in_(dag_ids)
+        )
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id.in_(dag_ids)).all()
+        triggers = session.query(Trigger).all()
+        return {
+            "XCom values": "\n".join(json.dumps(x.value, default=str) for x in xcoms),
+            "rendered template fields": "\n".join(
+                json.dumps(r.rendered_fields, default=str) for r in rendered
+            ),
+            "task instance next_kwargs": "\n".join(json.dumps(ti.next_kwargs, default=str) for ti in tis),
+            "trigger table kwargs": "\n".join(str(t.kwargs) for t in triggers),
+        }
+
+
+@pytest.fixture
+def debug_logging() -> Iterator[None]:
+    """Airflow's logging (structlog and stdlib) at DEBUG for the test, then back to the configured level."""
+    from airflow.configuration import conf
+    from airflow.logging_config import configure_logging
+
+    previous = conf.get("logging", "logging_level")
+    root = logging.getLogger()
+    pytest_handlers = list(root.handlers)
+    conf.set("logging", "logging_level", "DEBUG")
+    configure_logging()
+    for handler in pytest_handlers:  # Airflow's dictConfig replaces the root handlers; keep pytest's
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    try:
+        yield
+    finally:
+        conf.set("logging", "logging_level", previous)
+        configure_logging()
+        for handler in pytest_handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+
+
+def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
+    airflow_db: str,
+    request: pytest.FixtureRequest,
+    dag_conn: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    debug_logging: None,
+    reliability_report: dict[str, Any],
+) -> None:
+    emulator, _ = start_emulator(
+        expire_urls=True,
+        user_join_delay=0.1,
+        call_duration=0.4,
+        seed=11,
+        access_key_id="LTAIleakscan",
+        access_key_secret=f"AKSECRET{uuid.uuid4().hex}",
+        security_token=f"STSTOKEN{uuid.uuid4().hex}",
+        throttle_rate=0.2,
+        retry_after_ms=20,
+    )
+    request.addfinalizer(emulator.stop)
+    recorder = SecretRecorder(emulator)
+    tally = FaultTally(emulator)
+    request.addfinalizer(tally.close)
+    dag_conn(emulator, timeout=1.0)
+
+    serialized: list[str] = []
+    original_serialize = IceAIAgentInstanceTrigger.serialize
+
+    def recording_serialize(self: IceAIAgentInstanceTrigger) -> tuple[str, dict[str, Any]]:
+        result = original_serialize(self)
+        serialized.append(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(IceAIAgentInstanceTrigger, "serialize", recording_serialize)
+
+    example = importlib.import_module("example_dags.ice_call_log_pipeline").dag
+    monkeypatch.setattr(example.task_dict["wait_for_call"], "poke_interval", 0.1)
+    twin = importlib.import_module("tests.dags.ice_reliability_pipeline").dag
+    states = []
+    with caplog.at_level(logging.DEBUG):
+        for number in range(2):
+            run = example.test(
+                run_conf={"agent_id": AGENT, "destination": str(tmp_path / f"example-{number}")}
+            )
+            states.append(str(run.state))
+        # A lost answer, a failed first try and an Airflow retry: error paths log too.
+        tally.force_next("GenerateAIAgentCall", "slow_create_response_lost")
+        tally.force_next("GenerateAIAgentCall", "server_error_5xx")
+        run = twin.test(run_conf={"agent_id": AGENT, "destination": str(tmp_path / "twin-0")})
+        states.append(str(run.state))
+        run = twin.test(run_conf={"agent_id": AGENT, "destination": str(tmp_path / "twin-1")})
+        states.append(str(run.state))
+        errors = _provoke_errors(emulator)
+    assert states == ["success"] * 4
+
+    captured = capfd.readouterr()
+    stdout, echoed = _without_masking_echo(captured.out)
+    home = Path(os.environ["AIRFLOW_HOME"])
+    log_files = [p for p in (home / "logs").rglob("*") if p.is_file()] if (home / "logs").exists() else []
+    sources = {
+        "captured stdout": stdout,
+        "captured stderr": captured.err,
+        "log records": "\n".join(f"{r.getMessage()}\n{r.exc_text or ''}" for r in caplog.records),
+        "log files under AIRFLOW_HOME/logs": "\n".join(p.read_text(errors="replace") for p in log_files),
+        "trigger kwargs (serialize)": "\n".join(serialized),
+        "exception messages and tracebacks": "\n".join(errors),
+        **_db_sources({example.dag_id, twin.dag_id}),
+        "metadata DB file": Path(airflow_db.removeprefix("sqlite:///")).read_bytes().decode("latin-1"),
+    }
+    secrets = recorder.all_secrets()
+    kinds = sorted(set(secrets.values()))
+    # The scan must have had something to find, and places to look at.
+    assert {
+        "ARTC Token",
+        "AuthToken",
+        "CallLogUrl",
+        "CallLogUrl signature",
+        "Authorization signature",
+    } <= set(kinds)
+    assert serialized
+    assert sources["XCom values"]
+    assert sources["rendered template fields"]
+    channel_ids = [i["ChannelId"] for i in emulator.state()["instances"]]
+    for where in ("captured stdout", "XCom values", "rendered template fields"):
+        assert any(c in sources[where] for c in channel_ids) or AGENT in sources[where], (
+            f"{where}: no run data"
+        )
+    debug_line = "ICE ListAIAgentInstance -> HTTP 200"
+    print({k: v.count(debug_line) for k, v in sources.items()})
+    assert debug_line in sources["captured stdout"] + sources["log records"], "DEBUG lines are missing"
+    print({k: len(v) for k, v in sources.items()})
+
+    leaks = find_leaks(secrets, sources)
+    if os.environ.get("ICE_LEAK_DUMP"):
+        with open(os.environ["ICE_LEAK_DUMP"], "w") as dump:
+            for where, text in sources.items():
+                for line in text.splitlines():
+                    for secret, kind in secrets.items():
+                        if secret in line:
+                            dump.write(f"{where} | {kind} | {line[:600]}\n")
+    reliability_report["secret_leak_scan"] = {
+        "dag_runs": len(states),
+        "secret_values_checked": len(secrets),
+        "secret_kinds": kinds,
+        "places_scanned": sorted(sources),
+        "bytes_scanned": sum(len(text) for text in sources.values()),
+        "secrets_leaked": len(leaks),
+        "excluded_airflow_dag_test_masking_echo_lines": echoed,
+    }
+    assert not leaks, "\n".join(leaks)
+
+
+def _provoke_errors(emulator: IceEmulator) -> list[str]:
+    """The provider's exceptions on paths that handle secrets: wrong secret, STS token, lost answer,
+    expired and refused signed URLs. Returns their messages, reprs and tracebacks."""
+    import io
+
+    texts: list[str] = []
+
+    def keep(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except Exception as error:
+            texts.extend([str(error), repr(error), "".join(traceback.format_exception(error))])
+        else:  # pragma: no cover - each call below is built to fail
+            raise AssertionError(f"{call} did not fail")
+
+    credentials = emulator.credentials
+    wrong = Credentials(
+        credentials.access_key_id, credentials.access_key_secret + "x", credentials.security_token
+    )
+    with IceClient(wrong, endpoint=emulator.url, max_retries=0) as client:
+        keep(lambda: client.describe_ai_agent_instance("i-1"))
+    with IceClient(credentials, endpoint=emulator.url, max_retries=0, timeout=0.5) as client:
+        emulator.set_faults(slow_create_rate=1.0, slow_create_delay=1.0, throttle_rate=0.0)
+        keep(lambda: client.generate_ai_agent_call(AGENT))
+        emulator.set_faults(slow_create_rate=0.0)
+        finished = [i for i in client.list_ai_agent_instances(AGENT) if i.status == "Finished"]
+    assert finished
+    assert finished[0].call_log_url is not None
+    url = finished[0].call_log_url.get_secret_value()
+    with CallLogDownloader(allow_http=True, max_retries=0) as downloader:
+        keep(lambda: downloader.download(url.replace("Signature=", "Signature=X"), io.BytesIO()))
+        keep(lambda: downloader.download(url.replace("http://", "https://"), io.BytesIO()))
+    with CallLogDownloader(allow_http=False, max_retries=0) as downloader:
+        keep(lambda: downloader.download(url, io.BytesIO()))
+    return texts
