@@ -42,10 +42,13 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_ice.api import operations as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
+from airflow_provider_ice.api.errors import IceResponseError
 from airflow_provider_ice.api.lookup import instance_matches
+from airflow_provider_ice.api.models import AIAgentInstance
 from airflow_provider_ice.operators._agent_wait import (
     WINDOW_MARGIN,
     InstanceTarget,
@@ -56,7 +59,6 @@ from airflow_provider_ice.operators._agent_wait import (
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.client import AsyncIceClient
-    from airflow_provider_ice.api.models import AIAgentInstance, ListAIAgentInstanceResponse
 
 log = logging.getLogger(__name__)
 
@@ -270,15 +272,28 @@ class CoalescedPoller:
         self.sweeps += 1
         try:
             async with contextlib.aclosing(self._list(window_start)) as listing:
-                async for instance in listing:
+                async for item in listing:
+                    # Raw entries: a model is built only for the few that may be someone's (parsing
+                    # 100 models per page was most of a sweep's client CPU).
                     candidates: list[Waiter] = []
+                    instance = item if isinstance(item, AIAgentInstance) else None
                     if by_correlation:
-                        candidates += by_correlation.get(correlation_id_of(instance.user_data) or "", ())
+                        user_data = (
+                            item.user_data if isinstance(item, AIAgentInstance) else item.get("UserData")
+                        )
+                        cid = correlation_id_of(user_data) if isinstance(user_data, str) else None
+                        candidates += by_correlation.get(cid or "", ())
                     if by_channel:
+                        # ChannelId may sit in a per-scenario sub-object: let the model resolve it.
+                        instance = instance or AIAgentInstance.model_validate(item)
                         candidates += by_channel.get(instance.channel_id or "", ())
                     for waiter in candidates:
                         wid = id(waiter)
-                        if wid not in matched and waiter.matches(instance):
+                        if wid in matched:
+                            continue
+                        if instance is None:
+                            instance = AIAgentInstance.model_validate(item)
+                        if waiter.matches(instance):
                             matched[wid] = instance
                             remaining.discard(wid)
                     if not remaining:
@@ -301,32 +316,27 @@ class CoalescedPoller:
             else:
                 waiter._offer(None, error)
 
-    async def _list(self, window_start: datetime) -> AsyncGenerator[AIAgentInstance, None]:
+    async def _list(self, window_start: datetime) -> AsyncGenerator[dict[str, Any] | AIAgentInstance, None]:
         if self._client is None:
             self._client = await self._client_factory()
         client = self._client
         # The same margin as a single trigger's window: StartTime/EndTime semantics are undocumented
         # and clocks drift.
-        end_time = datetime.now(timezone.utc) + WINDOW_MARGIN
+        start, end = ops.list_window(
+            self.agent_id, window_start, datetime.now(timezone.utc) + WINDOW_MARGIN, self.page_size
+        )
 
-        def fetch(number: int) -> asyncio.Future[ListAIAgentInstanceResponse]:
+        def fetch(number: int) -> asyncio.Future[dict[str, Any]]:
             self.requests += 1
-            return asyncio.ensure_future(
-                client.list_ai_agent_instances_page(
-                    self.agent_id,
-                    start_time=window_start,
-                    end_time=end_time,
-                    page_size=self.page_size,
-                    page_number=number,
-                )
-            )
+            params = ops.list_params(self.agent_id, start, end, self.page_size, number)
+            return asyncio.ensure_future(client.call_api(ops.LIST_INSTANCES, params))
 
         # Paged by hand (not client.list_ai_agent_instances) to stop as soon as every waiter is
-        # matched. Pages are consumed in order, but up to PREFETCH_PAGES of the pages the previous
-        # sweep needed are requested ahead, so the client's parsing overlaps the service's work and a
-        # 100-page sweep takes a fraction of the sequential time; speculation never goes past that
-        # count, so it wastes at most PREFETCH_PAGES - 1 requests when the need shrinks.
-        inflight: dict[int, asyncio.Future[ListAIAgentInstanceResponse]] = {}
+        # matched, on raw pages (call_api: same signing and retries) to parse only what matches.
+        # Pages are consumed in order, but up to PREFETCH_PAGES of the pages the previous sweep
+        # needed are requested ahead, so the client's work overlaps the service's; speculation never
+        # goes past that count, so it wastes at most PREFETCH_PAGES - 1 requests when the need shrinks.
+        inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
         page, ahead = 1, 1
         try:
             while page <= MAX_PAGES:
@@ -336,10 +346,10 @@ class CoalescedPoller:
                 if page not in inflight:
                     inflight[page] = fetch(page)
                     ahead = max(ahead, page + 1)
-                response = await inflight.pop(page)
-                for instance in response.instances:
-                    yield instance
-                if len(response.instances) < self.page_size:
+                items = _instances_of(await inflight.pop(page))
+                for item in items:
+                    yield item
+                if len(items) < self.page_size:
                     return
                 page += 1
         finally:
@@ -351,9 +361,21 @@ class CoalescedPoller:
         # Page 100 was full: the window holds more than one listing can reach. The client knows how
         # to split the window (rare: over 10,000 instances of one agent since the oldest wait began).
         async for instance in client.list_ai_agent_instances(
-            self.agent_id, start_time=window_start, end_time=end_time, page_size=self.page_size
+            self.agent_id, start_time=start, end_time=end, page_size=self.page_size
         ):
             yield instance
+
+
+def _instances_of(page: dict[str, Any]) -> list[dict[str, Any]]:
+    items = page.get("Instances")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise IceResponseError(
+            f"ListAIAgentInstance: Instances is {type(items).__name__}, expected a list",
+            action=ops.LIST_INSTANCES,
+        )
+    return [item for item in items if isinstance(item, dict)]
 
 
 # Keyed per event loop: a poller's task, events and client belong to the loop that created them.

@@ -65,6 +65,18 @@ class FakeClient:
         chunk = self.instances[(page_number - 1) * page_size : page_number * page_size]
         return ListAIAgentInstanceResponse.model_validate({"RequestId": "r", "Instances": chunk})
 
+    async def call_api(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The raw page, as the real client's call_api returns it (the poller pages raw)."""
+        assert action == "ListAIAgentInstance"
+        response = await self.list_ai_agent_instances_page(
+            params["AIAgentId"],
+            start_time=params.get("StartTime"),
+            end_time=params.get("EndTime"),
+            page_size=params["PageSize"],
+            page_number=params["PageNumber"],
+        )
+        return response.to_wire()
+
     async def aclose(self) -> None:
         self.closed = True
 
@@ -386,7 +398,7 @@ async def test_window_start_is_min_of_waiters() -> None:
         await a.next_result(timeout=5)
         await b.next_result(timeout=5)
     assert seen
-    assert all(s == early for s in seen)
+    assert all(s == "2025-12-31T23:00:00Z" for s in seen)
 
 
 def test_waiter_validation() -> None:
@@ -500,3 +512,22 @@ async def test_early_stop_cancels_prefetched_pages() -> None:
         poller._pages_hint = 10
         await newest.next_result(timeout=5)
     assert len(client.pages) - 10 <= 4
+
+
+async def test_a_window_beyond_100_full_pages_is_handed_to_the_client_listing() -> None:
+    client = FakeClient(10_050)
+    listed: list[Any] = []
+
+    async def list_ai_agent_instances(agent_id: str, **kw: Any) -> Any:
+        listed.append(kw)
+        for item in client.instances[10_000:]:  # what the client's window split finds past page 100
+            yield ListAIAgentInstanceResponse.model_validate({"Instances": [item]}).instances[0]
+
+    client.list_ai_agent_instances = list_ai_agent_instances  # type: ignore[attr-defined]
+    async with _wait(client, 3, interval=30) as oldest:
+        result = await oldest.next_result(timeout=10)
+    assert result is not None
+    assert result.instance is not None
+    assert result.instance.channel_id == "chan-3"
+    assert client.pages == list(range(1, 101))
+    assert len(listed) == 1
