@@ -91,6 +91,9 @@ class IceAgentCallBaseOperator(BaseOperator):
     :param stop_on_kill: Stop the instance (StopAIAgentInstance) when the task is killed or times out.
     :param lookback: How far back a retry looks for its earlier call when the DAG run's start is
         unknown.
+    :param coalesce_polls: In deferrable mode, share one ListAIAgentInstance sweep per interval with
+        every task waiting on the same connection and agent in the triggerer (about one request per
+        100 waiting calls; default True). False: this task's trigger polls on its own.
     """
 
     template_fields: Sequence[str] = ("agent_id", "user_data", "session_id", "ice_conn_id")
@@ -114,9 +117,11 @@ class IceAgentCallBaseOperator(BaseOperator):
         max_consecutive_errors: int = 3,
         stop_on_kill: bool = True,
         lookback: timedelta = timedelta(hours=24),
+        coalesce_polls: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.coalesce_polls = coalesce_polls
         self.agent_id = agent_id
         self.user_data = user_data
         self.session_id = session_id
@@ -359,6 +364,7 @@ class IceAgentCallBaseOperator(BaseOperator):
                     not_found_deadline=tracker.not_found_deadline,
                     max_consecutive_errors=self.max_consecutive_errors,
                     stop_on_kill=self.stop_on_kill,
+                    coalesce=self.coalesce_polls,
                 ),
                 method_name="execute_complete",
                 kwargs={"call": record},

@@ -64,6 +64,9 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
     :param include_call_log_url: Put the (secret, expiring) CallLogUrl into the XCom value.
     :param deferrable: Wait in the triggerer (default from ``[operators] default_deferrable``).
     :param lookback: Window length before the sensor start when ``created_after`` is unknown.
+    :param coalesce_polls: In deferrable mode, share one ListAIAgentInstance sweep per interval with
+        every task waiting on the same connection and agent in the triggerer (about one request per
+        100 waiting calls; default True). False: this sensor's trigger polls on its own.
     """
 
     template_fields: Sequence[str] = (
@@ -91,9 +94,11 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         include_call_log_url: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         lookback: timedelta = timedelta(hours=24),
+        coalesce_polls: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.coalesce_polls = coalesce_polls
         if call is None and not agent_id:
             raise ValueError("IceAIAgentInstanceSensor: give call=<operator output> or agent_id")
         if call is None and not (channel_id or correlation_id):
@@ -245,6 +250,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
                 not_found_deadline=tracker.not_found_deadline,
                 max_consecutive_errors=self.max_consecutive_errors,
                 stop_on_kill=False,  # the sensor does not own the call
+                coalesce=self.coalesce_polls,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
