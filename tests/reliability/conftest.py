@@ -26,6 +26,8 @@ def soak(request: pytest.FixtureRequest) -> bool:
 def reliability_report() -> Iterator[dict[str, Any]]:
     """Sections of figures; written to ``$ICE_RELIABILITY_REPORT`` (JSON + .md) at session end."""
     yield FIGURES
+    if FIGURES:
+        FIGURES["bad_inputs"] = _bad_inputs_tried()
     target = os.environ.get(REPORT_ENV)
     if target and FIGURES:
         path = Path(target)
@@ -39,6 +41,22 @@ def reliability_report() -> Iterator[dict[str, Any]]:
         merged = {**existing, **FIGURES}
         path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
         path.with_suffix(".md").write_text(render_markdown(merged))
+
+
+def _bad_inputs_tried() -> dict[str, int]:
+    """Sizes of the adversarial tables that ``make test`` runs (tests/unit), for the README figures."""
+    from tests.unit import test_adversarial_inputs as adversarial
+    from tests.unit import test_hostile_responses as hostile
+
+    figures = {
+        "invalid_arguments": len(adversarial.CASES),
+        "invalid_connections_x_entry_points": len(adversarial.CONNECTIONS) * 3,
+        "plain_http_refusals": 1,
+        "hostile_api_answers": len(hostile.API_CASES) + 4,
+        "hostile_call_log_downloads": len(hostile.DOWNLOAD_CASES),
+    }
+    figures["total"] = sum(figures.values())
+    return figures
 
 
 @pytest.fixture
