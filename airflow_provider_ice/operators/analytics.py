@@ -15,8 +15,8 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.api.validation import parse_time
 from airflow_provider_ice.operators import _publish
-from airflow_provider_ice.operators._agent_wait import to_utc
 from airflow_provider_ice.operators.call_log import IceCallLogError
 
 if TYPE_CHECKING:
@@ -239,13 +239,8 @@ class IceSessionAnalyticsOperator(BaseOperator):
 
 
 def _as_utc(name: str, value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return to_utc(value)
-    text = str(value).strip()
-    try:
-        return to_utc(text)
-    except ValueError:
-        raise IceValidationError(name, f"must be an ISO-8601 time or a datetime, got {text!r}") from None
+    # parse_time refuses naive values (as the client and the sensor do): "UTC or local?" is ambiguous.
+    return parse_time(value if isinstance(value, datetime) else str(value).strip(), name)
 
 
 __all__ = ["IceSessionAnalyticsOperator", "partition_name"]

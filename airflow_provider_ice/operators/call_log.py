@@ -175,8 +175,13 @@ class IceFetchCallLogOperator(BaseOperator):
                 raise ValueError("call: must be the dict returned by the generate operator or the sensor")
         if not isinstance(call, dict):
             raise ValueError(f"call: must be a dict (operator or sensor output), got {type(call).__name__}")
+        created = None
+        if self.created_after not in (None, ""):
+            from airflow_provider_ice.api.validation import parse_time
+
+            # Refuses naive values, as the sensor and the client do: "UTC or local?" is ambiguous.
+            created = parse_time(self.created_after, "created_after")
         try:
-            created = to_utc(self.created_after) if self.created_after not in (None, "") else None
             if created is None and call.get("created_at"):
                 created = to_utc(call["created_at"]) - CREATED_MARGIN
         except (TypeError, ValueError):

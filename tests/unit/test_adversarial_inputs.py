@@ -252,19 +252,9 @@ CASES: dict[str, Case] = {
     "analytics-naive-start": Case(lambda t: analytics(t, start_time=NAIVE), "start_time", ("time zone",)),
 }
 
-#: Naive datetimes are taken as UTC by these two operators (``_agent_wait.to_utc``) instead of being
-#: refused like everywhere else; a deployment whose default time zone is not UTC gets a wrong window.
-NAIVE_TAKEN_AS_UTC = {"fetch-naive-created-after", "analytics-naive-start"}
-
 
 def _params() -> list[Any]:
-    marks = pytest.mark.xfail(
-        strict=True, reason="naive datetime silently taken as UTC (operators._agent_wait.to_utc); see report"
-    )
-    return [
-        pytest.param(case, id=name, marks=marks if name in NAIVE_TAKEN_AS_UTC else ())
-        for name, case in CASES.items()
-    ]
+    return [pytest.param(case, id=name) for name, case in CASES.items()]
 
 
 def _nothing_reached(emulator: IceEmulator) -> None:
