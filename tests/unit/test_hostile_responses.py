@@ -404,6 +404,25 @@ DOWNLOAD_CASES: dict[str, tuple[Answer, type[BaseException], str]] = {
 }
 
 
+def _fetch_serving(
+    hostile: HostileServer, answer: Answer, tmp_path: Path, **kwargs: Any
+) -> IceFetchCallLogOperator:
+    """A fetch of a Finished instance whose signed CallLogUrl the hostile server answers with ``answer``."""
+    signed = (
+        f"{hostile.url}/_calllogs/i-1.json?Expires=9999999999&OSSAccessKeyId=k&Signature=SIGNATURE-SECRET"
+    )
+    hostile.actions["ListAIAgentInstance"] = _instances(_instance("Finished", CallLogUrl=signed))
+    hostile.paths["/_calllogs/i-1.json"] = answer
+    return IceFetchCallLogOperator(
+        task_id="fetch",
+        agent_id=AGENT,
+        correlation_id=CORRELATION,
+        created_after=datetime.now(timezone.utc) - timedelta(minutes=1),
+        destination=str(tmp_path) + "/",
+        **kwargs,
+    )
+
+
 @pytest.mark.parametrize(
     ("answer", "error", "words"), list(DOWNLOAD_CASES.values()), ids=list(DOWNLOAD_CASES)
 )
@@ -415,21 +434,9 @@ def test_hostile_call_log_ends_in_a_typed_error_and_no_file(
     error: type[BaseException],
     words: str,
 ) -> None:
-    signed = (
-        f"{hostile.url}/_calllogs/i-1.json?Expires=9999999999&OSSAccessKeyId=k&Signature=SIGNATURE-SECRET"
-    )
-    hostile.actions["ListAIAgentInstance"] = _instances(_instance("Finished", CallLogUrl=signed))
     answer.headers = {k: v.replace("{elsewhere}", elsewhere.url) for k, v in answer.headers.items()}
-    hostile.paths["/_calllogs/i-1.json"] = answer
-    operator = IceFetchCallLogOperator(
-        task_id="fetch",
-        agent_id=AGENT,
-        correlation_id=CORRELATION,
-        created_after=datetime.now(timezone.utc) - timedelta(minutes=1),
-        destination=str(tmp_path) + "/",
-        max_url_refreshes=1,
-        download_retries=1,
-        download_timeout=5,
+    operator = _fetch_serving(
+        hostile, answer, tmp_path, max_url_refreshes=1, download_retries=1, download_timeout=5
     )
     caught = expect_typed(lambda: operator.execute(context()), error)  # type: ignore[arg-type]
     assert words in str(caught), str(caught)
@@ -440,16 +447,7 @@ def test_hostile_call_log_ends_in_a_typed_error_and_no_file(
 
 def test_a_good_call_log_from_the_same_server_is_saved(hostile: HostileServer, tmp_path: Path) -> None:
     """The control case: the same set-up with a valid body does write the file."""
-    signed = f"{hostile.url}/_calllogs/i-1.json?Expires=9999999999&OSSAccessKeyId=k&Signature=s"
-    hostile.actions["ListAIAgentInstance"] = _instances(_instance("Finished", CallLogUrl=signed))
-    hostile.paths["/_calllogs/i-1.json"] = Answer(200, GOOD_LOG)
-    result = IceFetchCallLogOperator(
-        task_id="fetch",
-        agent_id=AGENT,
-        correlation_id=CORRELATION,
-        created_after=datetime.now(timezone.utc) - timedelta(minutes=1),
-        destination=str(tmp_path) + "/",
-    ).execute(context())  # type: ignore[arg-type]
+    result = _fetch_serving(hostile, Answer(200, GOOD_LOG), tmp_path).execute(context())  # type: ignore[arg-type]
     assert [p.name for p in tmp_path.iterdir()] == [f"{CHANNEL}.json"]
     assert (tmp_path / f"{CHANNEL}.json").read_bytes() == GOOD_LOG
     assert result["bytes"] == len(GOOD_LOG)
