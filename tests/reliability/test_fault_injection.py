@@ -121,13 +121,11 @@ def test_pipeline_under_faults_places_one_call_and_saves_every_call_log_once(
     assert faults["expired_call_log_urls_refused"] >= runs
 
 
-@pytest.mark.parametrize("runs", [1])
 def test_retries_exhausted_fail_the_run_with_a_clear_error(
     airflow_db: str,
     ice_emulator_factory: Callable[..., IceEmulator],
     dag_conn: Callable[..., dict[str, Any]],
     tmp_path: Path,
-    runs: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With every ListAIAgentInstance refused, the run fails once retries are exhausted, and says why."""
