@@ -279,6 +279,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     notes = report.get("notes")
     if notes:
-        lines += ["## Notes on targets not met", "", notes.strip(), ""]
+        lines += [notes.strip(), ""]
     lines += [MEANING]
     return "\n".join(lines)
