@@ -200,8 +200,10 @@ def run(emulator: Any, *, smoke: bool) -> dict[str, Any]:
                 "n": n,
                 "instance_id": instance_id,
             }
-            result = run_worker("benchmarks.signed_calls", spec)
-            rows.append({"action": action, "client": client, "label": label, **result})
+            # Two fresh processes per row, keep the cheaper: the shared machine only ever adds time.
+            runs = [run_worker("benchmarks.signed_calls", spec) for _ in range(1 if smoke else 2)]
+            result = min(runs, key=lambda r: r["cpu_us_per_call"])
+            rows.append({"action": action, "client": client, "label": label, "runs": len(runs), **result})
 
     def cpu(action: str, client: str) -> float:
         return next(r["cpu_us_per_call"] for r in rows if r["action"] == action and r["client"] == client)
