@@ -375,7 +375,7 @@ def test_deferrable_checks_once_then_defers_with_absolute_deadlines(generate: Ma
     op = make_op(wait_for_completion=True, deferrable=True, timeout=600, not_found_timeout=60)
     with (
         patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([instance(correlation_id=CID)])),
-        patch("airflow_provider_ice.operators.agent_call.time.time", return_value=1_000_000.0),
+        patch("airflow_provider_ice.operators._call_base.time.time", return_value=1_000_000.0),
         pytest.raises(TaskDeferred) as deferred,
     ):
         op.execute(context())
