@@ -21,6 +21,7 @@ from typing import Any
 from airflow_provider_ice.emulator.calllogs import CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig
 from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.secrets import SecretLedger
 from airflow_provider_ice.emulator.store import FINISHED, Instance, Store, derive, identity_of, iso_utc
 from airflow_provider_ice.emulator.wire import ApiError, invalid_parameter, missing_parameter
 
@@ -84,15 +85,22 @@ class Actions:
     :param store: the instances.
     :param faults: fault settings (for ``calllog_expire_first``).
     :param signer: call-log URL signer.
+    :param ledger: notes every ARTC Token and AuthToken handed out, when secret recording is on.
     """
 
     def __init__(
-        self, config: EmulatorConfig, store: Store, faults: FaultInjector, signer: CallLogSigner
+        self,
+        config: EmulatorConfig,
+        store: Store,
+        faults: FaultInjector,
+        signer: CallLogSigner,
+        ledger: SecretLedger | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._faults = faults
         self._signer = signer
+        self._ledger = ledger or SecretLedger(enabled=False)
         self.handlers: dict[str, Callable[[Params, str], dict[str, Any]]] = {
             "GenerateAIAgentCall": self.generate_ai_agent_call,
             "ListAIAgentInstance": self.list_ai_agent_instance,
@@ -212,6 +220,7 @@ class Actions:
         """The fields List and Describe share (List returns no InstanceId)."""
         status = instance.status(now)
         ident = identity_of(self._config.seed, instance)
+        self._ledger.record(ident.auth_token, "AuthToken")
         view: dict[str, Any] = {
             "Status": status,
             "RuntimeConfig": {
@@ -230,10 +239,12 @@ class Actions:
         return view
 
     def _call_log_url(self, instance: Instance, now: float, base_url: str) -> str:
-        with self._store.lock:
-            instance.urls_issued += 1
-            first = instance.urls_issued == 1
-        if first and self._faults.config.calllog_expire_first:
+        # Under calllog_expire_first, whoever lists the instance first (a sensor's poll, say), the
+        # first download attempt meets an expired URL: they stay expired until one is refused.
+        if (
+            self._faults.config.calllog_expire_first
+            and self._store.expired_refusals[instance.instance_id] == 0
+        ):
             expires = int(now) - 1
         else:
             expires = int(now + self._config.calllog_url_ttl)
@@ -257,11 +268,16 @@ class Actions:
 
     def _rtc_token(self, instance: Instance, channel_id: str, user_id: str) -> str:
         """An ARTC-style join token: base64 JSON with an HMAC-like digest (not a real credential)."""
+        core = derive(self._config.seed, instance.instance_id, "rtc-token", 32)
         payload = {
             "appid": "ice-emulator",
             "channelid": channel_id,
             "userid": user_id,
             "timestamp": int(instance.created_at) + instance.expire,
-            "token": derive(self._config.seed, instance.instance_id, "rtc-token", 32),
+            "token": core,
         }
-        return base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode("ascii")
+        token = base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode("ascii")
+        if self._ledger.enabled:
+            self._ledger.record(token, "ARTC Token")
+            self._ledger.record(core, "ARTC Token core")
+        return token

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 
 from airflow_provider_ice.api.signing import expected_signature, parse_authorization
 from airflow_provider_ice.emulator.config import EmulatorConfig
+from airflow_provider_ice.emulator.secrets import SecretLedger
 from airflow_provider_ice.emulator.wire import ApiError
 
 #: How long a nonce is remembered: the gateway's replay window.
@@ -85,10 +86,12 @@ class Authenticator:
     """Checks one request's V3 signature against the configured AccessKey pair.
 
     :param config: the emulator configuration (keys, STS token, allowed clock skew).
+    :param ledger: notes the signature of every Authorization header, when secret recording is on.
     """
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, ledger: SecretLedger | None = None) -> None:
         self._config = config
+        self._ledger = ledger or SecretLedger(enabled=False)
         self.nonces = NonceCache(capacity=config.nonce_capacity)
 
     def verify(
@@ -106,6 +109,8 @@ class Authenticator:
             parsed = parse_authorization(authorization)
         except ValueError as err:
             raise ApiError(400, "IncompleteSignature", f"The request signature is malformed: {err}.")
+        if self._ledger.enabled:
+            self._ledger.record(parsed.signature, "Authorization signature")
         if parsed.access_key_id != config.access_key_id:
             raise ApiError(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
         signed = set(parsed.signed_headers)

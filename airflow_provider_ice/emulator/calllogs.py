@@ -29,6 +29,7 @@ from airflow_provider_ice.api.calllog import (
     CallLogMetrics,
     CallLogTurn,
 )
+from airflow_provider_ice.emulator.secrets import SecretLedger
 from airflow_provider_ice.emulator.store import Instance, identity_of
 
 CALLLOG_PREFIX = "/_calllogs/"
@@ -59,10 +60,12 @@ class CallLogSigner:
     """Signs and checks call-log URLs with the emulator's secret.
 
     :param secret: HMAC key (the emulator's AccessKey secret; never appears in a URL).
+    :param ledger: notes every URL and signature handed out, when secret recording is on.
     """
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, ledger: SecretLedger | None = None) -> None:
         self._key = secret.encode("utf-8")
+        self._ledger = ledger or SecretLedger(enabled=False)
 
     def signature(self, instance_id: str, expires: int) -> str:
         to_sign = f"GET\n\n\n{expires}\n/{BUCKET}/{instance_id}.json"
@@ -70,11 +73,17 @@ class CallLogSigner:
         return base64.b64encode(digest).decode("ascii")
 
     def url(self, base_url: str, instance_id: str, expires: int) -> str:
-        signature = quote(self.signature(instance_id, expires), safe="")
-        return (
+        raw = self.signature(instance_id, expires)
+        signature = quote(raw, safe="")
+        url = (
             f"{base_url}{CALLLOG_PREFIX}{instance_id}.json"
             f"?Expires={expires}&OSSAccessKeyId={OSS_ACCESS_KEY_ID}&Signature={signature}"
         )
+        if self._ledger.enabled:
+            self._ledger.record(url, "CallLogUrl")
+            self._ledger.record(raw, "CallLogUrl signature")
+            self._ledger.record(signature, "CallLogUrl signature (encoded)")
+        return url
 
     def valid_signature(self, instance_id: str, expires: int, signature: str) -> bool:
         return hmac.compare_digest(self.signature(instance_id, expires), signature)

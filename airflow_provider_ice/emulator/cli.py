@@ -89,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--latency", type=_seconds, default=0.0, help="seconds added to every answer")
     faults.add_argument("--slow-create-rate", type=_rate, default=0.0, help="share of creates answered late")
     faults.add_argument("--slow-create-delay", type=_seconds, default=15.0, help="delay of a slow create (s)")
-    faults.add_argument("--calllog-expire-first", action="store_true", help="first CallLogUrl is expired")
+    faults.add_argument(
+        "--calllog-expire-first",
+        action="store_true",
+        help="CallLogUrls of an instance are expired until one download of it was refused as expired",
+    )
     faults.add_argument(
         "--calllog-error-rate", type=_rate, default=0.0, help="share of call logs answered 503"
     )

@@ -53,8 +53,10 @@ class FaultConfig:
         StartAIAgentOutboundCall) that create the instance, then answer only after ``slow_create_delay``.
     :param slow_create_delay: seconds a slow create waits before answering; choose more than the
         client's read timeout to simulate a lost response.
-    :param calllog_expire_first: the first CallLogUrl handed out for each instance is already expired
-        (the next Describe/List hands out a valid one).
+    :param calllog_expire_first: every CallLogUrl handed out for an instance is already expired until
+        one download of that instance has been refused as expired; the Describe/List after that
+        refusal hands out a valid URL. So the first download attempt of each call log meets an
+        expired URL, however many polls listed the instance before.
     :param calllog_error_rate: share of call-log downloads answered 503 with an OSS-style XML error.
     :param calllog_truncate_rate: share of call-log downloads whose body is cut in half (a truncated file).
     :param actions: restrict the API faults (throttle, error, drop, slow create) to these action names;
@@ -134,6 +136,9 @@ class EmulatorConfig:
     :param max_timestamp_skew: seconds ``x-acs-date`` may differ from the emulator's wall clock (900).
     :param nonce_capacity: most nonces remembered at once (oldest forgotten first), bounding memory.
     :param faults: faults injected from the start (changeable at run time).
+    :param record_secrets: note every secret value handed out or checked (tokens, CallLogUrls and
+        their signatures, Authorization signatures) for :meth:`IceEmulator.secrets`, so a test can
+        scan its logs for them; off by default (it keeps every value in memory).
     :param clock: the time source of the lifecycle and of call-log URL expiry (tests inject one);
         signature timestamps are always checked against the real wall clock.
     """
@@ -155,6 +160,7 @@ class EmulatorConfig:
     max_timestamp_skew: float = 900.0
     nonce_capacity: int = 1_000_000
     faults: FaultConfig = field(default_factory=FaultConfig)
+    record_secrets: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __post_init__(self) -> None:

@@ -6,6 +6,8 @@
 * ``GET  /_emulator/faults``  → current fault settings
 * ``POST /_emulator/faults``  ← JSON object of settings to change (``{"throttle_rate": 0.2}``);
   ``?replace=1`` starts from no faults instead of the current settings
+* ``POST /_emulator/faults/force`` ← ``{"action": …, "kind": …, "count": 1}``: the next ``count``
+  calls of ``action`` meet fault ``kind`` (:meth:`IceEmulator.force_faults`) → ``{"forced": {…}}``
 * ``POST /_emulator/seed``    ← ``{"agent_id": …, "count": …, "start": ISO|epoch, "end": ISO|epoch}``
 """
 
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 PREFIX = "/_emulator"
 
 
-def instance_state(seed: int, instance: Instance, now: float, downloads: int) -> dict[str, Any]:
+def instance_state(
+    seed: int, instance: Instance, now: float, downloads: int, expired_refusals: int
+) -> dict[str, Any]:
     """One instance as the introspection endpoint shows it (no tokens)."""
     status = instance.status(now)
     ident = identity_of(seed, instance)
@@ -45,6 +49,7 @@ def instance_state(seed: int, instance: Instance, now: float, downloads: int) ->
         "EndReason": instance.final_reason() if status == FINISHED else None,
         "UserJoined": instance.user_joined() if status == FINISHED else None,
         "CallLogDownloads": downloads,
+        "CallLogExpiredRefusals": expired_refusals,
     }
 
 
@@ -98,6 +103,17 @@ def add_control_routes(app: web.Application, emulator: IceEmulator) -> None:
             return _bad_request(str(err))
         return web.json_response(config.to_dict())
 
+    async def force_faults(request: web.Request) -> web.Response:
+        try:
+            body = await _json_body(request)
+            count = body.get("count", 1)
+            emulator.force_faults(str(body["action"]), str(body["kind"]), count)
+        except KeyError as missing:
+            return _bad_request(f"missing field {missing.args[0]!r} (need action, kind; count optional)")
+        except (ValueError, TypeError) as err:
+            return _bad_request(str(err))
+        return web.json_response({"forced": emulator.faults.forced()})
+
     async def seed(request: web.Request) -> web.Response:
         try:
             body = await _json_body(request)
@@ -118,4 +134,5 @@ def add_control_routes(app: web.Application, emulator: IceEmulator) -> None:
     app.router.add_post(f"{PREFIX}/reset", reset)
     app.router.add_get(f"{PREFIX}/faults", get_faults)
     app.router.add_post(f"{PREFIX}/faults", post_faults)
+    app.router.add_post(f"{PREFIX}/faults/force", force_faults)
     app.router.add_post(f"{PREFIX}/seed", seed)

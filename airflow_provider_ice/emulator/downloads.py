@@ -1,4 +1,8 @@
-"""Serving ``GET /_calllogs/<InstanceId>.json``: OSS-style checks, faults and download counting."""
+"""Serving ``GET /_calllogs/<InstanceId>.json``: OSS-style checks, faults and download counting.
+
+An expired URL's refusal is recorded per instance (``Store.expired_refusals``): under
+``calllog_expire_first`` every URL handed out for an instance is expired until one such refusal.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from aiohttp import web
 
 from airflow_provider_ice.emulator.calllogs import CallLogSigner, build_call_log, oss_error_xml
 from airflow_provider_ice.emulator.config import EmulatorConfig
-from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.faults import CALLLOG_ACTION, FaultInjector
 from airflow_provider_ice.emulator.store import FINISHED, Store, iso_utc
 from airflow_provider_ice.emulator.wire import new_request_id
 
@@ -21,7 +25,7 @@ class CallLogDownloads:
     """The call-log "bucket": 403 for an expired or tampered URL, 404 for an unknown object.
 
     :param config: the emulator configuration (seed, clock).
-    :param store: instances and per-instance download counts.
+    :param store: instances, per-instance download counts and expired-URL refusals.
     :param faults: latency, 503 and truncation faults for downloads.
     :param signer: checks the URL signature.
     """
@@ -63,6 +67,11 @@ class CallLogDownloads:
             return self._error(403, "AccessDenied", "Invalid argument: Expires must be epoch seconds.")
         now = self._store.now()
         if now > expires:
+            if self._signer.valid_signature(instance_id, expires, signature):
+                # Only a genuine URL that ran out counts: a tampered Expires is no expiry.
+                with self._store.lock:
+                    self._store.expired_refusals[instance_id] += 1
+                self._faults.count("calllog_expired", CALLLOG_ACTION)
             return self._error(
                 403,
                 "AccessDenied",
@@ -79,6 +88,7 @@ class CallLogDownloads:
         instance = self._store.get(instance_id)
         if instance is None or instance.status(now) != FINISHED:
             return self._error(404, "NoSuchKey", "The specified key does not exist.", Key=name)
+        fault = self._faults.settle_calllog(fault)
         if fault.error:
             return self._error(503, "ServiceUnavailable", "Please reduce your request rate.")
         body = json.dumps(build_call_log(self._config.seed, instance).to_wire(), ensure_ascii=False).encode()

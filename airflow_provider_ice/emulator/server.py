@@ -28,6 +28,7 @@ from airflow_provider_ice.emulator.config import EmulatorConfig, FaultConfig
 from airflow_provider_ice.emulator.control import add_control_routes, instance_state
 from airflow_provider_ice.emulator.downloads import CallLogDownloads
 from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.secrets import SecretLedger
 from airflow_provider_ice.emulator.store import Store
 from airflow_provider_ice.emulator.wire import ApiError, error_response, json_response, new_request_id
 
@@ -67,9 +68,10 @@ class IceEmulator:
         self.config = config or EmulatorConfig()
         self.store = Store(self.config)
         self.faults = FaultInjector(self.config.faults, self.config.seed)
-        self.signer = CallLogSigner(self.config.access_key_secret)
-        self.auth = Authenticator(self.config)
-        self.actions = Actions(self.config, self.store, self.faults, self.signer)
+        self._secrets = SecretLedger(self.config.record_secrets)
+        self.signer = CallLogSigner(self.config.access_key_secret, self._secrets)
+        self.auth = Authenticator(self.config, self._secrets)
+        self.actions = Actions(self.config, self.store, self.faults, self.signer, self._secrets)
         self.calllogs = CallLogDownloads(self.config, self.store, self.faults, self.signer)
         self.request_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
@@ -118,17 +120,31 @@ class IceEmulator:
         )
 
     def state(self, agent_id: str | None = None) -> dict[str, Any]:
-        """Every instance (optionally of one agent), request/error counts and call-log downloads."""
+        """Every instance (optionally of one agent) with its call-log downloads and expired-URL
+        refusals, request/error counts, and the faults: settings, injected, still forced.
+
+        ``faults_injected`` is ``{kind: {action: n}}`` over every kind (throttled, server_error_5xx,
+        dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired; downloads
+        under the action ``CallLogDownload``), ``faults_injected_total`` is ``{kind: n}``.
+        """
         now = self.store.now()
+        store = self.store
         instances = [
-            instance_state(self.config.seed, instance, now, self.store.downloads[instance.instance_id])
-            for instance in self.store
+            instance_state(
+                self.config.seed,
+                instance,
+                now,
+                store.downloads[instance.instance_id],
+                store.expired_refusals[instance.instance_id],
+            )
+            for instance in store
             if agent_id is None or instance.agent_id == agent_id
         ]
         with self._counts_lock:
             request_counts, error_counts = dict(self.request_counts), dict(self.error_counts)
-        with self.store.lock:
-            downloads = dict(self.store.downloads)
+        with store.lock:
+            downloads = dict(store.downloads)
+        injected = self.faults.injected()
         return {
             "instances": instances,
             "request_counts": request_counts,
@@ -136,13 +152,43 @@ class IceEmulator:
             "calllog_downloads": downloads,
             "calllog_denied": self.calllogs.denied,
             "faults": self.faults.config.to_dict(),
+            "faults_injected": injected,
+            "faults_injected_total": {kind: sum(by_action.values()) for kind, by_action in injected.items()},
+            "faults_forced": self.faults.forced(),
         }
 
+    def force_faults(self, action: str, kind: str, count: int = 1) -> list[str]:
+        """The next ``count`` calls of ``action`` meet fault ``kind`` for sure, whatever the rates and
+        the targeted actions; returns the kinds still forced on ``action``, in order.
+
+        The seeded stream is drawn as usual for those calls, so the faults after them are the same
+        as without forcing. ``action`` is an API action (kinds throttled, server_error_5xx,
+        dropped_connection, and slow_create for creating actions) or ``CallLogDownload`` (kinds
+        calllog_error, calllog_truncated; met by the next downloads that reach their object).
+
+        :raises ValueError: naming the allowed values, for an unknown action or kind, or count < 1.
+        """
+        return self.faults.force(action, kind, count)
+
+    def secrets(self) -> dict[str, str]:
+        """``{value: kind}`` of every secret this emulator knows or handed out, for leak scans.
+
+        :raises RuntimeError: unless the emulator was configured with ``record_secrets=True``.
+        """
+        if not self.config.record_secrets:
+            raise RuntimeError("secrets(): start the emulator with EmulatorConfig(record_secrets=True)")
+        values = {self.config.access_key_secret: "AccessKey secret"}
+        if self.config.security_token:
+            values[self.config.security_token] = "STS token"
+        return {**self._secrets.snapshot(), **values}
+
     def reset(self) -> None:
-        """Forget every instance, count and nonce; faults go back to the configured ones."""
+        """Forget every instance, count, nonce, forced fault and recorded secret; faults go back to
+        the configured ones."""
         self.store.reset()
         self.auth.nonces.clear()
         self.faults.reset(self.config.faults)
+        self._secrets.clear()
         self.calllogs.denied = 0
         with self._counts_lock:
             self.request_counts.clear()

@@ -90,7 +90,6 @@ class Instance:
         "session_id",
         "stopped_at",
         "template_config",
-        "urls_issued",
         "user_data",
         "user_id",
     )
@@ -114,7 +113,6 @@ class Instance:
         self.natural_end = created_at
         self.end_reason = "UserHangup"
         self.stopped_at: float | None = None
-        self.urls_issued = 0
 
     @property
     def finished_at(self) -> float:
@@ -173,7 +171,8 @@ class _AgentIndex:
 
 
 class Store:
-    """All instances, by id and by agent, plus call-log download counts. Thread-safe.
+    """All instances, by id and by agent, plus per-instance call-log downloads served and downloads
+    refused because the URL had expired. Thread-safe.
 
     :param config: the emulator configuration (seed, timings, rates, clock).
     """
@@ -186,6 +185,7 @@ class Store:
         self.by_id: dict[str, Instance] = {}
         self._by_agent: dict[str, _AgentIndex] = {}
         self.downloads: Counter[str] = Counter()
+        self.expired_refusals: Counter[str] = Counter()
 
     def now(self) -> float:
         return self._config.clock()
@@ -197,6 +197,7 @@ class Store:
             self.by_id.clear()
             self._by_agent.clear()
             self.downloads.clear()
+            self.expired_refusals.clear()
 
     def _new_id(self) -> str:
         return f"{self._rng.getrandbits(128):032x}"

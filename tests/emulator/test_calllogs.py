@@ -140,11 +140,54 @@ def test_unknown_object_after_reset_is_404(emulator: IceEmulator, clock: FakeClo
     assert _oss_error(response) == "NoSuchKey"
 
 
-def test_expire_first_hands_out_an_expired_url_once(emulator: IceEmulator, clock: FakeClock) -> None:
+def _instance_state(emulator: IceEmulator, instance_id: str) -> dict[str, Any]:
+    return next(i for i in emulator.state()["instances"] if i["InstanceId"] == instance_id)
+
+
+def test_expire_first_urls_stay_expired_until_one_download_is_refused(
+    emulator: IceEmulator, clock: FakeClock
+) -> None:
     emulator.set_faults(calllog_expire_first=True)
     instance_id, first = _finished_call(emulator, clock)
-    assert httpx.get(first).status_code == 403
+    second = _url(emulator, instance_id)  # a poll listed it again before anyone downloaded
+    other_id, other_url = _finished_call(emulator, clock)
+    assert _instance_state(emulator, instance_id)["CallLogExpiredRefusals"] == 0
+    # Both URLs listed before any download are expired, however long the TTL.
+    for url in (second, first):
+        query = parse_qs(urlsplit(url).query)
+        assert int(query["Expires"][0]) < clock.now
+    response = httpx.get(second)
+    assert (response.status_code, _oss_error(response)) == (403, "AccessDenied")
+    assert _instance_state(emulator, instance_id)["CallLogExpiredRefusals"] == 1
+    # After one refused download, the next listed URL works; the earlier ones stay expired.
     assert httpx.get(_url(emulator, instance_id)).status_code == 200
+    assert httpx.get(first).status_code == 403
+    state = _instance_state(emulator, instance_id)
+    assert (state["CallLogExpiredRefusals"], state["CallLogDownloads"]) == (2, 1)
+    # Per instance: the other call's URLs are still expired until its own refusal.
+    assert httpx.get(other_url).status_code == 403
+    assert httpx.get(_url(emulator, other_id)).status_code == 200
+    assert emulator.state()["faults_injected"]["calllog_expired"] == {"CallLogDownload": 3}
+
+
+def test_expired_refusals_are_forgotten_on_reset(emulator: IceEmulator, clock: FakeClock) -> None:
+    emulator.set_faults(calllog_expire_first=True)
+    instance_id, url = _finished_call(emulator, clock)
+    assert httpx.get(url).status_code == 403
+    emulator.reset()
+    emulator.set_faults(calllog_expire_first=True)
+    instance_id, url = _finished_call(emulator, clock)
+    assert httpx.get(url).status_code == 403  # expired again: the refusal record was cleared
+    assert _instance_state(emulator, instance_id)["CallLogExpiredRefusals"] == 1
+
+
+def test_without_expire_first_urls_are_valid_and_no_refusal_is_counted(
+    emulator: IceEmulator, clock: FakeClock
+) -> None:
+    instance_id, url = _finished_call(emulator, clock)
+    assert httpx.get(url).status_code == 200
+    assert _instance_state(emulator, instance_id)["CallLogExpiredRefusals"] == 0
+    assert emulator.state()["faults_injected_total"]["calllog_expired"] == 0
 
 
 def test_download_faults_503_and_truncation(emulator: IceEmulator, clock: FakeClock) -> None:
