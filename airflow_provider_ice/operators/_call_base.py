@@ -10,7 +10,6 @@ created and adopts it instead of calling again. Waiting is done with the same ru
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -37,6 +36,7 @@ from ._agent_wait import (
     failure,
     iso,
     poll_once,
+    positive_seconds,
     to_utc,
     utcnow,
     validate_event,
@@ -54,13 +54,6 @@ STATE_KEY = "ice_agent_call"
 CALL_XCOM_KEY = "ice_agent_call"
 #: Lookups after an "outcome unknown" error: the service may list a new instance with a delay.
 UNKNOWN_OUTCOME_LOOKUPS = 3
-
-
-def _seconds(value: float | timedelta, parameter: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{parameter} must be a positive, finite number of seconds, got {value!r}")
-    return seconds
 
 
 class IceAgentCallBaseOperator(BaseOperator):
@@ -127,9 +120,9 @@ class IceAgentCallBaseOperator(BaseOperator):
         self.correlation = correlation
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.timeout = _seconds(timeout, "timeout")
-        self.not_found_timeout = _seconds(not_found_timeout, "not_found_timeout")
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.timeout = positive_seconds(timeout, "timeout")
+        self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
         if max_consecutive_errors < 0:
             raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
         self.max_consecutive_errors = max_consecutive_errors

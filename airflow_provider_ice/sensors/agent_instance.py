@@ -22,6 +22,7 @@ from airflow_provider_ice.operators._agent_wait import (
     instance_record,
     iso,
     poll_once,
+    positive_seconds,
     to_utc,
     validate_event,
 )
@@ -109,11 +110,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         self.correlation_id = correlation_id
         self.created_after = created_after
         self.ice_conn_id = ice_conn_id
-        self.not_found_timeout = (
-            not_found_timeout.total_seconds()
-            if isinstance(not_found_timeout, timedelta)
-            else float(not_found_timeout)
-        )
+        self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout", allow_zero=True)
         if max_consecutive_errors < 0:
             raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
         self.max_consecutive_errors = max_consecutive_errors
