@@ -1,5 +1,10 @@
 """Signed ICE OpenAPI clients: :class:`IceClient` (httpx, pooled) and :class:`AsyncIceClient`
-(httpx over aiohttp, 2-3x cheaper per call than httpx's own async transport).
+(aiohttp directly, or any httpx async transport a caller passes).
+
+Both share signing and parsing (:mod:`.transport`), the retry policy (:mod:`.retry`) and the
+contract of their senders (:mod:`.senders`). The first attempt of a call runs without tenacity:
+a ``Retrying`` object is built only after a retryable failure, and that failure is replayed into
+it, so waits, logs and the attempt count are exactly tenacity's.
 
 No Airflow import here: the hook is a thin adapter that builds these from a Connection.
 """
@@ -30,7 +35,8 @@ from .models import (
     StopAIAgentInstanceResponse,
 )
 from .pagination import ListingPlan, PageRequest
-from .retry import BackoffWait, outcome_unknown, retry_kwargs
+from .retry import BackoffWait, is_retryable, outcome_unknown, replay_first, retry_kwargs
+from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender, RawResponse
 from .signing import Credentials
 from .transport import (
     RequestBuilder,
@@ -39,7 +45,6 @@ from .transport import (
     is_safe_to_repeat,
     parse_endpoint,
     tls_verify,
-    transport_error,
 )
 from .validation import validate_int_range
 
@@ -109,15 +114,22 @@ class _ClientBase:
                 raise
             raise converted from exc
 
-    def _finish(self, action: str, response: httpx.Response, started: float) -> dict[str, Any]:
-        log.debug(
-            "ICE %s -> HTTP %d in %.1f ms (RequestId %s)",
-            action,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-            response.headers.get("x-acs-request-id", "-"),
-        )
-        return self._builder.parse(action, response.status_code, response.headers, response.content)
+    def _finish(self, action: str, response: RawResponse, started: float) -> dict[str, Any]:
+        status, headers, body = response
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "ICE %s -> HTTP %d in %.1f ms (RequestId %s)",
+                action,
+                status,
+                (time.perf_counter() - started) * 1000,
+                headers.get("x-acs-request-id", "-"),
+            )
+        return self._builder.parse(action, status, headers, body)
+
+    def _first_failure(self, exc: IceError, action: str) -> None:
+        """After a failed first attempt: raise the final error unless tenacity should take over."""
+        if self.max_retries == 0 or not is_retryable(exc, safe_to_repeat=is_safe_to_repeat(action)):
+            self._raise_final(exc, action)
 
     @staticmethod
     def _raise_final(exc: IceError, action: str) -> None:
@@ -175,21 +187,22 @@ class IceClient(_ClientBase):
             backoff_cap=backoff_cap,
         )
         self._sleep: Callable[[float], None] = time.sleep
-        self._http = httpx.Client(timeout=self.timeout, verify=self._verify, transport=transport)
+        self._sender = HttpxSender(self._endpoint.url, self.timeout, self._verify, transport)
 
     def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        request = self._builder.build(action, params)
+        signed = self._builder.sign(action, params)
         started = time.perf_counter()
-        try:
-            response = self._http.send(request)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, action) from exc
-        return self._finish(action, response, started)
+        return self._finish(action, self._sender.send(action, signed), started)
 
     def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._attempt(action, params)
+        except IceError as exc:
+            self._first_failure(exc, action)
+            first = exc
         retrying = Retrying(sleep=self._sleep, **self._retry[is_safe_to_repeat(action)])
         try:
-            return retrying(self._attempt, action, params)
+            return retrying(replay_first(first, self._attempt), action, params)
         except IceError as exc:
             self._raise_final(exc, action)
             raise  # pragma: no cover - _raise_final always raises
@@ -299,7 +312,7 @@ class IceClient(_ClientBase):
         return self._parse(StopAIAgentInstanceResponse, data, ops.STOP_INSTANCE)
 
     def close(self) -> None:
-        self._http.close()
+        self._sender.close()
 
     def __enter__(self) -> IceClient:
         return self
@@ -311,7 +324,7 @@ class IceClient(_ClientBase):
 
 
 class AsyncIceClient(_ClientBase):
-    """Asynchronous ICE client: httpx's API over aiohttp's transport (one pool per event loop).
+    """Asynchronous ICE client on aiohttp directly (one pool per event loop).
 
     Create and use it inside one event loop; the pool is bound to the loop that first sends.
 
@@ -322,7 +335,8 @@ class AsyncIceClient(_ClientBase):
     :param max_retries: retries after the first attempt (0..20, default 3).
     :param verify: TLS verification: True, False (warned about) or a CA bundle path.
     :param user_agent: appended to ``airflow-provider-ice/<version> ...``.
-    :param transport: an async httpx transport (tests: :class:`httpx.MockTransport`); default aiohttp.
+    :param transport: an async httpx transport to send through instead of aiohttp (tests:
+        :class:`httpx.MockTransport`).
     :param on_secret: called with every secret the client handles (for log masking).
     :param backoff_base: first retry wait in seconds, doubled per attempt, with jitter.
     :param backoff_cap: the longest computed retry wait in seconds.
@@ -359,26 +373,27 @@ class AsyncIceClient(_ClientBase):
             sign_content_type=True,
         )
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        # Imported here: aiohttp costs ~100 ms to import and sync-only users never need it.
-        from httpx_aiohttp import HttpxAiohttpClient
-
-        self._http: httpx.AsyncClient = HttpxAiohttpClient(
-            timeout=self.timeout, verify=self._verify, transport=transport
+        # aiohttp (imported by AiohttpSender, ~100 ms) only when no httpx transport is given.
+        self._sender: AiohttpSender | HttpxAsyncSender = (
+            AiohttpSender(self._endpoint.url, self.timeout, self._verify)
+            if transport is None
+            else HttpxAsyncSender(self._endpoint.url, self.timeout, transport)
         )
 
     async def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        request = self._builder.build(action, params)
+        signed = self._builder.sign(action, params)
         started = time.perf_counter()
-        try:
-            response = await self._http.send(request)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, action) from exc
-        return self._finish(action, response, started)
+        return self._finish(action, await self._sender.send(action, signed), started)
 
     async def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._attempt(action, params)
+        except IceError as exc:
+            self._first_failure(exc, action)
+            first = exc
         retrying = AsyncRetrying(sleep=self._sleep, **self._retry[is_safe_to_repeat(action)])
         try:
-            return await retrying(self._attempt, action, params)
+            return await retrying(replay_first(first, self._attempt), action, params)
         except IceError as exc:
             self._raise_final(exc, action)
             raise  # pragma: no cover
@@ -484,7 +499,7 @@ class AsyncIceClient(_ClientBase):
         return self._parse(StopAIAgentInstanceResponse, data, ops.STOP_INSTANCE)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._sender.aclose()
 
     async def __aenter__(self) -> AsyncIceClient:
         return self

@@ -8,10 +8,12 @@ sending or a 5xx becomes :class:`~.errors.IceOutcomeUnknownError`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -26,6 +28,8 @@ from .errors import (
 )
 
 log = logging.getLogger("airflow_provider_ice.api.client")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: A server's Retry-After is honoured up to this many seconds; beyond it the caller is better off
 #: failing and letting Airflow retry the task later.
@@ -99,3 +103,27 @@ def retry_kwargs(max_retries: int, wait: BackoffWait, *, safe_to_repeat: bool) -
         "before_sleep": _log_retry,
         "reraise": True,
     }
+
+
+def replay_first(first: BaseException, attempt: F) -> F:
+    """``attempt`` whose first call raises ``first`` instead (sync or async ``attempt`` alike).
+
+    The clients make their first attempt without tenacity (building a ``Retrying`` per call costs
+    more than signing it); when that attempt fails retryably, tenacity starts from this wrapper,
+    so attempt numbers, waits, ``before_sleep`` logs and the stop rule are exactly tenacity's.
+    """
+    pending = [first]
+
+    def replay(*args: Any, **kwargs: Any) -> Any:
+        if pending:
+            raise pending.pop()
+        return attempt(*args, **kwargs)
+
+    if not inspect.iscoroutinefunction(attempt):
+        return replay  # type: ignore[return-value]
+
+    async def areplay(*args: Any, **kwargs: Any) -> Any:
+        # tenacity's AsyncRetrying awaits only what it recognises as a coroutine function.
+        return await replay(*args, **kwargs)
+
+    return areplay  # type: ignore[return-value]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import re
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +58,13 @@ class SignedRequest:
         return f"{self.path}?{self.query_string}" if self.query_string else self.path
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
 def percent_encode(value: str) -> str:
     """RFC 3986 encoding as the V3 spec wants it: only ``A-Za-z0-9-_.~`` stay literal."""
-    return quote(value, safe="~", encoding="utf-8")
+    # Most names and values (ids, numbers) need no encoding: a regex check is 10x cheaper than quote.
+    return value if _UNRESERVED(value) else quote(value, safe="~", encoding="utf-8")
 
 
 def encode_param_value(value: Any) -> str:
@@ -81,36 +86,48 @@ def canonical_query(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> st
     )
 
 
-def canonical_headers(headers: Mapping[str, str], names: Iterable[str]) -> tuple[str, str]:
-    """The canonical header block and the ``;``-joined signed header list for ``names``."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    signed = sorted({n.lower() for n in names})
-    block = "".join(f"{name}:{str(lowered.get(name, '')).strip()}\n" for name in signed)
-    return block, ";".join(signed)
-
-
 def string_to_sign(
     method: str, path: str, query: str, headers: Mapping[str, str], signed_names: Iterable[str]
 ) -> tuple[str, str]:
     """Return (string to sign, signed header list) for one request."""
-    block, signed = canonical_headers(headers, signed_names)
-    payload_hash = {k.lower(): v for k, v in headers.items()}.get("x-acs-content-sha256", EMPTY_BODY_SHA256)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return _string_to_sign(method, path, query, lowered, sorted({n.lower() for n in signed_names}))
+
+
+def _string_to_sign(
+    method: str, path: str, query: str, lowered: Mapping[str, str], signed_names: list[str]
+) -> tuple[str, str]:
+    """:func:`string_to_sign` for lower-case header names and a sorted, unique list of signed names."""
+    block = "".join(f"{name}:{str(lowered.get(name, '')).strip()}\n" for name in signed_names)
+    signed = ";".join(signed_names)
+    payload_hash = lowered.get("x-acs-content-sha256", EMPTY_BODY_SHA256)
     canonical_request = f"{method.upper()}\n{path or '/'}\n{query}\n{block}\n{signed}\n{payload_hash}"
     digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
     return f"{ALGORITHM}\n{digest}", signed
 
 
 def compute_signature(secret: str, to_sign: str) -> str:
-    return hmac.new(secret.encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode("utf-8"), to_sign.encode("utf-8"), "sha256").hex()
+
+
+#: The last second formatted by :func:`utc_timestamp` (a client signs many requests per second).
+_last_timestamp: tuple[int, str] = (-1, "")
 
 
 def utc_timestamp(epoch: float | None = None) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, the format ``x-acs-date`` requires."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if epoch is None else epoch))
+    global _last_timestamp
+    second = int(time.time() if epoch is None else epoch)
+    cached = _last_timestamp  # one read: another thread may replace the tuple, never tear it
+    if cached[0] != second:
+        cached = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+        _last_timestamp = cached
+    return cached[1]
 
 
 def new_nonce() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits (what ``uuid4().hex`` gave, without building a UUID)."""
+    return os.urandom(16).hex()
 
 
 def sign_request(
@@ -157,7 +174,8 @@ def sign_request(
     if credentials.security_token:
         headers["x-acs-security-token"] = credentials.security_token
         headers["x-acs-accesskey-id"] = credentials.access_key_id
-    to_sign, signed = string_to_sign("POST", "/", query, headers, headers.keys())
+    # Every header name here is lower-case already: sign them all, in order.
+    to_sign, signed = _string_to_sign("POST", "/", query, headers, sorted(headers))
     signature = compute_signature(credentials.access_key_secret, to_sign)
     headers["authorization"] = (
         f"{ALGORITHM} Credential={credentials.access_key_id},SignedHeaders={signed},Signature={signature}"

@@ -1,7 +1,7 @@
 """What the sync and the async client share below the API methods: endpoint and TLS set-up,
-building a signed request, reading a response, and telling a failed send from an unknown outcome.
+signing a request and reading a response.
 
-No I/O happens here; :mod:`.client` does the sending.
+No I/O happens here; :mod:`.senders` puts requests on the wire.
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ import httpx
 
 from .errors import (
     IceResponseError,
-    IceTransportError,
     IceValidationError,
     _excerpt,
     error_from_response,
-    scrub,
 )
-from .signing import FORM_CONTENT_TYPE, Credentials, sign_request
+from .signing import FORM_CONTENT_TYPE, Credentials, SignedRequest, sign_request
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +156,9 @@ class RequestBuilder:
         if self.on_secret is not None and value:
             self.on_secret(value)
 
-    def build(self, action: str, params: Mapping[str, Any]) -> httpx.Request:
+    def sign(self, action: str, params: Mapping[str, Any]) -> SignedRequest:
         """A freshly signed request: a new date and nonce every call, so every attempt is unique."""
-        signed = sign_request(
+        return sign_request(
             self.credentials,
             host=self.endpoint.host,
             action=action,
@@ -168,14 +166,8 @@ class RequestBuilder:
             extra_headers=self._extra_headers,
             empty_body_content_type=self._empty_body_content_type,
         )
-        return httpx.Request(
-            signed.method,
-            f"{self.endpoint.url}{signed.target}",
-            headers=signed.headers,
-            content=signed.body,
-        )
 
-    def parse(self, action: str, status: int, headers: httpx.Headers, body: bytes) -> dict[str, Any]:
+    def parse(self, action: str, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         """The JSON object of a 2xx response, or the typed error for anything else."""
         if not 200 <= status < 300:
             raise error_from_response(status, body, dict(headers), action=action)
@@ -206,26 +198,3 @@ class RequestBuilder:
         elif isinstance(value, list):
             for item in value:
                 self._report_response_secrets(item)
-
-
-def transport_error(exc: httpx.TransportError, action: str) -> IceTransportError:
-    """Wrap an httpx error, recording whether the request may have reached the service."""
-    return IceTransportError(
-        f"{type(exc).__name__}: {scrub(str(exc)) or 'no detail'}",
-        action=action,
-        sent=_may_have_been_sent(exc),
-    )
-
-
-def _may_have_been_sent(exc: httpx.TransportError) -> bool:
-    cause = exc.__cause__
-    if cause is not None and type(cause).__module__.startswith("aiohttp"):
-        # httpx-aiohttp maps every aiohttp connection error (a server disconnect or reset after
-        # the request went out included) to ConnectTimeout, so judge by the original error.
-        import aiohttp
-
-        return not isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-    # Connection refused, DNS failure, TLS handshake failure, connect/pool timeout: nothing was sent.
-    return not isinstance(
-        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-    )

@@ -568,14 +568,17 @@ async def test_async_call_api_and_listing() -> None:
         assert stop.request_id is None
 
 
-async def test_async_default_transport_is_aiohttp() -> None:
-    from httpx_aiohttp import AiohttpTransport
+async def test_async_default_sender_is_aiohttp_and_an_httpx_transport_replaces_it() -> None:
+    from airflow_provider_ice.api.senders import AiohttpSender, HttpxAsyncSender
 
     client = AsyncIceClient(CREDENTIALS, endpoint=ENDPOINT)
     try:
-        assert isinstance(client._http._transport, AiohttpTransport)
+        assert isinstance(client._sender, AiohttpSender)
     finally:
         await client.aclose()
+    mocked, _ = make_async_client(Script(ok()))
+    assert isinstance(mocked._sender, HttpxAsyncSender)
+    await mocked.aclose()
 
 
 # --- real sockets through aiohttp: a dropped connection is not "connection refused" --------------
@@ -591,7 +594,7 @@ async def _server_that_drops(counter: list[int]) -> asyncio.base_events.Server:
 
 
 async def test_aiohttp_dropped_connection_after_send_is_outcome_unknown() -> None:
-    """httpx-aiohttp maps a server disconnect to ConnectTimeout; we must not treat it as unsent."""
+    """A server disconnect after the request went out is not "connection refused": outcome unknown."""
     counter: list[int] = []
     server = await _server_that_drops(counter)
     port = server.sockets[0].getsockname()[1]

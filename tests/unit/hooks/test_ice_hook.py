@@ -392,9 +392,9 @@ def test_no_secret_reaches_logs_at_debug(
         asyncio.run(_async_calls(hook))
         hook.close()
     output = caplog.text + "".join(r.getMessage() for r in caplog.records) + "".join(capsys.readouterr())
-    assert "HTTP Request: POST" in output, (
-        "httpx request logging was not captured; the test would prove nothing"
-    )
+    # Guards: the client's and httpcore's DEBUG logging was captured, or the test would prove nothing.
+    assert "ICE GenerateAIAgentCall -> HTTP 200" in output, "client debug logging was not captured"
+    assert "send_request_headers" in output, "httpcore debug logging was not captured"
     assert len(captured) >= 6
     authorizations = [request["headers"]["authorization"] for request in captured]
     for label, secret in [

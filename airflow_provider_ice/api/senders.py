@@ -1,0 +1,194 @@
+"""Putting a signed request on the wire: one small sender per HTTP stack, all with one contract.
+
+``send(action, signed)`` returns ``(status, headers, body)`` or raises
+:class:`~.errors.IceTransportError` saying whether the request may have reached the service.
+Signing, response parsing and retries live in :mod:`.transport`, :mod:`.retry` and :mod:`.client`
+and are the same whatever the sender.
+
+* :class:`HttpxSender` (sync) and :class:`HttpxAsyncSender` hand an :class:`httpx.Request` straight
+  to an httpx transport. ``httpx.Client.send`` around it adds a cookie jar, auth and redirect
+  handling that ICE never uses, at about a fifth of the client's CPU per call.
+* :class:`AiohttpSender` (the async default) uses aiohttp directly: per call it costs a third of
+  httpx over aiohttp's transport, which re-wraps every request and response in httpx models
+  (see ``benchmarks/analysis.md``). The async client takes the httpx path only when a caller
+  passes an httpx transport (tests use :class:`httpx.MockTransport`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .errors import IceTransportError, scrub
+from .signing import SignedRequest
+
+if TYPE_CHECKING:
+    import aiohttp
+
+#: What a sender returns: HTTP status, case-insensitive response headers, the whole body.
+RawResponse = tuple[int, Mapping[str, str], bytes]
+
+#: Pool size and idle keep-alive of the aiohttp pool: httpx's defaults, as before.
+MAX_CONNECTIONS = 100
+KEEPALIVE_SECONDS = 5.0
+
+
+def transport_error(exc: BaseException, action: str) -> IceTransportError:
+    """Wrap an httpx or aiohttp error, recording whether the request may have reached the service."""
+    return IceTransportError(
+        f"{type(exc).__name__}: {scrub(str(exc)) or 'no detail'}",
+        action=action,
+        sent=_may_have_been_sent(exc),
+    )
+
+
+def _may_have_been_sent(exc: BaseException) -> bool:
+    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
+    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+        # Judge aiohttp errors by aiohttp's own classes: httpx-aiohttp maps every connection error
+        # (a server disconnect or reset after the request went out included) to ConnectTimeout.
+        import aiohttp
+
+        return not isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    # Connection refused, DNS failure, TLS handshake failure, connect/pool timeout: nothing was sent.
+    return not isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+    )
+
+
+def _httpx_request(url: str, signed: SignedRequest, timeout: dict[str, Any]) -> httpx.Request:
+    return httpx.Request(
+        signed.method,
+        url,
+        headers=signed.headers,
+        content=signed.body,
+        extensions={"timeout": timeout},
+    )
+
+
+class HttpxSender:
+    """Synchronous sender on an httpx transport.
+
+    :param base_url: ``scheme://host[:port]`` of the endpoint.
+    :param timeout: connect/read/write/pool timeouts.
+    :param verify: ``True``, ``False`` or an SSL context (see :func:`.transport.tls_verify`).
+    :param transport: an httpx transport; by default the one :class:`httpx.Client` would pick for
+        ``base_url`` (a pooled HTTP/1.1 transport, or a proxy from the environment).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: httpx.Timeout,
+        verify: bool | ssl.SSLContext,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._base_url = base_url
+        self._timeout = timeout.as_dict()
+        # The client owns the pool (and closes it); requests skip its per-call machinery.
+        self._client = httpx.Client(timeout=timeout, verify=verify, transport=transport)
+        self._transport = self._client._transport_for_url(httpx.URL(base_url))
+
+    def send(self, action: str, signed: SignedRequest) -> RawResponse:
+        request = _httpx_request(self._base_url + signed.target, signed, self._timeout)
+        try:
+            response = self._transport.handle_request(request)
+            try:
+                body = response.read()
+            finally:
+                response.close()
+        except httpx.TransportError as exc:
+            raise transport_error(exc, action) from exc
+        return response.status_code, response.headers, body
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class HttpxAsyncSender:
+    """Asynchronous sender on a caller's httpx transport (tests: :class:`httpx.MockTransport`).
+
+    :param base_url: ``scheme://host[:port]`` of the endpoint.
+    :param timeout: connect/read/write/pool timeouts.
+    :param transport: the async httpx transport to send through.
+    """
+
+    def __init__(self, base_url: str, timeout: httpx.Timeout, transport: httpx.AsyncBaseTransport) -> None:
+        self._base_url = base_url
+        self._timeout = timeout.as_dict()
+        self._transport = transport
+
+    async def send(self, action: str, signed: SignedRequest) -> RawResponse:
+        request = _httpx_request(self._base_url + signed.target, signed, self._timeout)
+        try:
+            response = await self._transport.handle_async_request(request)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.TransportError as exc:
+            raise transport_error(exc, action) from exc
+        return response.status_code, response.headers, body
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class AiohttpSender:
+    """Asynchronous sender on aiohttp directly: one pooled session per sender, opened on first use
+    inside the running event loop (aiohttp sessions are bound to their loop).
+
+    No cookie jar (ICE sets none), and no headers of aiohttp's own: every header sent is one the
+    signer chose (``content-type`` included, and signed).
+
+    :param timeout: connect/read/pool timeouts, applied as httpx applies them.
+    :param verify: ``True``, ``False`` or an SSL context (see :func:`.transport.tls_verify`).
+    """
+
+    def __init__(self, base_url: str, timeout: httpx.Timeout, verify: bool | ssl.SSLContext) -> None:
+        import aiohttp
+        from yarl import URL
+
+        self._aiohttp = aiohttp
+        self._url = URL
+        self._base_url = base_url
+        # The same TLS context httpx would build (certifi CAs, SSL_CERT_FILE, or no verification).
+        self._ssl = httpx.create_ssl_context(verify=verify)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout.pool, sock_connect=timeout.connect, sock_read=timeout.read
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._errors = (aiohttp.ClientError, asyncio.TimeoutError)
+
+    def _open(self) -> aiohttp.ClientSession:
+        aiohttp = self._aiohttp
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=self._ssl
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=self._timeout,
+        )
+        return self._session
+
+    async def send(self, action: str, signed: SignedRequest) -> RawResponse:
+        session = self._session or self._open()
+        # The target is already percent-encoded exactly as signed: yarl must not re-encode it.
+        url = self._url(self._base_url + signed.target, encoded=True)
+        try:
+            async with session.request(
+                signed.method, url, data=signed.body or None, headers=signed.headers, allow_redirects=False
+            ) as response:
+                return response.status, response.headers, await response.read()
+        except self._errors as exc:
+            raise transport_error(exc, action) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
