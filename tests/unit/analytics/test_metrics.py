@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -67,6 +68,10 @@ def test_a_normal_conversation() -> None:
     assert metrics.latency_source == LATENCY_FROM_TURNS
     assert metrics.end_reason == "UserHangup"
     assert metrics.has_call_log
+    record = metrics.to_dict()
+    assert record == dataclasses.asdict(metrics)
+    record["turns_by_role"]["agent"] = 99
+    assert metrics.turns_by_role["agent"] == 3, "to_dict must copy the nested dict"
     record = metrics.to_dict()
     assert json.loads(json.dumps(record)) == record
     assert "tok" not in json.dumps(record)
