@@ -10,7 +10,12 @@ from alibabacloud_ice20201109 import models as ice
 from Tea.exceptions import TeaException
 
 from airflow_provider_ice.api.client import AsyncIceClient, IceClient
-from airflow_provider_ice.api.errors import IceApiError, IceNotFoundError, IceOutcomeUnknownError
+from airflow_provider_ice.api.errors import (
+    IceApiError,
+    IceNotFoundError,
+    IceOutcomeUnknownError,
+    IceTransportError,
+)
 from airflow_provider_ice.emulator import IceEmulator
 from tests.emulator.conftest import sdk_client
 
@@ -131,3 +136,46 @@ async def test_async_client_matches_sync_client(ice_emulator: IceEmulator) -> No
         ]
     assert len(sync_items) == 250
     assert [i["UserData"] for i in async_items] == [i["UserData"] for i in sync_items]
+
+
+# --- the async client's default sender (aiohttp directly) against real emulator faults ----------
+
+
+def _async_ours(emulator: IceEmulator, **kwargs: Any) -> AsyncIceClient:
+    client = AsyncIceClient(emulator.credentials, endpoint=emulator.url, backoff_base=0.01, **kwargs)
+    from airflow_provider_ice.api.senders import AiohttpSender
+
+    assert isinstance(client._sender, AiohttpSender), "these tests are about the aiohttp sender"
+    return client
+
+
+async def test_async_dropped_create_is_outcome_unknown_and_never_repeated(ice_emulator: IceEmulator) -> None:
+    ice_emulator.set_faults(drop_rate=1.0, drop_after_execute=True)
+    async with _async_ours(ice_emulator, max_retries=3) as client:
+        with pytest.raises(IceOutcomeUnknownError) as raised:
+            await client.generate_ai_agent_call(AGENT)
+    assert isinstance(raised.value.cause, IceTransportError)
+    assert raised.value.cause.sent is True
+    assert ice_emulator.state()["request_counts"] == {"GenerateAIAgentCall": 1}
+    assert len(ice_emulator.state()["instances"]) == 1
+
+
+async def test_async_slow_create_times_out_as_outcome_unknown(ice_emulator: IceEmulator) -> None:
+    ice_emulator.set_faults(slow_create_rate=1.0, slow_create_delay=2.0)
+    async with _async_ours(ice_emulator, timeout=0.3, max_retries=2) as client:
+        with pytest.raises(IceOutcomeUnknownError):
+            await client.generate_ai_agent_call(AGENT)
+    assert ice_emulator.state()["request_counts"] == {"GenerateAIAgentCall": 1}
+
+
+async def test_async_reads_are_retried_after_drops_then_the_pool_recovers(ice_emulator: IceEmulator) -> None:
+    ice_emulator.seed_history(AGENT, 3, 1_700_000_000, 1_700_086_400)
+    ice_emulator.set_faults(drop_rate=1.0)
+    async with _async_ours(ice_emulator, max_retries=2) as client:
+        with pytest.raises(IceTransportError) as raised:
+            await client.list_ai_agent_instances_page(AGENT, start_time="2023-11-01T00:00:00Z")
+        assert raised.value.sent is True
+        assert ice_emulator.state()["request_counts"]["ListAIAgentInstance"] == 3  # 1 + 2 retries
+        ice_emulator.set_faults(drop_rate=0.0)
+        page = await client.list_ai_agent_instances_page(AGENT, start_time="2023-11-01T00:00:00Z")
+    assert len(page.instances) == 3
