@@ -3,7 +3,8 @@
 Faults (the issue's mix): 20 % throttling, 5 % 5xx, 2 % dropped connections (the action ran, the
 answer is lost), 5 % slow GenerateAIAgentCall (the instance is created, the answer comes after the
 client's read timeout), and every call log's first download attempt meets an expired CallLogUrl
-(:class:`~tests.reliability._support.ExpiredUntilRefused`). Airflow task retries
+(the emulator's ``calllog_expire_first``: URLs stay expired until one download is refused). Airflow
+task retries
 (``retry_delay=0``) are real: ``dag.test()`` in Airflow 3.3 reschedules an ``up_for_retry`` task
 in its loop with a new try number, so no retry is simulated.
 
@@ -25,7 +26,7 @@ import pytest
 
 from airflow_provider_ice.api.correlation import make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
-from tests.reliability._support import FaultTally, audit_run, start_emulator, stopwatch, task_tries
+from tests.reliability._support import audit_run, fault_figures, start_emulator, stopwatch, task_tries
 
 AGENT = "reliability-agent"
 #: Runs per session (``ICE_RELIABILITY_RUNS`` overrides, e.g. for a quick local check).
@@ -43,7 +44,7 @@ FAULTS: dict[str, Any] = {
 }
 
 #: The first runs meet one fault of each kind on their first GenerateAIAgentCall, for certain.
-FORCED_ON_CREATE = ("server_error_5xx", "dropped_connection", "slow_create_response_lost", "throttled")
+FORCED_ON_CREATE = ("server_error_5xx", "dropped_connection", "slow_create", "throttled")
 
 
 def test_pipeline_under_faults_places_one_call_and_saves_every_call_log_once(
@@ -55,39 +56,37 @@ def test_pipeline_under_faults_places_one_call_and_saves_every_call_log_once(
     reliability_report: dict[str, Any],
 ) -> None:
     runs = SOAK_RUNS if soak else RUNS
-    emulator, urls = start_emulator(
-        expire_urls=True, user_join_delay=0.1, call_duration=0.4, seed=6, **FAULTS
+    emulator = start_emulator(
+        calllog_expire_first=True, user_join_delay=0.1, call_duration=0.4, seed=6, **FAULTS
     )
     request.addfinalizer(emulator.stop)
-    assert urls is not None
     dag_conn(emulator, timeout=CLIENT_TIMEOUT, connect_timeout=CLIENT_TIMEOUT)
     dag = importlib.import_module("tests.dags.ice_reliability_pipeline").dag
-    tally = FaultTally(emulator)
     audits = []
     retries: Counter[str] = Counter()
-    try:
-        with stopwatch() as timing:
-            for number in range(runs):
-                if number < len(FORCED_ON_CREATE):
-                    # Chance alone may spare GenerateAIAgentCall a kind of fault in 50 runs.
-                    tally.force_next("GenerateAIAgentCall", FORCED_ON_CREATE[number])
-                destination = tmp_path / f"run-{number:03d}"
-                run = dag.test(run_conf={"agent_id": AGENT, "destination": str(destination)})
-                correlation_id = make_correlation_id(dag.dag_id, run.run_id, "place_call", -1)
-                audit = audit_run(emulator, AGENT, correlation_id, destination, run.run_id, str(run.state))
-                tries = task_tries(dag.dag_id, run.run_id)
-                audit.task_tries = {task: attempt for task, (_, attempt) in tries.items()}
-                for task, attempt in audit.task_tries.items():
-                    retries[task] += attempt - 1
-                if audit.state != "success":
-                    audit.problems.append(f"run {run.run_id} ended {audit.state}; tasks: {tries}")
-                audits.append(audit)
-    finally:
-        tally.close()
+    with stopwatch() as timing:
+        for number in range(runs):
+            if number < len(FORCED_ON_CREATE):
+                # Chance alone may spare GenerateAIAgentCall a kind of fault in 50 runs.
+                emulator.force_faults("GenerateAIAgentCall", FORCED_ON_CREATE[number])
+            destination = tmp_path / f"run-{number:03d}"
+            run = dag.test(run_conf={"agent_id": AGENT, "destination": str(destination)})
+            correlation_id = make_correlation_id(dag.dag_id, run.run_id, "place_call", -1)
+            audit = audit_run(emulator, AGENT, correlation_id, destination, run.run_id, str(run.state))
+            tries = task_tries(dag.dag_id, run.run_id)
+            audit.task_tries = {task: attempt for task, (_, attempt) in tries.items()}
+            for task, attempt in audit.task_tries.items():
+                retries[task] += attempt - 1
+            if audit.state != "success":
+                audit.problems.append(f"run {run.run_id} ended {audit.state}; tasks: {tries}")
+            audits.append(audit)
 
-    faults = tally.figures()
+    faults = fault_figures(emulator)
     all_instances = emulator.state(AGENT)["instances"]
-    expired_first = [i["InstanceId"] for i in all_instances if urls.first_attempt_expired(i["InstanceId"])]
+    # Every URL of an instance is expired until one download was refused, so an instance with a
+    # refusal is one whose first download attempt met an expired URL.
+    finished = [i for i in all_instances if i["Status"] == "Finished"]
+    expired_first = [i["InstanceId"] for i in finished if i["CallLogExpiredRefusals"] >= 1]
     faults["call_logs_whose_first_download_met_an_expired_url"] = len(expired_first)
     figures = {
         "runs": runs,
@@ -117,8 +116,8 @@ def test_pipeline_under_faults_places_one_call_and_saves_every_call_log_once(
     for kind in ("throttled", "server_error_5xx"):
         assert faults["by_action"].get(f"{kind}/ListAIAgentInstance", 0) > 0, f"no {kind} on polls: {faults}"
     # Every call log's first download attempt met an expired URL, and was then fetched afresh.
-    assert len(expired_first) == runs
-    assert faults["expired_call_log_urls_refused"] >= runs
+    assert len(finished) == len(expired_first) == runs
+    assert faults["calllog_expired"] >= runs
 
 
 def test_retries_exhausted_fail_the_run_with_a_clear_error(

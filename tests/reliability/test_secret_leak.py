@@ -2,11 +2,12 @@
 
 The example DAG ``ice_call_log_pipeline`` (and the reliability twin, with a failed first try of the
 call) runs through ``dag.test()`` against an emulator whose AccessKey secret and STS token are
-unique strings. The emulator reports every ARTC Token, AuthToken, CallLogUrl (and its signature)
-and Authorization signature it handled. None of those values may appear in: the captured output
-and log records (DEBUG), files under AIRFLOW_HOME/logs, XCom values, rendered template fields,
-trigger kwargs (``serialize()``, as stored), task-instance rows (``next_kwargs``), the metadata
-DB file as a whole, or the messages and tracebacks of the provider's exceptions.
+unique strings. The emulator records (``record_secrets=True``) every ARTC Token, AuthToken,
+CallLogUrl (and its signature) and Authorization signature it handled. None of those values may
+appear in: the captured output and log records (DEBUG), files under AIRFLOW_HOME/logs, XCom
+values, rendered template fields, trigger kwargs (``serialize()``, as stored), task-instance rows
+(``next_kwargs``), the metadata DB file as a whole, or the messages and tracebacks of the
+provider's exceptions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
@@ -28,55 +28,10 @@ from airflow_provider_ice.api.client import IceClient
 from airflow_provider_ice.api.download import CallLogDownloader
 from airflow_provider_ice.api.signing import Credentials
 from airflow_provider_ice.emulator import IceEmulator
-from airflow_provider_ice.emulator.store import derive, identity_of
 from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
-from tests.reliability._support import FaultTally, start_emulator
+from tests.reliability._support import start_emulator
 
 AGENT = "leak-scan-agent"
-
-
-class SecretRecorder:
-    """Wraps the emulator to note every secret it hands out or checks (installed before start)."""
-
-    def __init__(self, emulator: IceEmulator) -> None:
-        self.emulator = emulator
-        self.values: dict[str, str] = {
-            emulator.config.access_key_secret: "AccessKey secret",
-            str(emulator.config.security_token): "STS token",
-        }
-        rtc_token, url, verify = emulator.actions._rtc_token, emulator.signer.url, emulator.auth.verify
-
-        def record_token(instance: Any, channel_id: str, user_id: str) -> str:
-            token = rtc_token(instance, channel_id, user_id)
-            self.values[token] = "ARTC Token"
-            self.values[derive(emulator.config.seed, instance.instance_id, "rtc-token", 32)] = (
-                "ARTC Token core"
-            )
-            return token
-
-        def record_url(base_url: str, instance_id: str, expires: int) -> str:
-            signed = url(base_url, instance_id, expires)
-            self.values[signed] = "CallLogUrl"
-            signature = dict(parse_qsl(urlsplit(signed).query))["Signature"]
-            self.values[signature] = "CallLogUrl signature"
-            self.values[quote(signature, safe="")] = "CallLogUrl signature (encoded)"
-            return signed
-
-        def record_authorization(**kwargs: Any) -> None:
-            authorization = kwargs["headers"].get("authorization", "")
-            signature = authorization.rpartition("Signature=")[2]
-            if signature:
-                self.values[signature] = "Authorization signature"
-            verify(**kwargs)
-
-        emulator.actions._rtc_token = record_token  # type: ignore[method-assign]
-        emulator.signer.url = record_url  # type: ignore[method-assign]
-        emulator.auth.verify = record_authorization  # type: ignore[method-assign]
-
-    def all_secrets(self) -> dict[str, str]:
-        for instance in self.emulator.store:
-            self.values[identity_of(self.emulator.config.seed, instance).auth_token] = "AuthToken"
-        return dict(self.values)
 
 
 def find_leaks(secrets: dict[str, str], sources: dict[str, str]) -> list[str]:
@@ -160,8 +115,9 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
     debug_logging: None,
     reliability_report: dict[str, Any],
 ) -> None:
-    emulator, _ = start_emulator(
-        expire_urls=True,
+    emulator = start_emulator(
+        record_secrets=True,
+        calllog_expire_first=True,
         user_join_delay=0.1,
         call_duration=0.4,
         seed=11,
@@ -172,9 +128,6 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
         retry_after_ms=20,
     )
     request.addfinalizer(emulator.stop)
-    recorder = SecretRecorder(emulator)
-    tally = FaultTally(emulator)
-    request.addfinalizer(tally.close)
     dag_conn(emulator, timeout=1.0)
 
     serialized: list[str] = []
@@ -198,8 +151,8 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
             )
             states.append(str(run.state))
         # A lost answer, a failed first try and an Airflow retry: error paths log too.
-        tally.force_next("GenerateAIAgentCall", "slow_create_response_lost")
-        tally.force_next("GenerateAIAgentCall", "server_error_5xx")
+        emulator.force_faults("GenerateAIAgentCall", "slow_create")
+        emulator.force_faults("GenerateAIAgentCall", "server_error_5xx")
         run = twin.test(run_conf={"agent_id": AGENT, "destination": str(tmp_path / "twin-0")})
         states.append(str(run.state))
         run = twin.test(run_conf={"agent_id": AGENT, "destination": str(tmp_path / "twin-1")})
@@ -221,7 +174,7 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
         **_db_sources({example.dag_id, twin.dag_id}),
         "metadata DB file": Path(airflow_db.removeprefix("sqlite:///")).read_bytes().decode("latin-1"),
     }
-    secrets = recorder.all_secrets()
+    secrets = emulator.secrets()
     kinds = sorted(set(secrets.values()))
     # The scan must have had something to find, and places to look at.
     assert {
