@@ -138,57 +138,86 @@ class HttpxAsyncSender:
         await self._transport.aclose()
 
 
-class AiohttpSender:
-    """Asynchronous sender on aiohttp directly: one pooled session per sender, opened on first use
-    inside the running event loop (aiohttp sessions are bound to their loop).
+class AiohttpPool:
+    """A lazily opened aiohttp session with httpx's TLS set-up and timeouts, and no cookie jar.
 
-    No cookie jar (ICE sets none), and no headers of aiohttp's own: every header sent is one the
-    signer chose (``content-type`` included, and signed).
+    The session is opened on first use inside the running event loop (aiohttp sessions are bound
+    to their loop). Shared by the client's :class:`AiohttpSender` and the call-log downloader.
 
-    :param timeout: connect/read/pool timeouts, applied as httpx applies them.
-    :param verify: ``True``, ``False`` or an SSL context (see :func:`.transport.tls_verify`).
+    :param timeout: connect/read/pool timeouts, applied as httpx (and httpx-aiohttp) apply them.
+    :param verify: ``True``, ``False``, a CA bundle path or an SSL context, as httpx takes it.
+    :param skip_auto_headers: headers aiohttp must not add on its own.
     """
 
-    def __init__(self, base_url: str, timeout: httpx.Timeout, verify: bool | ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        timeout: httpx.Timeout,
+        verify: bool | str | ssl.SSLContext,
+        *,
+        skip_auto_headers: tuple[str, ...] = (),
+    ) -> None:
         import aiohttp
-        from yarl import URL
 
         self._aiohttp = aiohttp
-        self._url = URL
-        self._base_url = base_url
         # The same TLS context httpx would build (certifi CAs, SSL_CERT_FILE, or no verification).
         self._ssl = httpx.create_ssl_context(verify=verify)
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=timeout.pool, sock_connect=timeout.connect, sock_read=timeout.read
         )
+        self._skip = skip_auto_headers
         self._session: aiohttp.ClientSession | None = None
-        self._errors = (aiohttp.ClientError, asyncio.TimeoutError)
+        #: What aiohttp raises for a failed exchange (timeouts included).
+        self.errors: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
 
-    def _open(self) -> aiohttp.ClientSession:
-        aiohttp = self._aiohttp
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=self._ssl
-            ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=self._timeout,
-        )
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            aiohttp = self._aiohttp
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=self._ssl
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=self._skip,
+                timeout=self._timeout,
+            )
         return self._session
-
-    async def send(self, action: str, signed: SignedRequest) -> RawResponse:
-        session = self._session or self._open()
-        # The target is already percent-encoded exactly as signed: yarl must not re-encode it.
-        url = self._url(self._base_url + signed.target, encoded=True)
-        try:
-            async with session.request(
-                signed.method, url, data=signed.body or None, headers=signed.headers, allow_redirects=False
-            ) as response:
-                return response.status, response.headers, await response.read()
-        except self._errors as exc:
-            raise transport_error(exc, action) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class AiohttpSender:
+    """Asynchronous sender on aiohttp directly, one pool per sender.
+
+    No headers of aiohttp's own: every header sent is one the signer chose (``content-type``
+    included, and signed).
+
+    :param base_url: ``scheme://host[:port]`` of the endpoint.
+    :param timeout: connect/read/pool timeouts.
+    :param verify: ``True``, ``False`` or an SSL context (see :func:`.transport.tls_verify`).
+    """
+
+    def __init__(self, base_url: str, timeout: httpx.Timeout, verify: bool | ssl.SSLContext) -> None:
+        from yarl import URL
+
+        self._url = URL
+        self._base_url = base_url
+        self._pool = AiohttpPool(
+            timeout, verify, skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+        )
+
+    async def send(self, action: str, signed: SignedRequest) -> RawResponse:
+        # The target is already percent-encoded exactly as signed: yarl must not re-encode it.
+        url = self._url(self._base_url + signed.target, encoded=True)
+        try:
+            async with self._pool.session().request(
+                signed.method, url, data=signed.body or None, headers=signed.headers, allow_redirects=False
+            ) as response:
+                return response.status, response.headers, await response.read()
+        except self._pool.errors as exc:
+            raise transport_error(exc, action) from exc
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -264,11 +266,102 @@ async def test_async_refuses_other_host_redirect() -> None:
             await client.download(URL, io.BytesIO())
 
 
-async def test_async_default_transport_is_aiohttp() -> None:
-    from httpx_aiohttp import AiohttpTransport
+async def test_async_default_is_aiohttp_directly() -> None:
+    from airflow_provider_ice.api.senders import AiohttpPool
 
     async with AsyncCallLogDownloader() as client:
-        assert isinstance(client._client._transport, AiohttpTransport)
+        assert isinstance(client._pool, AiohttpPool)
+        assert client._client is None
+
+
+# --- the default (aiohttp) path over real sockets -------------------------------------------------
+
+
+def _http(code: int, reason: str, body: bytes = b"", **headers: str) -> bytes:
+    lines = [f"HTTP/1.1 {code} {reason}", f"Content-Length: {len(body)}"]
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@asynccontextmanager
+async def raw_server(*answers: bytes | None) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """Answers each request line with the next raw answer (None: close without answering)."""
+    remaining = list(answers)
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while remaining:
+                head = await reader.readuntil(b"\r\n\r\n")
+                seen.append(head.split(b"\r\n", 1)[0])
+                answer = remaining.pop(0)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _plain(host: str) -> str:
+    return f"http://{host}/calllogs/i-1.json?Expires=1900000000&OSSAccessKeyId=AK&Signature={SIGNATURE}"
+
+
+async def test_aiohttp_follows_a_same_host_redirect_and_hashes() -> None:
+    async with raw_server(
+        _http(302, "Found", Location="/calllogs/moved.json?Signature=new"),
+        _http(200, "OK", BODY, Content_Type="application/json"),
+    ) as (host, seen):
+        sink = io.BytesIO()
+        async with AsyncCallLogDownloader(allow_http=True) as client:
+            result = await client.download(_plain(host), sink)
+    assert sink.getvalue() == BODY
+    assert (result.sha256, result.content_type) == (hashlib.sha256(BODY).hexdigest(), "application/json")
+    assert seen[1] == b"GET /calllogs/moved.json?Signature=new HTTP/1.1"
+
+
+async def test_aiohttp_dropped_connections_are_retried_then_given_up(sleeps: list[float]) -> None:
+    async with (
+        raw_server(None, None, None) as (host, seen),
+        AsyncCallLogDownloader(allow_http=True, max_retries=2, backoff=0.01) as client,
+    ):
+        with pytest.raises(CallLogUnavailableError, match="gave up after 3 attempts") as err:
+            await client.download(_plain(host), io.BytesIO())
+    assert len(seen) == 3
+    assert len(sleeps) == 2
+    assert SIGNATURE not in str(err.value)
+
+
+async def test_aiohttp_expired_url_and_other_host_redirect_are_refused() -> None:
+    async with (
+        raw_server(
+            _http(403, "Forbidden", EXPIRED_XML, Content_Type="application/xml"),
+            _http(302, "Found", Location="http://elsewhere.example.org/x"),
+        ) as (host, seen),
+        AsyncCallLogDownloader(allow_http=True) as client,
+    ):
+        with pytest.raises(CallLogUrlExpiredError, match="fetch a fresh CallLogUrl"):
+            await client.download(_plain(host), io.BytesIO())
+        with pytest.raises(CallLogUrlError, match="another host"):
+            await client.download(_plain(host), io.BytesIO())
+    assert len(seen) == 2
+
+
+async def test_aiohttp_size_cap_from_content_length() -> None:
+    async with (
+        raw_server(_http(200, "OK", b"x" * 2048)) as (host, _),
+        AsyncCallLogDownloader(allow_http=True, max_bytes=1000) as client,
+    ):
+        with pytest.raises(CallLogTooLargeError, match="2048 bytes"):
+            await client.download(_plain(host), io.BytesIO())
 
 
 def test_httpx_request_log_lines_carry_no_signature(caplog: pytest.LogCaptureFixture) -> None:
