@@ -34,7 +34,7 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
 
     signed = results["signed_calls"]
     clients = {(row["action"], row["client"]) for row in signed["rows"]}
-    assert len(clients) == 14
+    assert len(clients) == 16
     assert all(row["calls_per_s"] > 0 and row["cpu_us_per_call"] >= 0 for row in signed["rows"])
     assert set(signed["ratios"]) == {"ListAIAgentInstance", "DescribeAIAgentInstance"}
 
