@@ -64,10 +64,16 @@ async def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     meter = Meter().__enter__()
     tasks = [asyncio.create_task(run_one(t)) for t in triggers]
-    await _started(spec, n)
+    poller = await _started(spec, n)
+    # The poller's own counts from READY on: requests per sweep does not depend on where the
+    # measured window cuts the sweeps (the emulator's count per interval does, by up to one sweep).
+    counts0 = (poller.sweeps, poller.requests) if poller is not None else None
     print(READY, flush=True)
     await asyncio.gather(*tasks)
     meter.__exit__()
+    sweeps = requests = None
+    if poller is not None and counts0 is not None:
+        sweeps, requests = poller.sweeps - counts0[0], poller.requests - counts0[1]
     success = {cid: evs[0][0] for cid, evs in events.items() if evs[0][1].get("status") == "success"}
     statuses: dict[str, int] = {}
     for evs in events.values():
@@ -79,6 +85,8 @@ async def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "cpu_s": meter.cpu_s,
         "wall_s": meter.wall_s,
+        "sweeps": sweeps,
+        "requests_per_sweep": requests / sweeps if requests is not None and sweeps else None,
         "peak_rss_mb": peak_rss_mb(),
         "success_at": success,
         "event_statuses": statuses,
@@ -87,11 +95,12 @@ async def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _started(spec: dict[str, Any], n: int) -> None:
-    """Until every trigger runs: all registered and one full sweep done (coalesced), or two intervals."""
+async def _started(spec: dict[str, Any], n: int) -> Any:
+    """Until every trigger runs: all registered and one full sweep done (coalesced; returns the
+    poller), or two intervals (naive)."""
     if spec["mode"] != "coalesced":
         await asyncio.sleep(2 * spec["interval"])
-        return
+        return None
     from airflow_provider_ice.triggers.poller import active_pollers
 
     while sum(p.waiter_count for p in active_pollers()) < n:
@@ -100,6 +109,7 @@ async def _started(spec: dict[str, Any], n: int) -> None:
     target = poller.sweeps + 1  # the sweep after the last registration has completed
     while poller.sweeps <= target:
         await asyncio.sleep(0.05)
+    return poller
 
 
 def _worker_main(spec: dict[str, Any]) -> None:
@@ -208,6 +218,9 @@ def _one(emulator: Any, *, mode: str, n: int, interval: float, spread: float, ca
         "finish_spread_s": spread,
         "time_cap_s": cap,
         "list_requests_per_interval": lists / (elapsed / interval),
+        "sweeps": result["sweeps"],
+        "sweeps_per_interval": result["sweeps"] / (elapsed / interval) if result["sweeps"] else None,
+        "requests_per_sweep": result["requests_per_sweep"],
         "target_requests_per_interval": math.ceil(n / 100) + 1,
         "cpu_s": result["cpu_s"],
         "peak_rss_mb": result["peak_rss_mb"],
