@@ -65,9 +65,13 @@ async def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     meter = Meter().__enter__()
     tasks = [asyncio.create_task(run_one(t)) for t in triggers]
     poller = await _started(spec, n)
-    # The poller's own counts from READY on: requests per sweep does not depend on where the
-    # measured window cuts the sweeps (the emulator's count per interval does, by up to one sweep).
-    counts0 = (poller.sweeps, poller.requests) if poller is not None else None
+    # The poller's own counts from READY on. READY comes right as a sweep starts (its first <= 4
+    # page requests may be out already): that sweep is counted with the requests that follow, so
+    # requests per sweep is over whole sweeps, wherever the measured window cuts them.
+    counts0 = None
+    if poller is not None:
+        in_sweep = poller._sweep_remaining is not None
+        counts0 = (poller.sweeps - (1 if in_sweep else 0), poller.requests)
     print(READY, flush=True)
     await asyncio.gather(*tasks)
     meter.__exit__()
