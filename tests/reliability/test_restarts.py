@@ -41,8 +41,9 @@ def test_task_killed_during_sync_wait_is_retried_and_adopts_the_same_instance(
     dag_id: str,
     stopped: bool,
 ) -> None:
-    # The call lasts longer than the task may run: the first try is killed while it waits.
-    emulator = ice_emulator_factory(user_join_delay=0.1, call_duration=2.0)
+    # The call lasts longer than the task may run (KILL_AFTER, 3 s): the first try is killed while
+    # it waits.
+    emulator = ice_emulator_factory(user_join_delay=0.1, call_duration=5.0)
     dag_conn(emulator)
     dag = getattr(importlib.import_module("tests.dags.ice_reliability_restarts"), dag_id)
     run = dag.test()
@@ -105,7 +106,10 @@ def test_airflow_retry_after_an_exception_in_each_step_never_places_a_second_cal
     tmp_path: Path,
     step: str,
 ) -> None:
-    emulator = ice_emulator_factory(user_join_delay=0.1, call_duration=0.4)
+    # The sensor checks once before deferring; its call must still be running then (even on a loaded
+    # machine), so that execute_complete, where its failure is injected, runs.
+    call_duration = 3.0 if step == "wait_for_call" else 0.4
+    emulator = ice_emulator_factory(user_join_delay=0.1, call_duration=call_duration)
     dag_conn(emulator)
     owner, name, run_first = STEP_FAILURES[step]
     calls = _fail_once(monkeypatch, owner, name, run_first=run_first)

@@ -119,7 +119,8 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
         record_secrets=True,
         calllog_expire_first=True,
         user_join_delay=0.1,
-        call_duration=0.4,
+        # Long enough that every sensor defers (it checks once first), so trigger kwargs exist.
+        call_duration=2.0,
         seed=11,
         access_key_id="LTAIleakscan",
         access_key_secret=f"AKSECRET{uuid.uuid4().hex}",
