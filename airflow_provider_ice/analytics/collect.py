@@ -33,6 +33,7 @@ from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.download import (
     AsyncCallLogDownloader,
     CallLogDownloadError,
+    CallLogEncodingError,
     CallLogTooLargeError,
     CallLogUrlError,
     CallLogUrlExpiredError,
@@ -228,7 +229,7 @@ class SessionCollector:
             call_log = parse_call_log(buffer.getvalue())
         except (CallLogTooLargeError, CallLogUrlError) as err:
             return session_metrics(instance, None, agent_id=agent_id, call_log_error=str(err))
-        except CallLogFormatError as err:
+        except (CallLogFormatError, CallLogEncodingError) as err:
             return self._set_aside(key, agent_id, instance, f"invalid:{err}")
         except CallLogUrlExpiredError as err:
             return self._set_aside(key, agent_id, instance, f"transient:{err}")

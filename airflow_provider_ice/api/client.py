@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, Retrying
 
 from . import operations as ops
-from .errors import IceError, IceValidationError
+from .errors import IceError
 from .models import (
     AIAgentConfig,
     AIAgentInstance,
@@ -46,7 +46,7 @@ from .transport import (
     parse_endpoint,
     tls_verify,
 )
-from .validation import validate_int_range
+from .validation import validate_int_range, validate_seconds
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,6 @@ M = TypeVar("M", bound=BaseModel)
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_RETRIES = 3
-
-
-def _positive_seconds(value: Any, parameter: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-        raise IceValidationError(parameter, f"must be a number of seconds in (0, 3600], got {value!r}")
-    return float(value)
 
 
 class _ClientBase:
@@ -85,8 +79,8 @@ class _ClientBase:
             raise TypeError("credentials must be an airflow_provider_ice.api.signing.Credentials")
         self._endpoint = parse_endpoint(endpoint)
         self.timeout = httpx.Timeout(
-            _positive_seconds(timeout, "timeout"),
-            connect=_positive_seconds(connect_timeout, "connect_timeout"),
+            validate_seconds(timeout, "timeout", maximum=3600),
+            connect=validate_seconds(connect_timeout, "connect_timeout", maximum=3600),
         )
         self.max_retries = validate_int_range(max_retries, "max_retries", 0, 20)
         self._verify = tls_verify(verify) if self._endpoint.scheme == "https" else True

@@ -121,6 +121,46 @@ class IceOutcomeUnknownError(IceError):
         )
 
 
+class CallLogDownloadError(IceError):
+    """A call log could not be downloaded. Messages never contain the URL."""
+
+    #: Named in the retry log line of :mod:`.retry`.
+    action = "Call-log download"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.retry_after = retry_after
+        super().__init__(scrub(message))
+
+
+class CallLogUrlError(CallLogDownloadError, ValueError):
+    """The URL itself is refused: wrong scheme, no host, or a redirect to another host."""
+
+
+class CallLogUrlExpiredError(CallLogDownloadError):
+    """The storage refused the URL (expired, tampered, or not there yet): fetch a fresh URL."""
+
+
+class CallLogTooLargeError(CallLogDownloadError):
+    """The body exceeds the size cap."""
+
+
+class CallLogEncodingError(CallLogDownloadError):
+    """The body does not decode with its ``Content-Encoding`` (broken or unsupported coding)."""
+
+
+class CallLogUnavailableError(CallLogDownloadError):
+    """5xx, throttling, a dropped connection or an attempt over its deadline (retried, then raised)."""
+
+
 AUTH_CODE_PREFIXES = (
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",

@@ -8,6 +8,7 @@ of an ``InvalidParameter`` from the service (or, worse, a phone call with the wr
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -39,6 +40,52 @@ def validate_int_range(value: Any, parameter: str, low: int, high: int) -> int:
         )
     if not low <= value <= high:
         raise IceValidationError(parameter, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def validate_count(value: Any, parameter: str, low: int = 0, high: int | None = None) -> int:
+    """An integer (not a bool, a float or a numeric string) of at least ``low`` (at most ``high``)."""
+    if high is not None:
+        return validate_int_range(value, parameter, low, high)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise IceValidationError(
+            parameter, f"must be an integer >= {low}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def validate_seconds(
+    value: Any, parameter: str, *, allow_zero: bool = False, maximum: float | None = None
+) -> float:
+    """A duration (a number of seconds or a ``timedelta``) as finite seconds, > 0 (>= 0 with
+    ``allow_zero``) and at most ``maximum``; bools, strings, None, NaN and infinities are refused."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        seconds = math.nan
+    low = "0 <= seconds" if allow_zero else "0 < seconds"
+    if (
+        not math.isfinite(seconds)
+        or seconds < 0
+        or (seconds == 0 and not allow_zero)
+        or (maximum is not None and seconds > maximum)
+    ):
+        kind = "non-negative" if allow_zero else "positive"
+        bound = f" and at most {maximum:g}" if maximum is not None else ""
+        raise IceValidationError(
+            parameter,
+            f"must be a {kind}, finite number of seconds ({low}{bound}) or a timedelta, "
+            f"got {type(value).__name__} {value!r}",
+        )
+    return seconds
+
+
+def validate_flag(value: Any, parameter: str) -> bool:
+    """A real bool: the string ``"False"`` is truthy and would silently mean the opposite."""
+    if not isinstance(value, bool):
+        raise IceValidationError(parameter, f"must be True or False, got {type(value).__name__} {value!r}")
     return value
 
 

@@ -12,7 +12,6 @@ Nothing here imports Airflow beyond its exception classes, and no HTTP client at
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -70,18 +69,6 @@ class IceAgentWaitTimeout(IceAgentCallError):
 
 class IceTriggerEventError(IceAgentCallError):
     """A trigger event was missing or malformed (e.g. triggerer and worker run different versions)."""
-
-
-def positive_seconds(value: float | timedelta, parameter: str, *, allow_zero: bool = False) -> float:
-    """``value`` (seconds or a timedelta) as finite seconds > 0 (>= 0 with ``allow_zero``).
-
-    Raises ``ValueError`` naming ``parameter`` and the allowed range.
-    """
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{parameter} must be a {kind}, finite number of seconds, got {value!r}")
-    return seconds
 
 
 def utcnow() -> datetime:

@@ -20,7 +20,7 @@ from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.errors import IceOutcomeUnknownError
-from airflow_provider_ice.api.validation import require_non_empty
+from airflow_provider_ice.api.validation import require_non_empty, validate_count, validate_flag, validate_seconds
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
 from ._agent_wait import (
@@ -36,7 +36,6 @@ from ._agent_wait import (
     failure,
     iso,
     poll_once,
-    positive_seconds,
     to_utc,
     utcnow,
     validate_event,
@@ -120,9 +119,9 @@ class IceAgentCallBaseOperator(BaseOperator):
         self.correlation = correlation
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
-        self.timeout = positive_seconds(timeout, "timeout")
-        self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
+        self.poll_interval = validate_seconds(poll_interval, "poll_interval")
+        self.timeout = validate_seconds(timeout, "timeout")
+        self.not_found_timeout = validate_seconds(not_found_timeout, "not_found_timeout")
         if max_consecutive_errors < 0:
             raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
         self.max_consecutive_errors = max_consecutive_errors

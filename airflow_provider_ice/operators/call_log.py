@@ -19,6 +19,7 @@ from airflow_provider_ice.api.download import (
     DEFAULT_MAX_BYTES,
     CallLogDownloader,
     CallLogDownloadError,
+    CallLogEncodingError,
     CallLogTooLargeError,
     CallLogUrlError,
     CallLogUrlExpiredError,
@@ -257,6 +258,11 @@ class IceFetchCallLogOperator(BaseOperator):
             with _publish.spool_for(final) as spool:
                 try:
                     result = downloader.download(url, spool)
+                except CallLogEncodingError as err:
+                    # A body that does not decode is damaged like a truncated one: download again.
+                    last_problem, body_invalid = str(err), True
+                    self.log.warning("Downloaded call log does not decode (%s); downloading again", err)
+                    continue
                 except CallLogUrlExpiredError as err:
                     last_problem, body_invalid = str(err), False
                     self.log.warning("CallLogUrl refused (%s); fetching a fresh one", err)

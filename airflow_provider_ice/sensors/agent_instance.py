@@ -12,6 +12,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.api.validation import validate_count, validate_flag, validate_seconds
 from airflow_provider_ice.operators._agent_wait import (
     WINDOW_MARGIN,
     Action,
@@ -22,7 +23,6 @@ from airflow_provider_ice.operators._agent_wait import (
     instance_record,
     iso,
     poll_once,
-    positive_seconds,
     to_utc,
     validate_event,
 )
@@ -110,7 +110,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         self.correlation_id = correlation_id
         self.created_after = created_after
         self.ice_conn_id = ice_conn_id
-        self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout", allow_zero=True)
+        self.not_found_timeout = validate_seconds(not_found_timeout, "not_found_timeout", allow_zero=True)
         if max_consecutive_errors < 0:
             raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
         self.max_consecutive_errors = max_consecutive_errors

@@ -17,6 +17,7 @@ from airflow_provider_ice.analytics.metrics import SessionMetrics
 from airflow_provider_ice.api.download import AsyncCallLogDownloader
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import AIAgentInstance
+from tests.unit.api.fakes import streamed
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
@@ -60,7 +61,7 @@ def storage(in_flight: list[int], peak: list[int]) -> httpx.MockTransport:
             "InstanceId": f"i-{n}",
             "Turns": [{"Role": "user", "EndMs": 100}, {"Role": "agent", "BeginMs": 350}],
         }
-        return httpx.Response(200, json=body)
+        return streamed(200, body)
 
     return httpx.MockTransport(handler)
 
@@ -108,10 +109,8 @@ async def test_refused_urls_are_retried_after_one_fresh_listing() -> None:
         path = request.url.path
         if path not in refused:  # every first URL is refused, as an expired one would be
             refused.add(path)
-            return httpx.Response(
-                403, content=b"<Error><Code>AccessDenied</Code><Message>expired</Message></Error>"
-            )
-        return httpx.Response(200, json={"Turns": []})
+            return streamed(403, b"<Error><Code>AccessDenied</Code><Message>expired</Message></Error>")
+        return streamed(200, {"Turns": []})
 
     lister = Lister([instance(n) for n in range(10)])
     out = io.StringIO()
@@ -126,7 +125,7 @@ async def test_refused_urls_are_retried_after_one_fresh_listing() -> None:
 
 
 async def test_persistent_refusal_is_reported_as_a_download_failure() -> None:
-    transport = httpx.MockTransport(lambda _r: httpx.Response(403, content=b"denied"))
+    transport = httpx.MockTransport(lambda _r: streamed(403, b"denied"))
     lister = Lister([instance(1), instance(2)])
     out = io.StringIO()
     async with AsyncCallLogDownloader(transport=transport) as downloader:
@@ -150,7 +149,7 @@ async def test_a_slow_download_holds_back_at_most_a_bounded_window() -> None:
             slow_done.set()
         elif not slow_done.is_set():
             started_while_slow.append(n)
-        return httpx.Response(200, json={"Turns": []})
+        return streamed(200, {"Turns": []})
 
     emitted: list[SessionMetrics] = []
     async with AsyncCallLogDownloader(transport=httpx.MockTransport(handler)) as downloader:

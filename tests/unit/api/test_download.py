@@ -23,6 +23,7 @@ from airflow_provider_ice.api.download import (
     CallLogUrlExpiredError,
     check_call_log_url,
 )
+from tests.unit.api.fakes import streamed
 
 SIGNATURE = "c2lnbmF0dXJlLXNlY3JldA"
 URL = f"https://oss.example.com/calllogs/i-1.json?Expires=1900000000&OSSAccessKeyId=AK&Signature={SIGNATURE}"
@@ -48,13 +49,11 @@ class Server:
 
 
 def ok(body: bytes = BODY, **headers: str) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda _r: httpx.Response(
-        200, content=body, headers={"content-type": "application/json", **headers}
-    )
+    return lambda _r: streamed(200, body, **{"content-type": "application/json", **headers})
 
 
 def status(code: int, body: bytes = b"", **headers: str) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda _r: httpx.Response(code, content=body, headers=headers)
+    return lambda _r: streamed(code, body, **headers)
 
 
 class _Dropping(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -103,7 +102,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def downloader(server: Server, **settings: object) -> CallLogDownloader:
-    return CallLogDownloader(transport=httpx.MockTransport(server), backoff=0.01, **settings)  # type: ignore[arg-type]
+    return CallLogDownloader(transport=httpx.MockTransport(server), backoff_base=0.01, **settings)  # type: ignore[arg-type]
 
 
 def test_streams_body_into_sink_with_size_and_hash() -> None:
@@ -236,7 +235,7 @@ def test_bad_settings_are_refused() -> None:
 
 
 def adownloader(server: Server, **settings: object) -> AsyncCallLogDownloader:
-    return AsyncCallLogDownloader(transport=httpx.MockTransport(server), backoff=0.01, **settings)  # type: ignore[arg-type]
+    return AsyncCallLogDownloader(transport=httpx.MockTransport(server), backoff_base=0.01, **settings)  # type: ignore[arg-type]
 
 
 async def test_async_download_retries_and_hashes(sleeps: list[float]) -> None:
@@ -331,7 +330,7 @@ async def test_aiohttp_follows_a_same_host_redirect_and_hashes() -> None:
 async def test_aiohttp_dropped_connections_are_retried_then_given_up(sleeps: list[float]) -> None:
     async with (
         raw_server(None, None, None) as (host, seen),
-        AsyncCallLogDownloader(allow_http=True, max_retries=2, backoff=0.01) as client,
+        AsyncCallLogDownloader(allow_http=True, max_retries=2, backoff_base=0.01) as client,
     ):
         with pytest.raises(CallLogUnavailableError, match="gave up after 3 attempts") as err:
             await client.download(_plain(host), io.BytesIO())
