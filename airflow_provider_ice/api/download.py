@@ -144,7 +144,7 @@ class CallLogDownloader(DownloaderBase):
                     chunks = response.iter_raw()  # as the network delivers: no buffering to a size
                     step = flow.send(Head(response.status_code, response.headers))
             except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+                return done.value
             except httpx.TransportError as err:
                 raise self._transport_failure(err, host) from None
 
@@ -209,9 +209,7 @@ class AsyncCallLogDownloader(DownloaderBase):
             return Head(reply.status, reply.headers), reply.content.iter_chunked(self.chunk_size)
         assert self._client is not None
         response = await stack.enter_async_context(self._client.stream("GET", url, headers=headers))
-        chunks = response.aiter_raw()
-        stack.push_async_callback(chunks.aclose)
-        return Head(response.status_code, response.headers), chunks
+        return Head(response.status_code, response.headers), response.aiter_raw()
 
     async def _drive(self, flow: Flow) -> DownloadResult:
         """Carry out the flow's I/O with aiohttp (or the given httpx transport)."""
@@ -229,7 +227,7 @@ class AsyncCallLogDownloader(DownloaderBase):
                     head, chunks = await self._open(stack, step)
                     step = flow.send(head)
             except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+                return done.value
             except self._errors as err:
                 raise self._transport_failure(err, host) from None
 

@@ -82,6 +82,17 @@ def validate_seconds(
     return seconds
 
 
+def validate_epoch(value: Any, parameter: str) -> float | None:
+    """None, or a moment as finite, non-negative seconds since the epoch (a trigger's deadlines)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise IceValidationError(
+            parameter, f"must be None or seconds since the epoch (a finite number >= 0), got {value!r}"
+        )
+    return float(value)
+
+
 def validate_flag(value: Any, parameter: str) -> bool:
     """A real bool: the string ``"False"`` is truthy and would silently mean the opposite."""
     if not isinstance(value, bool):

@@ -20,7 +20,12 @@ from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.errors import IceOutcomeUnknownError
-from airflow_provider_ice.api.validation import require_non_empty, validate_count, validate_flag, validate_seconds
+from airflow_provider_ice.api.validation import (
+    require_non_empty,
+    validate_count,
+    validate_flag,
+    validate_seconds,
+)
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
 from ._agent_wait import (
@@ -111,22 +116,20 @@ class IceAgentCallBaseOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.coalesce_polls = coalesce_polls
+        self.coalesce_polls = validate_flag(coalesce_polls, "coalesce_polls")
         self.agent_id = agent_id
         self.user_data = user_data
         self.session_id = session_id
         self.ice_conn_id = ice_conn_id
-        self.correlation = correlation
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
+        self.correlation = validate_flag(correlation, "correlation")
+        self.wait_for_completion = validate_flag(wait_for_completion, "wait_for_completion")
+        self.deferrable = validate_flag(deferrable, "deferrable")
         self.poll_interval = validate_seconds(poll_interval, "poll_interval")
         self.timeout = validate_seconds(timeout, "timeout")
         self.not_found_timeout = validate_seconds(not_found_timeout, "not_found_timeout")
-        if max_consecutive_errors < 0:
-            raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
-        self.max_consecutive_errors = max_consecutive_errors
-        self.stop_on_kill = stop_on_kill
-        self.lookback = lookback
+        self.max_consecutive_errors = validate_count(max_consecutive_errors, "max_consecutive_errors")
+        self.stop_on_kill = validate_flag(stop_on_kill, "stop_on_kill")
+        self.lookback = timedelta(seconds=validate_seconds(lookback, "lookback"))
         self._instance_id: str | None = None
 
     @cached_property

@@ -15,7 +15,12 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.validation import parse_time
+from airflow_provider_ice.api.validation import (
+    parse_time,
+    validate_count,
+    validate_page_size,
+    validate_seconds,
+)
 from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators.call_log import IceCallLogError
 
@@ -106,26 +111,18 @@ class IceSessionAnalyticsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 1 <= page_size <= 100:
-            raise ValueError(f"page_size: must be between 1 and 100, got {page_size!r}")
-        if not 1 <= concurrency <= 256:
-            raise ValueError(f"concurrency: must be between 1 and 256, got {concurrency!r}")
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes: must be a positive number of bytes, got {max_bytes!r}")
-        if max_url_refreshes < 0 or download_retries < 0:
-            raise ValueError("max_url_refreshes and download_retries: must be 0 or more")
+        self.page_size = validate_page_size(page_size, "page_size")
+        self.concurrency = validate_count(concurrency, "concurrency", 1, 256)
+        self.max_bytes = validate_count(max_bytes, "max_bytes", 1)
+        self.max_url_refreshes = validate_count(max_url_refreshes, "max_url_refreshes", 0, 20)
+        self.download_retries = validate_count(download_retries, "download_retries", 0, 20)
+        self.download_timeout = validate_seconds(download_timeout, "download_timeout", maximum=3600)
         self.agent_ids = agent_ids
         self.start_time = start_time
         self.end_time = end_time
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.ice_conn_id = ice_conn_id
-        self.concurrency = concurrency
-        self.max_bytes = max_bytes
-        self.max_url_refreshes = max_url_refreshes
-        self.download_retries = download_retries
-        self.download_timeout = download_timeout
-        self.page_size = page_size
 
     @cached_property
     def hook(self) -> IceHook:

@@ -27,6 +27,7 @@ from airflow_provider_ice.api.download import (
 )
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.models import AIAgentInstance
+from airflow_provider_ice.api.validation import validate_count, validate_seconds
 from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators._agent_wait import InstanceTarget, Outcome, poll_once, to_utc
 
@@ -133,15 +134,12 @@ class IceFetchCallLogOperator(BaseOperator):
         if "outlets" not in kwargs:
             kwargs["outlets"] = [default_asset(agent_id)]
         super().__init__(**kwargs)
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes: must be a positive number of bytes, got {max_bytes!r}")
-        if max_url_refreshes < 0 or download_retries < 0:
-            raise ValueError("max_url_refreshes and download_retries: must be 0 or more")
-        if empty_url_timeout < 0 or empty_url_poll_interval <= 0:
-            raise ValueError(
-                "empty_url_timeout must be >= 0 and empty_url_poll_interval > 0 seconds, "
-                f"got {empty_url_timeout!r} and {empty_url_poll_interval!r}"
-            )
+        self.max_bytes = validate_count(max_bytes, "max_bytes", 1)
+        self.max_url_refreshes = validate_count(max_url_refreshes, "max_url_refreshes", 0, 20)
+        self.empty_url_timeout = validate_seconds(empty_url_timeout, "empty_url_timeout", allow_zero=True)
+        self.empty_url_poll_interval = validate_seconds(empty_url_poll_interval, "empty_url_poll_interval")
+        self.download_retries = validate_count(download_retries, "download_retries", 0, 20)
+        self.download_timeout = validate_seconds(download_timeout, "download_timeout", maximum=3600)
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
@@ -151,12 +149,6 @@ class IceFetchCallLogOperator(BaseOperator):
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.ice_conn_id = ice_conn_id
-        self.max_bytes = max_bytes
-        self.max_url_refreshes = max_url_refreshes
-        self.empty_url_timeout = empty_url_timeout
-        self.empty_url_poll_interval = empty_url_poll_interval
-        self.download_retries = download_retries
-        self.download_timeout = download_timeout
 
     @cached_property
     def hook(self) -> IceHook:
@@ -173,9 +165,13 @@ class IceFetchCallLogOperator(BaseOperator):
             try:
                 call = json.loads(call)
             except ValueError:
-                raise ValueError("call: must be the dict returned by the generate operator or the sensor")
+                raise IceValidationError(
+                    "call", "must be the dict returned by the generate operator or the sensor"
+                ) from None
         if not isinstance(call, dict):
-            raise ValueError(f"call: must be a dict (operator or sensor output), got {type(call).__name__}")
+            raise IceValidationError(
+                "call", f"must be a dict (operator or sensor output), got {type(call).__name__}"
+            )
         created = None
         if self.created_after not in (None, ""):
             from airflow_provider_ice.api.validation import parse_time

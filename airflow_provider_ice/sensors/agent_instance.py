@@ -99,11 +99,11 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.coalesce_polls = coalesce_polls
+        self.coalesce_polls = validate_flag(coalesce_polls, "coalesce_polls")
         if call is None and not agent_id:
-            raise ValueError("IceAIAgentInstanceSensor: give call=<operator output> or agent_id")
+            raise IceValidationError("agent_id", "give call=<operator output> or agent_id")
         if call is None and not (channel_id or correlation_id):
-            raise ValueError("IceAIAgentInstanceSensor: with agent_id, give channel_id or correlation_id")
+            raise IceValidationError("channel_id", "with agent_id, give channel_id or correlation_id")
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
@@ -111,12 +111,10 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         self.created_after = created_after
         self.ice_conn_id = ice_conn_id
         self.not_found_timeout = validate_seconds(not_found_timeout, "not_found_timeout", allow_zero=True)
-        if max_consecutive_errors < 0:
-            raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
-        self.max_consecutive_errors = max_consecutive_errors
-        self.include_call_log_url = include_call_log_url
-        self.deferrable = deferrable
-        self.lookback = lookback
+        self.max_consecutive_errors = validate_count(max_consecutive_errors, "max_consecutive_errors")
+        self.include_call_log_url = validate_flag(include_call_log_url, "include_call_log_url")
+        self.deferrable = validate_flag(deferrable, "deferrable")
+        self.lookback = timedelta(seconds=validate_seconds(lookback, "lookback"))
         self._tracker: WaitTracker | None = None
 
     @cached_property

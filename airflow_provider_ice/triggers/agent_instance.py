@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_ice.api.validation import (
+    parse_time,
+    validate_count,
+    validate_epoch,
+    validate_flag,
+    validate_seconds,
+)
 from airflow_provider_ice.operators._agent_wait import (
     REASON_FINISHED,
     REASON_NOT_FOUND,
@@ -131,13 +138,14 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         self.correlation_id = correlation_id
         self.channel_id = channel_id
         self.instance_id = instance_id
+        parse_time(window_start, "window_start")  # refused now, not in the triggerer
         self.window_start = window_start
-        self.poll_interval = float(poll_interval)
-        self.end_time = end_time
-        self.not_found_deadline = not_found_deadline
-        self.max_consecutive_errors = int(max_consecutive_errors)
-        self.stop_on_kill = bool(stop_on_kill)
-        self.coalesce = bool(coalesce)
+        self.poll_interval = validate_seconds(poll_interval, "poll_interval")
+        self.end_time = validate_epoch(end_time, "end_time")
+        self.not_found_deadline = validate_epoch(not_found_deadline, "not_found_deadline")
+        self.max_consecutive_errors = validate_count(max_consecutive_errors, "max_consecutive_errors")
+        self.stop_on_kill = validate_flag(stop_on_kill, "stop_on_kill")
+        self.coalesce = validate_flag(coalesce, "coalesce")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Identifiers, the poll interval and absolute deadlines; never credentials or tokens."""

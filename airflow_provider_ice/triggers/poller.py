@@ -49,6 +49,7 @@ from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.errors import IceResponseError
 from airflow_provider_ice.api.lookup import instance_matches
 from airflow_provider_ice.api.models import AIAgentInstance
+from airflow_provider_ice.api.validation import parse_time, validate_seconds
 from airflow_provider_ice.operators._agent_wait import (
     WINDOW_MARGIN,
     InstanceTarget,
@@ -113,14 +114,10 @@ class Waiter:
     ) -> None:
         if not correlation_id and not channel_id:
             raise ValueError("Waiter: give correlation_id, channel_id or both")
-        if poll_interval <= 0:
-            raise ValueError(f"Waiter: poll_interval must be > 0 seconds, got {poll_interval!r}")
-        if window_start.tzinfo is None:
-            raise ValueError("Waiter: window_start must be timezone-aware")
+        self.poll_interval = validate_seconds(poll_interval, "poll_interval")
+        self.window_start = parse_time(window_start, "window_start")  # aware, or refused
         self.correlation_id = correlation_id
         self.channel_id = channel_id
-        self.window_start = window_start
-        self.poll_interval = float(poll_interval)
         self._pending: SweepResult | None = None
         self._ready = asyncio.Event()
         self._last_status: str | None = None

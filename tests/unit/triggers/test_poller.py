@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY
-from airflow_provider_ice.api.errors import IceServerError
+from airflow_provider_ice.api.errors import IceServerError, IceValidationError
 from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
 from airflow_provider_ice.triggers import poller as poller_mod
 from airflow_provider_ice.triggers.poller import (
@@ -404,9 +404,10 @@ async def test_window_start_is_min_of_waiters() -> None:
 def test_waiter_validation() -> None:
     with pytest.raises(ValueError, match="correlation_id, channel_id"):
         Waiter(correlation_id=None, channel_id=None, window_start=T0, poll_interval=1)
-    with pytest.raises(ValueError, match="poll_interval"):
-        Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=0)
-    with pytest.raises(ValueError, match="timezone-aware"):
+    for bad_interval in (0, None, "30", float("nan")):
+        with pytest.raises(IceValidationError, match=r"^poll_interval: must be a positive"):
+            Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=bad_interval)  # type: ignore[arg-type]
+    with pytest.raises(IceValidationError, match=r"^window_start: must carry a time zone"):
         Waiter(correlation_id="x", channel_id=None, window_start=datetime(2026, 1, 1), poll_interval=1)
 
 
