@@ -221,13 +221,15 @@ class Actions:
         status = instance.status(now)
         ident = identity_of(self._config.seed, instance)
         self._ledger.record(ident.auth_token, "AuthToken")
+        channel = {
+            "ChannelId": ident.channel_id,
+            "AgentUserId": ident.agent_user_id,
+            "AuthToken": ident.auth_token,
+        }
         view: dict[str, Any] = {
             "Status": status,
-            "RuntimeConfig": {
-                "ChannelId": ident.channel_id,
-                "AgentUserId": ident.agent_user_id,
-                "AuthToken": ident.auth_token,
-            },
+            # The deprecated per-scenario copy is still documented: clients must treat it alike.
+            "RuntimeConfig": {**channel, "VoiceChat": dict(channel)},
             "UserData": instance.user_data if instance.user_data is not None else "",
         }
         if instance.agent_config is not None:
