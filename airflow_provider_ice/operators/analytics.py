@@ -191,6 +191,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
             "pending": summary["pending_count"],
             "call_log_errors": summary["call_log_error_count"],
             "downloaded_bytes": stats.downloaded_bytes,
+            "duplicates_dropped": stats.duplicates,
         }
 
     async def _collect(

@@ -86,6 +86,35 @@ async def test_sessions_come_out_in_listing_order_with_bounded_concurrency_and_n
     assert [p["channel_id"] for p in summary.pending] == ["ch-99"]
 
 
+async def test_distinct_sessions_sharing_a_channel_are_kept_and_only_true_repeats_dropped() -> None:
+    def entry(n: int, status: str = "Finished", signature: str = "first") -> AIAgentInstance:
+        # Three agents in one ARTC channel with the same UserData: three sessions, not one.
+        runtime = {"ChannelId": "shared-room", "AgentUserId": f"agent-{n}", "AuthToken": f"token-{n}"}
+        url = f"https://oss.example.com/{n}.json?Signature={signature}" if status == "Finished" else ""
+        return AIAgentInstance.model_validate(
+            {"Status": status, "RuntimeConfig": runtime, "UserData": "same-payload", "CallLogUrl": url}
+        )
+
+    # Page shifts repeat entries 2 and 1, finished meanwhile with a freshly signed URL.
+    items = [
+        entry(1, "Executing"),
+        entry(2),
+        entry(3),
+        entry(2, signature="again"),
+        entry(1, signature="new"),
+    ]
+    out = io.StringIO()
+    async with AsyncCallLogDownloader(transport=storage([0], [0])) as downloader:
+        summary, stats = await collect_to_jsonl(
+            Lister(items), downloader, out, agent_ids=["a"], start=START, end=END
+        )
+    sessions = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [s["instance_id"] for s in sessions] == [None, "i-2", "i-3"]  # i-1 was pending when first seen
+    assert [s["status"] for s in sessions] == ["Executing", "Finished", "Finished"]
+    assert (stats.listed, stats.duplicates, stats.downloaded) == (5, 2, 2)
+    assert summary.sessions == 3
+
+
 async def test_a_listing_error_fails_the_run_instead_of_hanging() -> None:
     emitted: list[SessionMetrics] = []
     async with AsyncCallLogDownloader(transport=storage([0], [0])) as downloader:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -83,7 +84,15 @@ def test_rerun_is_idempotent_and_leaves_no_temporary_files(
     assert [p.name for p in tmp_path.iterdir()] == [partition.name]
     summary = json.loads(after["summary.json"])
     assert summary["distributions"]["duration_ms"]["count"] == 40
-    assert summary["distributions"]["duration_ms"]["p50"] is not None
+    # The percentiles are those of the sessions written, computed independently (linear interpolation).
+    durations = [json.loads(x)["duration_ms"] for x in after["sessions.jsonl"].splitlines()]
+    assert len(set(durations)) > 10  # distinct values: a wrong rank gives a wrong number
+    cuts = statistics.quantiles(durations, n=100, method="inclusive")
+    distribution = summary["distributions"]["duration_ms"]
+    assert distribution["p50"] == pytest.approx(statistics.median(durations), abs=0.001)
+    assert distribution["p90"] == pytest.approx(cuts[89], abs=0.001)
+    assert distribution["p95"] == pytest.approx(cuts[94], abs=0.001)
+    assert (distribution["min"], distribution["max"]) == (min(durations), max(durations))
     assert summary["totals"]["turns"] == sum(
         json.loads(x)["turns"] for x in after["sessions.jsonl"].splitlines()
     )
