@@ -105,6 +105,15 @@ class IceEmulator:
     def credentials(self) -> Credentials:
         return Credentials(self.access_key_id, self.access_key_secret, self.config.security_token)
 
+    def rotate_credentials(
+        self, *, access_key_secret: str | None = None, security_token: str | None = None
+    ) -> None:
+        """Accept only the new secret and/or STS token from now on, as after a rotation."""
+        if access_key_secret is not None:
+            self.config.access_key_secret = access_key_secret
+        if security_token is not None:
+            self.config.security_token = security_token
+
     def airflow_conn_json(self) -> str:
         """The ``AIRFLOW_CONN_ICE_DEFAULT`` value that points an Airflow connection at this emulator."""
         extra: dict[str, Any] = {"endpoint": self.url, "region": self.config.region}

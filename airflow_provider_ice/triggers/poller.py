@@ -40,128 +40,33 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ice.api import operations as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
-from airflow_provider_ice.api.errors import IceResponseError
-from airflow_provider_ice.api.lookup import instance_matches
+from airflow_provider_ice.api.errors import IceAuthError, IceResponseError
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.api.validation import parse_time, validate_seconds
-from airflow_provider_ice.operators._agent_wait import (
-    WINDOW_MARGIN,
-    InstanceTarget,
-    Observation,
-    Outcome,
-    observe,
-)
+from airflow_provider_ice.operators._agent_wait import WINDOW_MARGIN
+from airflow_provider_ice.triggers.waiter import Waiter
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.client import AsyncIceClient
 
 log = logging.getLogger(__name__)
 
-#: Creates the async client a poller uses for its lifetime (e.g. ``IceHook(conn_id).aget_async_client``).
+#: Creates a new async client from a fresh lookup of the connection; the poller owns (and closes) it.
 ClientFactory = Callable[[], Awaitable["AsyncIceClient"]]
+
+#: A poller looks its connection up again (a new client from its factory) at least this often, so
+#: rotated credentials (STS tokens, a changed secret) are picked up before they fail a sweep.
+CLIENT_MAX_AGE = 300.0
 
 PAGE_SIZE = 100
 #: The service accepts PageNumber 1..100.
 MAX_PAGES = 100
 #: Pages of one sweep requested at once (see CoalescedPoller._list).
 PREFETCH_PAGES = 4
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What one sweep saw for one waiter.
-
-    :param instance: the matching instance, or None when it was not in the window (and no error).
-    :param error: the exception that made the sweep fail before this waiter was matched, or None.
-    :param consecutive_failures: failed sweeps in a row for this waiter, this one included (0 on success).
-    """
-
-    instance: AIAgentInstance | None
-    error: Exception | None = None
-    consecutive_failures: int = 0
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    @property
-    def found(self) -> bool:
-        return self.instance is not None
-
-
-class Waiter:
-    """One trigger's registration with a :class:`CoalescedPoller`.
-
-    :param correlation_id: the correlation id in the instance's UserData, if known.
-    :param channel_id: the instance's ChannelId, if known (at least one of the two is required).
-    :param window_start: aware datetime; the instance was created after it.
-    :param poll_interval: seconds; the poller sweeps at least this often while this waiter is registered.
-    """
-
-    def __init__(
-        self,
-        *,
-        correlation_id: str | None,
-        channel_id: str | None,
-        window_start: datetime,
-        poll_interval: float,
-    ) -> None:
-        if not correlation_id and not channel_id:
-            raise ValueError("Waiter: give correlation_id, channel_id or both")
-        self.poll_interval = validate_seconds(poll_interval, "poll_interval")
-        self.window_start = parse_time(window_start, "window_start")  # aware, or refused
-        self.correlation_id = correlation_id
-        self.channel_id = channel_id
-        self._pending: SweepResult | None = None
-        self._ready = asyncio.Event()
-        self._last_status: str | None = None
-        self._failures = 0
-        self._poller: CoalescedPoller | None = None
-
-    def matches(self, instance: AIAgentInstance) -> bool:
-        return instance_matches(instance, correlation_id=self.correlation_id, channel_id=self.channel_id)
-
-    def _offer(self, instance: AIAgentInstance | None, error: Exception | None) -> None:
-        """Record a sweep's result; wake the waiter only when it carries news."""
-        if error is not None:
-            self._failures += 1
-            self._last_status = None
-            self._deliver(SweepResult(None, error, self._failures))
-            return
-        self._failures = 0
-        status = None if instance is None else str(instance.status)
-        if instance is not None and status == self._last_status:
-            return  # still Created/Executing: nothing for the trigger to do
-        self._last_status = status
-        self._deliver(SweepResult(instance))
-
-    def _deliver(self, observation: SweepResult) -> None:
-        # Latest wins: the failure count travels inside the observation, so nothing is lost by it.
-        self._pending = observation
-        self._ready.set()
-
-    async def next_result(self, timeout: float | None = None) -> SweepResult | None:
-        """The next news from the poller, or None if ``timeout`` seconds pass first."""
-        if self._pending is None:
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except asyncio.TimeoutError:
-                return None
-        observation, self._pending = self._pending, None
-        self._ready.clear()
-        return observation
-
-    def leave(self) -> None:
-        """Unregister (idempotent); a cancelled trigger leaves the sweep this way."""
-        if self._poller is not None:
-            self._poller.unregister(self)
-            self._poller = None
 
 
 class CoalescedPoller:
@@ -181,8 +86,11 @@ class CoalescedPoller:
         self.conn_id = conn_id
         self.agent_id = agent_id
         self.page_size = page_size
-        self._client_factory = client_factory
+        #: The latest registrant's factory (see :func:`get_poller`).
+        self.client_factory = client_factory
         self._client: AsyncIceClient | None = None
+        self._client_born = 0.0
+        self.clients_built = 0  # for tests: how often the connection was looked up
         self._waiters: dict[int, Waiter] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -205,9 +113,7 @@ class CoalescedPoller:
 
     def register(self, waiter: Waiter) -> Waiter:
         """Add a waiter; it is served from the next sweep that starts after this call."""
-        if waiter._poller is not None:
-            raise RuntimeError("Waiter is already registered")
-        waiter._poller = self
+        waiter.bind(self.unregister)
         self._waiters[id(waiter)] = waiter
         self._changed.set()  # a shorter poll_interval may move the next sweep earlier
         if self._task is None or self._task.done():
@@ -242,15 +148,28 @@ class CoalescedPoller:
         except Exception as exc:  # a bug here must not leave triggers waiting forever
             log.exception("Coalesced poller for agent %s stopped unexpectedly", self.agent_id)
             for waiter in list(self._waiters.values()):
-                waiter._offer(None, exc)
+                waiter.offer(None, exc)
         finally:
             # No await between the emptiness check above and leaving the registry: a waiter
             # registering from now on gets a fresh poller.
             _forget(self)
-            client, self._client = self._client, None
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+            await self._drop_client()
+
+    async def _current_client(self) -> AsyncIceClient:
+        """The client, rebuilt from a fresh connection lookup when older than :data:`CLIENT_MAX_AGE`."""
+        if self._client is not None and time.monotonic() - self._client_born > CLIENT_MAX_AGE:
+            await self._drop_client()
+        if self._client is None:
+            self._client = await self.client_factory()
+            self._client_born = time.monotonic()
+            self.clients_built += 1
+        return self._client
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _sweep(self) -> None:
         snapshot = dict(self._waiters)
@@ -268,33 +187,17 @@ class CoalescedPoller:
         error: Exception | None = None
         self.sweeps += 1
         try:
-            async with contextlib.aclosing(self._list(window_start)) as listing:
-                async for item in listing:
-                    # Raw entries: a model is built only for the few that may be someone's (parsing
-                    # 100 models per page was most of a sweep's client CPU).
-                    candidates: list[Waiter] = []
-                    instance = item if isinstance(item, AIAgentInstance) else None
-                    if by_correlation:
-                        user_data = (
-                            item.user_data if isinstance(item, AIAgentInstance) else item.get("UserData")
-                        )
-                        cid = correlation_id_of(user_data) if isinstance(user_data, str) else None
-                        candidates += by_correlation.get(cid or "", ())
-                    if by_channel:
-                        # ChannelId may sit in a per-scenario sub-object: let the model resolve it.
-                        instance = instance or AIAgentInstance.model_validate(item)
-                        candidates += by_channel.get(instance.channel_id or "", ())
-                    for waiter in candidates:
-                        wid = id(waiter)
-                        if wid in matched:
-                            continue
-                        if instance is None:
-                            instance = AIAgentInstance.model_validate(item)
-                        if waiter.matches(instance):
-                            matched[wid] = instance
-                            remaining.discard(wid)
-                    if not remaining:
-                        break  # everyone matched, or everyone left
+            try:
+                await self._match(window_start, by_correlation, by_channel, matched, remaining)
+            except IceAuthError:
+                # Credentials may have rotated (STS) since the client was built: look the
+                # connection up again and sweep once more before anyone sees a failure.
+                log.info(
+                    "ListAIAgentInstance refused the credentials; looking connection %s up again",
+                    self.conn_id,
+                )
+                await self._drop_client()
+                await self._match(window_start, by_correlation, by_channel, matched, remaining)
         except Exception as exc:
             error = exc
             log.warning(
@@ -303,20 +206,55 @@ class CoalescedPoller:
                 len(snapshot),
                 type(exc).__name__,
             )
+            if isinstance(exc, IceAuthError):
+                await self._drop_client()  # the next sweep looks the connection up again
         finally:
             self._sweep_remaining = None
         for wid, waiter in snapshot.items():
             if wid not in self._waiters:
                 continue  # left during the sweep
             if wid in matched:
-                waiter._offer(matched[wid], None)
+                waiter.offer(matched[wid], None)
             else:
-                waiter._offer(None, error)
+                waiter.offer(None, error)
+
+    async def _match(
+        self,
+        window_start: datetime,
+        by_correlation: dict[str, list[Waiter]],
+        by_channel: dict[str, list[Waiter]],
+        matched: dict[int, AIAgentInstance],
+        remaining: set[int],
+    ) -> None:
+        """Page the window into ``matched`` (waiter id -> newest match) until nobody remains."""
+        async with contextlib.aclosing(self._list(window_start)) as listing:
+            async for item in listing:
+                # Raw entries: a model is built only for the few that may be someone's (parsing
+                # 100 models per page was most of a sweep's client CPU).
+                candidates: list[Waiter] = []
+                instance = item if isinstance(item, AIAgentInstance) else None
+                if by_correlation:
+                    user_data = item.user_data if isinstance(item, AIAgentInstance) else item.get("UserData")
+                    cid = correlation_id_of(user_data) if isinstance(user_data, str) else None
+                    candidates += by_correlation.get(cid or "", ())
+                if by_channel:
+                    # ChannelId may sit in a per-scenario sub-object: let the model resolve it.
+                    instance = instance or AIAgentInstance.model_validate(item)
+                    candidates += by_channel.get(instance.channel_id or "", ())
+                for waiter in candidates:
+                    wid = id(waiter)
+                    if wid in matched:
+                        continue
+                    if instance is None:
+                        instance = AIAgentInstance.model_validate(item)
+                    if waiter.matches(instance):
+                        matched[wid] = instance
+                        remaining.discard(wid)
+                if not remaining:
+                    break  # everyone matched, or everyone left
 
     async def _list(self, window_start: datetime) -> AsyncGenerator[dict[str, Any] | AIAgentInstance, None]:
-        if self._client is None:
-            self._client = await self._client_factory()
-        client = self._client
+        client = await self._current_client()
         # The same margin as a single trigger's window: StartTime/EndTime semantics are undocumented
         # and clocks drift.
         start, end = ops.list_window(
@@ -393,6 +331,8 @@ def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> Co
     poller = pollers.get((conn_id, agent_id))
     if poller is None:
         poller = pollers[(conn_id, agent_id)] = CoalescedPoller(conn_id, agent_id, client_factory)
+    else:
+        poller.client_factory = client_factory  # the newest registrant's: it rebuilds the client next
     return poller
 
 
@@ -433,79 +373,3 @@ async def coalesced_wait(
         yield waiter
     finally:
         waiter.leave()
-
-
-class CoalescedInstancePoller:
-    """:class:`~.agent_instance.IceAIAgentInstanceTrigger`'s poller seam, backed by the shared poller.
-
-    ``poll_once`` registers with the running loop's :class:`CoalescedPoller` on first use and then
-    returns as soon as the poller has news for this target (first sighting, a status change, not
-    found, or a failed sweep, raised as the sweep's error so the trigger's consecutive-error tolerance
-    applies). The poller paces the polls (``paces_itself``), so the trigger must not sleep between
-    them; with no news, ``poll_once`` returns the last observation again when a deadline comes, so
-    the trigger's timeout and not-found rules fire on time.
-
-    :param conn_id: the ``alibaba_ice`` connection id (with the target's agent, the poller's key).
-    :param client_factory: creates the async client if this trigger starts the poller.
-    :param poll_interval: seconds; the shared sweep runs at least this often while registered.
-    :param end_time: epoch deadline of the wait, or None.
-    :param not_found_deadline: epoch after which a missing instance fails the wait, or None.
-    """
-
-    paces_itself = True
-
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        client_factory: ClientFactory,
-        poll_interval: float,
-        end_time: float | None = None,
-        not_found_deadline: float | None = None,
-    ) -> None:
-        self.conn_id = conn_id
-        self.client_factory = client_factory
-        self.poll_interval = poll_interval
-        self.end_time = end_time
-        self.not_found_deadline = not_found_deadline
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._waiter: Waiter | None = None
-        self._last: Observation | None = None
-
-    async def poll_once(self, target: InstanceTarget) -> Observation:
-        if self._waiter is None:
-            self._stack = contextlib.AsyncExitStack()
-            self._waiter = await self._stack.enter_async_context(
-                coalesced_wait(
-                    conn_id=self.conn_id,
-                    agent_id=target.agent_id,
-                    client_factory=self.client_factory,
-                    correlation_id=target.correlation_id,
-                    channel_id=target.channel_id,
-                    window_start=target.window_start,
-                    poll_interval=self.poll_interval,
-                )
-            )
-        result = await self._waiter.next_result(self._timeout())
-        if result is None:  # a deadline came first: let the trigger's rules decide
-            return self._last or Observation(Outcome.WAITING)
-        if result.error is not None:
-            # One error object is shared by every waiter of the sweep: drop the traceback so that
-            # raising it from many triggers does not grow one chain.
-            raise result.error.with_traceback(None)
-        self._last = observe(result.instance)
-        return self._last
-
-    def _timeout(self) -> float | None:
-        deadlines = [self.end_time] if self.end_time is not None else []
-        if self.not_found_deadline is not None and (
-            self._last is not None and self._last.outcome is Outcome.NOT_FOUND
-        ):
-            deadlines.append(self.not_found_deadline)
-        return max(0.0, min(deadlines) - time.time()) if deadlines else None
-
-    async def aclose(self) -> None:
-        """Leave the shared poller (idempotent)."""
-        stack, self._stack, self._waiter = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()

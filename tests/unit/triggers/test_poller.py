@@ -140,9 +140,12 @@ class contextlib_stack:
 async def test_sweep_stops_paging_once_every_waiter_is_matched() -> None:
     client = FakeClient(1000)
     async with contextlib_stack(client, [999, 950, 901], interval=30) as waiters:
-        for w in waiters:
-            assert (await w.next_result(timeout=5)) is not None
+        results = [await w.next_result(timeout=5) for w in waiters]
         assert client.pages == [1]
+    # Each waiter got its own instance, not just some instance.
+    got = [(r.instance.channel_id, r.instance.user_data) if r and r.instance else None for r in results]
+    assert got == [(f"chan-{n}", _instance(n)["UserData"]) for n in (999, 950, 901)]
+    assert all(r is not None and not r.failed and r.consecutive_failures == 0 for r in results)
 
 
 async def test_channel_only_and_both_identifiers_match() -> None:
@@ -419,7 +422,7 @@ def _target(n: int) -> Any:
 
 async def test_instance_poller_seam_returns_on_news_and_raises_sweep_errors() -> None:
     from airflow_provider_ice.operators._agent_wait import Outcome
-    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+    from airflow_provider_ice.triggers.agent_instance import CoalescedInstancePoller
 
     client = FakeClient(3)
     seam = CoalescedInstancePoller(conn_id="c", client_factory=_factory(client), poll_interval=0.02)
@@ -440,7 +443,7 @@ async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> N
     import time
 
     from airflow_provider_ice.operators._agent_wait import Outcome
-    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+    from airflow_provider_ice.triggers.agent_instance import CoalescedInstancePoller
 
     client = FakeClient(3)
     end = time.time() + 0.3
