@@ -22,6 +22,7 @@ from airflow_provider_ice.api.validation import (
     validate_seconds,
 )
 from airflow_provider_ice.operators import _publish
+from airflow_provider_ice.operators._publish import MANIFEST_FILE, committed_files
 from airflow_provider_ice.operators.call_log import IceCallLogError
 
 if TYPE_CHECKING:
@@ -64,10 +65,12 @@ class IceSessionAnalyticsOperator(BaseOperator):
 
     Lists every instance of ``agent_ids`` created in ``[start_time, end_time)`` (all pages, with the
     10,000-result window split), downloads the Finished instances' call logs with bounded
-    concurrency, and writes ``<destination>/date=YYYY-MM-DD/`` (or ``interval=<start>_<end>/`` for
-    other intervals) containing ``sessions.jsonl`` (one line per session) and ``summary.json``
-    (counts by status, totals, p50/p90/p95 of duration and latency, the pending sessions). The
-    partition is built aside and swapped in, so a rerun or a backfill replaces it atomically and
+    concurrency, and writes the partition ``<destination>/date=YYYY-MM-DD/`` (or
+    ``interval=<start>_<end>/`` for other intervals): a new version folder holding ``sessions.jsonl``
+    (one line per session) and ``summary.json`` (counts by status, totals, p50/p90/p95 of duration
+    and latency, the pending sessions), committed by writing ``_manifest.json`` last, in one step
+    (read the manifest first: :func:`committed_files`). A
+    rerun or a backfill replaces the partition atomically, locally and on object storage, and
     runs for different intervals never interfere. Instances not yet Finished (or Finished without a
     CallLogUrl yet) are listed as pending; a rerun picks them up. If some call logs cannot be
     downloaded (after retries and fresh URLs), nothing is published and the task fails, so a retry
@@ -169,7 +172,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
                 )
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            uri = _publish.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+            uri, version = _publish.commit_partition(staging, final)
         by_status = summary["by_status"]
         self.log.info(
             "Wrote %d session(s) (%s), %d pending, %d call-log error(s), %d duplicate(s) dropped to %s",
@@ -183,6 +186,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
         return {
             "uri": uri,
             "partition": partition_name(start, end),
+            "version": version,
             "start": start.isoformat(),
             "end": end.isoformat(),
             "agent_ids": agent_ids,
@@ -241,4 +245,4 @@ def _as_utc(name: str, value: Any) -> datetime:
     return parse_time(value if isinstance(value, datetime) else str(value).strip(), name)
 
 
-__all__ = ["IceSessionAnalyticsOperator", "partition_name"]
+__all__ = ["MANIFEST_FILE", "IceSessionAnalyticsOperator", "committed_files", "partition_name"]

@@ -192,7 +192,8 @@ def test_a_trickled_body_ends_at_the_attempt_deadline_and_is_retried() -> None:
     elapsed = time.monotonic() - started
     for outcome in outcomes:
         assert isinstance(outcome, CallLogUnavailableError), outcome
-        assert "attempt_timeout=0.3s" in str(outcome) and "gave up after 2 attempts" in str(outcome)
+        assert "attempt_timeout=0.3s" in str(outcome)
+        assert "gave up after 2 attempts" in str(outcome)
     assert handler.requests == 4  # two attempts per downloader
     assert elapsed < 4, elapsed  # 4 attempts of 0.3 s, not 10,000 bytes x 20 ms each
     assert all(s.pulled < 40 for s in streams)
