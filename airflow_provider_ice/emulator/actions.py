@@ -7,7 +7,7 @@ Field names follow shared/reference/ice-api.md §1. Choices where the service is
 * StopAIAgentInstance on a Finished instance succeeds and changes nothing (idempotent);
 * ListAIAgentInstance filters on creation time, ``[StartTime, EndTime)``, newest first;
   ``PageSize=0`` returns an empty page;
-* ``CallLogUrl`` is present only once the instance is Finished.
+* ``CallLogUrl`` is present only once the instance is Finished (unless a scenario says otherwise).
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from airflow_provider_ice.emulator.calllogs import CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig
 from airflow_provider_ice.emulator.faults import FaultInjector
 from airflow_provider_ice.emulator.secrets import SecretLedger
-from airflow_provider_ice.emulator.store import FINISHED, Instance, Store, derive, identity_of, iso_utc
+from airflow_provider_ice.emulator.store import (
+    FINISHED,
+    Instance,
+    Store,
+    derive,
+    identity_of,
+    iso_utc,
+    scenario_script,
+)
 from airflow_provider_ice.emulator.wire import ApiError, invalid_parameter, missing_parameter
 
 Params = dict[str, str]
@@ -236,7 +244,7 @@ class Actions:
             view["AgentConfig"] = instance.agent_config
         if instance.template_config is not None:
             view["TemplateConfig"] = instance.template_config
-        if status == FINISHED:
+        if status == FINISHED or scenario_script(instance.user_data).get("EarlyCallLogUrl") is True:
             view["CallLogUrl"] = self._call_log_url(instance, now, base_url)
         return view
 

@@ -17,7 +17,9 @@ Lifecycle (all times relative to creation, seconds):
 
 A caller can script one call through its UserData (a JSON object) under the key ``EmulatorScenario``:
 ``{"EmulatorScenario": {"NoShow": true}}``, ``{"Idle": true}``, ``{"UserJoinDelay": 0.5,
-"CallDuration": 3}``. The real service treats UserData as opaque text, so this changes nothing there.
+"CallDuration": 3}``, ``{"EarlyCallLogUrl": true}`` (a CallLogUrl is listed before the call is
+Finished: clients must still wait). The real service treats UserData as opaque text, so this
+changes nothing there.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ class Store:
             "no_show": _uniform(seed, instance_id, "no-show") < config.no_show_rate,
             "idle": _uniform(seed, instance_id, "idle") < config.idle_rate,
         }
-        script = _scenario_of(user_data)
+        script = scenario_script(user_data)
         for key, name in (("UserJoinDelay", "join_delay"), ("CallDuration", "duration")):
             values[name] = _seconds(script, key, values[name])
         for key, name in (("NoShow", "no_show"), ("Idle", "idle")):
@@ -356,7 +358,8 @@ class Store:
         return len(self.by_id)
 
 
-def _scenario_of(user_data: str | None) -> dict[str, Any]:
+def scenario_script(user_data: str | None) -> dict[str, Any]:
+    """The ``EmulatorScenario`` object of a UserData, or an empty dict."""
     if not user_data or SCENARIO_KEY not in user_data:
         return {}
     try:

@@ -145,6 +145,32 @@ def test_pending_instances_are_listed_then_picked_up_by_a_rerun(
     assert sum(s["has_call_log"] for s in sessions) == 7
 
 
+def test_an_executing_instance_that_already_carries_a_url_stays_pending_without_a_download(
+    ice_emulator_factory: Callable[..., IceEmulator], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    now = [datetime.now(timezone.utc).timestamp()]
+    emulator = ice_emulator_factory(clock=lambda: now[0], user_join_delay=1, call_duration=600)
+    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", emulator.airflow_conn_json())
+    from airflow_provider_ice.hooks.ice import IceHook
+
+    start = datetime.fromtimestamp(now[0], timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    end = start + timedelta(hours=2)
+    user_data = {"AirflowCorrelationId": "af-early", "EmulatorScenario": {"EarlyCallLogUrl": True}}
+    IceHook().generate_ai_agent_call(AGENT, user_data=user_data)
+    now[0] += 5  # the user joined: Executing, and the listing already carries a CallLogUrl
+    [listed] = list(IceHook().list_ai_agent_instances(AGENT, start_time=start, end_time=end))
+    assert (str(listed.status), listed.call_log_url is not None) == ("Executing", True)
+
+    result = run(tmp_path, start, end)
+    files = committed(tmp_path / partition_name(start, end))
+    summary = json.loads(files["summary.json"])
+    [session] = [json.loads(x) for x in files["sessions.jsonl"].decode().splitlines()]
+    assert result["pending"] == 1
+    assert [p["correlation_id"] for p in summary["pending"]] == ["af-early"]
+    assert (session["status"], session["has_call_log"]) == ("Executing", False)
+    assert emulator.state(AGENT)["calllog_downloads"] == {}
+
+
 @pytest.mark.ice_emulator(calllog_expire_first=True)
 def test_expired_urls_are_refreshed_with_one_new_listing(ice_connection: IceEmulator, tmp_path: Path) -> None:
     ice_connection.seed_history(AGENT, 30, DAY, NEXT_DAY)
