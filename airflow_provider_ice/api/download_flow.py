@@ -257,8 +257,13 @@ class DownloaderBase:
     def _failure(status: int, headers: Mapping[str, str], host: str, body: bytes) -> CallLogDownloadError:
         """The error for a non-2xx, non-redirect response (a :class:`CallLogUnavailableError` is retried)."""
         lowered = {k.lower(): v for k, v in headers.items()}
-        with contextlib.suppress(ContentDecodingError):  # an encoded error page: best effort
-            body = b"".join(BoundedDecoder(lowered.get("content-encoding"), ERROR_BODY_LIMIT).feed(body))
+        with contextlib.suppress(ContentDecodingError):  # an encoded error page: best effort, bounded
+            decoded = b""
+            for piece in BoundedDecoder(lowered.get("content-encoding"), ERROR_BODY_LIMIT).feed(body):
+                decoded += piece
+                if len(decoded) >= ERROR_BODY_LIMIT:
+                    break
+            body = decoded or body
         parsed = error_from_response(status, body, lowered)
         detail = f"{parsed.code}: {parsed.message}" if parsed.code else parsed.message
         if status in REFRESH_STATUSES:

@@ -24,6 +24,7 @@ from airflow_provider_ice.api.download import (
     CallLogEncodingError,
     CallLogTooLargeError,
     CallLogUnavailableError,
+    CallLogUrlExpiredError,
 )
 from airflow_provider_ice.api.errors import IceValidationError
 from tests.unit.api.fakes import streamed
@@ -227,3 +228,21 @@ def test_bad_settings_are_refused_by_name_before_any_request(setting: str, value
         assert caught.value.parameter == setting
         assert str(caught.value).startswith(f"{setting}: must be")
     assert handler.requests == 0
+
+
+def test_an_encoded_error_page_is_read_decoded_and_bounded() -> None:
+    xml = b"<Error><Code>AccessDenied</Code><Message>Request has expired.</Message></Error>"
+    handler = Recorder(lambda: streamed(403, gzip.compress(xml), **{"content-encoding": "gzip"}))
+    for outcome in both(handler, io.BytesIO()):
+        assert isinstance(outcome, CallLogUrlExpiredError)
+        assert outcome.code == "AccessDenied"
+    bomb = gzip.compress(bytes(32 * 1024 * 1024))  # an error page that would expand to 32 MiB
+    handler = Recorder(lambda: streamed(500, bomb, **{"content-encoding": "gzip"}))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CallLogUnavailableError, match="HTTP 500"):
+            sync(handler, max_retries=0).download(URL, io.BytesIO())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024, f"peak {peak} bytes"
