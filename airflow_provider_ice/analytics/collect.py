@@ -28,7 +28,7 @@ from typing import IO, Any, Protocol
 
 from airflow_provider_ice.analytics.metrics import SessionMetrics, session_metrics
 from airflow_provider_ice.analytics.summary import IntervalSummary
-from airflow_provider_ice.api.calllog import CallLogFormatError, parse_call_log
+from airflow_provider_ice.api.call_log import CallLogFormatError, parse_call_log
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.download import (
     AsyncCallLogDownloader,

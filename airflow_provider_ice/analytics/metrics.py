@@ -3,7 +3,7 @@
 Plain functions over the pydantic models (no Airflow import), so they can be reused in any
 pipeline and unit-tested on hand-made call logs.
 
-Definitions (see :mod:`airflow_provider_ice.api.calllog`):
+Definitions (see :mod:`airflow_provider_ice.api.call_log`):
 
 * A *response latency* is the gap between the end of a user turn and the beginning of the next
   agent turn. Consecutive user turns count from the last one; turns with an unknown role are
@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from airflow_provider_ice.api.calllog import ROLE_AGENT, ROLE_USER, CallLog, CallLogTurn
+from airflow_provider_ice.api.call_log import ROLE_AGENT, ROLE_USER, CallLog, CallLogTurn
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.models import AIAgentInstance
 

@@ -1,7 +1,7 @@
 """Signed ICE OpenAPI clients: :class:`IceClient` (httpx, pooled) and :class:`AsyncIceClient`
 (aiohttp directly, or any httpx async transport a caller passes).
 
-Both share signing and parsing (:mod:`.transport`), the retry policy (:mod:`.retry`) and the
+Both share signing and parsing (:mod:`.protocol`), the retry policy (:mod:`.retry`) and the
 contract of their senders (:mod:`.senders`). The first attempt of a call runs without tenacity:
 a ``Retrying`` object is built only after a retryable failure, and that failure is replayed into
 it, so waits, logs and the attempt count are exactly tenacity's.
@@ -23,7 +23,7 @@ import httpx
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, Retrying
 
-from . import operations as ops
+from . import params as ops
 from .errors import IceError, IceValidationError
 from .models import (
     AIAgentConfig,
@@ -35,10 +35,7 @@ from .models import (
     StopAIAgentInstanceResponse,
 )
 from .pagination import ListingPlan, PageRequest
-from .retry import BackoffWait, is_retryable, outcome_unknown, replay_first, retry_kwargs
-from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender, RawResponse
-from .signing import Credentials
-from .transport import (
+from .protocol import (
     RequestBuilder,
     SecretCallback,
     default_user_agent,
@@ -46,6 +43,9 @@ from .transport import (
     parse_endpoint,
     tls_verify,
 )
+from .retry import BackoffWait, is_retryable, outcome_unknown, replay_first, retry_kwargs
+from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender, RawResponse
+from .signing import Credentials
 from .validation import validate_int_range
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_ice.emulator.calllogs import CallLogSigner
+from airflow_provider_ice.emulator.call_log import CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig
 from airflow_provider_ice.emulator.faults import FaultInjector
 from airflow_provider_ice.emulator.secrets import SecretLedger

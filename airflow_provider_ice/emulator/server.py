@@ -23,7 +23,7 @@ from aiohttp import web
 from airflow_provider_ice.api.signing import FORM_CONTENT_TYPE, Credentials
 from airflow_provider_ice.emulator.actions import Actions
 from airflow_provider_ice.emulator.auth import Authenticator
-from airflow_provider_ice.emulator.calllogs import CALLLOG_PREFIX, CallLogSigner
+from airflow_provider_ice.emulator.call_log import CALLLOG_PREFIX, CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig, FaultConfig
 from airflow_provider_ice.emulator.control import add_control_routes, instance_state
 from airflow_provider_ice.emulator.downloads import CallLogDownloads

@@ -148,7 +148,7 @@ def settings_from_connection(
             "region", f"must be an Alibaba Cloud region id such as cn-shanghai, got {region!r}"
         )
     endpoint = str(extras.get("endpoint") or "").strip() or f"https://ice.{region}.aliyuncs.com"
-    from airflow_provider_ice.api.transport import parse_endpoint
+    from airflow_provider_ice.api.protocol import parse_endpoint
 
     parsed = parse_endpoint(endpoint)  # rejects an unknown scheme before any request
     return IceConnectionSettings(

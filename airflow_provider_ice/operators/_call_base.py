@@ -21,9 +21,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.errors import IceOutcomeUnknownError
 from airflow_provider_ice.api.validation import require_non_empty
-from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
-
-from ._agent_wait import (
+from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     Action,
     IceAgentCallError,
@@ -41,6 +39,7 @@ from ._agent_wait import (
     utcnow,
     validate_event,
 )
+from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

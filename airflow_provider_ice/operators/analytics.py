@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_ice import storage
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import parse_time
-from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators.call_log import IceCallLogError
 
 if TYPE_CHECKING:
@@ -147,9 +147,9 @@ class IceSessionAnalyticsOperator(BaseOperator):
             raise IceValidationError("end_time", f"must be after start_time ({start_utc} >= {end_utc})")
         return start_utc, end_utc
 
-    def partition(self, start: datetime, end: datetime) -> _publish.Target:
-        root = self.destination if self.destination not in (None, "") else _publish.data_dir() / "sessions"
-        return _publish.resolve(root, self.destination_conn_id) / partition_name(start, end)
+    def partition(self, start: datetime, end: datetime) -> storage.Target:
+        root = self.destination if self.destination not in (None, "") else storage.data_dir() / "sessions"
+        return storage.resolve(root, self.destination_conn_id) / partition_name(start, end)
 
     def execute(self, context: Context) -> dict[str, Any]:
         start, end = self.interval(context)
@@ -163,7 +163,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
             "verify": self.hook.settings.verify,
         }
         self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
-        with _publish.staged_partition(final) as staging:
+        with storage.staged_partition(final) as staging:
             summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, download_settings))
             if stats.download_failures:
                 raise IceCallLogError(
@@ -172,7 +172,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
                 )
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            uri = _publish.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+            uri = storage.swap_partition(staging, final, commit_last=SUMMARY_FILE)
         by_status = summary["by_status"]
         self.log.info(
             "Wrote %d session(s) (%s), %d pending, %d call-log error(s), %d duplicate(s) dropped to %s",

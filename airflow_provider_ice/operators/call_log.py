@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_ice.api.calllog import CallLog, CallLogFormatError, parse_call_log
+from airflow_provider_ice import storage
+from airflow_provider_ice.api.call_log import CallLog, CallLogFormatError, parse_call_log
 from airflow_provider_ice.api.download import (
     DEFAULT_MAX_BYTES,
     CallLogDownloader,
@@ -26,8 +27,7 @@ from airflow_provider_ice.api.download import (
 )
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.operators import _publish
-from airflow_provider_ice.operators._agent_wait import InstanceTarget, Outcome, poll_once, to_utc
+from airflow_provider_ice.api.waiting import InstanceTarget, Outcome, poll_once, to_utc
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -197,15 +197,15 @@ class IceFetchCallLogOperator(BaseOperator):
             **extra,
         )
 
-    def final_path(self, target: InstanceTarget, channel_id: str | None = None) -> _publish.Target:
+    def final_path(self, target: InstanceTarget, channel_id: str | None = None) -> storage.Target:
         """Where the call log goes (see ``destination``); ``channel_id`` is the found instance's."""
         key = channel_id or target.channel_id or target.instance_id or target.correlation_id or "call"
         file_name = _SAFE.sub("_", key) + ".json"
         if self.destination in (None, ""):
-            base = _publish.data_dir() / "call_logs" / _SAFE.sub("_", target.agent_id)
+            base = storage.data_dir() / "call_logs" / _SAFE.sub("_", target.agent_id)
             return base / file_name
         text = self.destination if not isinstance(self.destination, str) else self.destination.strip()
-        resolved = _publish.resolve(text, self.destination_conn_id)
+        resolved = storage.resolve(text, self.destination_conn_id)
         if (isinstance(text, str) and text.endswith("/")) or resolved.is_dir():
             return resolved / file_name
         return resolved
@@ -254,7 +254,7 @@ class IceFetchCallLogOperator(BaseOperator):
             assert instance.call_log_url is not None
             url = instance.call_log_url.get_secret_value()
             self._mask(url)
-            with _publish.spool_for(final) as spool:
+            with storage.spool_for(final) as spool:
                 try:
                     result = downloader.download(url, spool)
                 except CallLogUrlExpiredError as err:
@@ -272,7 +272,7 @@ class IceFetchCallLogOperator(BaseOperator):
                     last_problem, body_invalid = str(err), True
                     self.log.warning("Downloaded call log is invalid (%s); downloading again", err)
                     continue
-                uri = _publish.publish_file(spool, final)
+                uri = storage.publish_file(spool, final)
             return instance, result, call_log, uri
         message = (
             f"call log of {target.describe()} still failing after {self.max_url_refreshes + 1} "

@@ -12,7 +12,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.operators._agent_wait import (
+from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     Action,
     InstanceTarget,

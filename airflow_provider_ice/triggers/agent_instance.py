@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_ice.operators._agent_wait import (
+from airflow_provider_ice.api.waiting import (
     REASON_FINISHED,
     REASON_NOT_FOUND,
     REASON_POLL_ERROR,

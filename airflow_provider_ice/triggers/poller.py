@@ -44,12 +44,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ice.api import operations as ops
+from airflow_provider_ice.api import params as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.errors import IceResponseError
 from airflow_provider_ice.api.lookup import instance_matches
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.operators._agent_wait import (
+from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     InstanceTarget,
     Observation,

@@ -32,8 +32,8 @@ from airflow_provider_ice.api.errors import (
     IceResponseError,
     IceServerError,
 )
+from airflow_provider_ice.api.waiting import IceAgentCallError, IceAgentInstanceNotFoundError
 from airflow_provider_ice.hooks.ice import IceHook
-from airflow_provider_ice.operators._agent_wait import IceAgentCallError, IceAgentInstanceNotFoundError
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
 from airflow_provider_ice.operators.call_log import (
     IceCallLogError,

@@ -18,14 +18,14 @@ from airflow_provider_ice.api.errors import (
     IceValidationError,
 )
 from airflow_provider_ice.api.models import StartAIAgentOutboundCallResponse
-from airflow_provider_ice.hooks.ice import IceHook
-from airflow_provider_ice.links import CONSOLE_URL_XCOM_KEY, IceAIAgentInstanceLink, console_url
-from airflow_provider_ice.operators._agent_wait import (
+from airflow_provider_ice.api.waiting import (
     IceAgentCallError,
     IceAgentInstanceNotFoundError,
     IceAgentWaitTimeout,
     IceTriggerEventError,
 )
+from airflow_provider_ice.hooks.ice import IceHook
+from airflow_provider_ice.links import CONSOLE_URL_XCOM_KEY, IceAIAgentInstanceLink, console_url
 from airflow_provider_ice.operators.agent_call import (
     CALL_XCOM_KEY,
     STATE_KEY,

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from airflow.sdk import Asset, ObjectStoragePath
 
-from airflow_provider_ice.api.calllog import parse_call_log
+from airflow_provider_ice.api.call_log import parse_call_log
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.models import AIAgentInstance
+from airflow_provider_ice.api.waiting import Observation, Outcome
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.operators import call_log as call_log_module
-from airflow_provider_ice.operators._agent_wait import Observation, Outcome
 from airflow_provider_ice.operators.call_log import (
     IceCallLogError,
     IceCallLogInvalidError,

@@ -411,13 +411,13 @@ def test_waiter_validation() -> None:
 
 
 def _target(n: int) -> Any:
-    from airflow_provider_ice.operators._agent_wait import InstanceTarget
+    from airflow_provider_ice.api.waiting import InstanceTarget
 
     return InstanceTarget(agent_id=AGENT, correlation_id=f"corr-{n}", window_start=T0)
 
 
 async def test_instance_poller_seam_returns_on_news_and_raises_sweep_errors() -> None:
-    from airflow_provider_ice.operators._agent_wait import Outcome
+    from airflow_provider_ice.api.waiting import Outcome
     from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
 
     client = FakeClient(3)
@@ -438,7 +438,7 @@ async def test_instance_poller_seam_returns_on_news_and_raises_sweep_errors() ->
 async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> None:
     import time
 
-    from airflow_provider_ice.operators._agent_wait import Outcome
+    from airflow_provider_ice.api.waiting import Outcome
     from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
 
     client = FakeClient(3)
