@@ -28,11 +28,12 @@ from typing import IO, Any, Protocol
 
 from airflow_provider_ice.analytics.metrics import SessionMetrics, session_metrics
 from airflow_provider_ice.analytics.summary import IntervalSummary
-from airflow_provider_ice.api.call_log import CallLogFormatError, parse_call_log
+from airflow_provider_ice.api.call_log import parse_call_log
 from airflow_provider_ice.api.correlation import correlation_id_of
-from airflow_provider_ice.api.download import (
-    AsyncCallLogDownloader,
+from airflow_provider_ice.api.download import AsyncCallLogDownloader
+from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
+    CallLogFormatError,
     CallLogTooLargeError,
     CallLogUrlError,
     CallLogUrlExpiredError,

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, Retrying
 
 from . import params as ops
-from .errors import IceError, IceValidationError
+from .errors import IceError
 from .models import (
     AIAgentConfig,
     AIAgentInstance,
@@ -46,7 +46,7 @@ from .protocol import (
 from .retry import BackoffWait, is_retryable, outcome_unknown, replay_first, retry_kwargs
 from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender, RawResponse
 from .signing import Credentials
-from .validation import validate_int_range
+from .validation import positive_seconds, validate_int_range
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,8 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_RETRIES = 3
 
 
-def _positive_seconds(value: Any, parameter: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-        raise IceValidationError(parameter, f"must be a number of seconds in (0, 3600], got {value!r}")
-    return float(value)
+#: The longest request timeout the client accepts, in seconds.
+MAX_TIMEOUT = 3600.0
 
 
 class _ClientBase:
@@ -85,8 +83,8 @@ class _ClientBase:
             raise TypeError("credentials must be an airflow_provider_ice.api.signing.Credentials")
         self._endpoint = parse_endpoint(endpoint)
         self.timeout = httpx.Timeout(
-            _positive_seconds(timeout, "timeout"),
-            connect=_positive_seconds(connect_timeout, "connect_timeout"),
+            positive_seconds(timeout, "timeout", maximum=MAX_TIMEOUT),
+            connect=positive_seconds(connect_timeout, "connect_timeout", maximum=MAX_TIMEOUT),
         )
         self.max_retries = validate_int_range(max_retries, "max_retries", 0, 20)
         self._verify = tls_verify(verify) if self._endpoint.scheme == "https" else True

@@ -30,16 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from .errors import IceError
+from .errors import IcePaginationError
 from .validation import MAX_PAGE_NUMBER, format_time
 
 T = TypeVar("T")
 
 MIN_SPLIT = timedelta(seconds=2)
-
-
-class IcePaginationError(IceError):
-    """A listing window holds more instances than ListAIAgentInstance can reach and cannot be split."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_ice.emulator.config import ACTIONS, CREATING_ACTIONS, FaultConfig
+from airflow_provider_ice.api.protocol import CREATING_ACTIONS
+from airflow_provider_ice.emulator.config import ACTIONS, FaultConfig
 from airflow_provider_ice.emulator.wire import ApiError
 
 #: The pseudo-action under which call-log downloads are counted (and their faults forced).

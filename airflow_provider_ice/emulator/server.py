@@ -25,7 +25,7 @@ from airflow_provider_ice.emulator.actions import Actions
 from airflow_provider_ice.emulator.auth import Authenticator
 from airflow_provider_ice.emulator.call_log import CALLLOG_PREFIX, CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig, FaultConfig
-from airflow_provider_ice.emulator.control import add_control_routes, instance_state
+from airflow_provider_ice.emulator.control import add_control_routes
 from airflow_provider_ice.emulator.downloads import CallLogDownloads
 from airflow_provider_ice.emulator.faults import FaultInjector
 from airflow_provider_ice.emulator.secrets import SecretLedger
@@ -127,19 +127,8 @@ class IceEmulator:
         dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired; downloads
         under the action ``CallLogDownload``), ``faults_injected_total`` is ``{kind: n}``.
         """
-        now = self.store.now()
         store = self.store
-        instances = [
-            instance_state(
-                self.config.seed,
-                instance,
-                now,
-                store.downloads[instance.instance_id],
-                store.expired_refusals[instance.instance_id],
-            )
-            for instance in store
-            if agent_id is None or instance.agent_id == agent_id
-        ]
+        instances = store.instance_states(agent_id)
         with self._counts_lock:
             request_counts, error_counts = dict(self.request_counts), dict(self.error_counts)
         with store.lock:

@@ -13,19 +13,17 @@ How it works:
   Pollers are keyed per event loop: the triggerer runs one loop, tests create many.
 * Each sweep lists the window from the earliest waiter's ``window_start`` to now, pages of 100
   (the service returns newest first), matches every instance against the waiters by correlation id or
-  ChannelId (:func:`~airflow_provider_ice.api.lookup.instance_matches`; the first, i.e. newest, match
-  wins, as in :func:`~airflow_provider_ice.api.lookup.afind_instance`) and stops paging as soon as
+  ChannelId (:func:`~airflow_provider_ice.api.waiting.instance_matches`; the first, i.e. newest, match
+  wins, as in :func:`~airflow_provider_ice.api.waiting.afind_instance`) and stops paging as soon as
   every waiter is matched.
 * Each waiter then receives a :class:`SweepResult`: the instance it matched, ``None`` when it is not
   in the window (so the trigger keeps its not-found timeout), or the sweep's error (so the trigger
   keeps its consecutive-failure tolerance). To spare thousands of coroutine wake-ups per interval, a
   waiter is only woken when there is something new for it: a status it has not seen, not-found, or a
   failure. Repeating ``Created``/``Executing`` observations are not delivered.
-* Poll interval: **the smallest ``poll_interval`` among the current waiters**, measured from the start
-  of one sweep to the start of the next. No waiter is polled less often than it asked, so detection
-  latency stays within one poll interval plus one sweep; a waiter with a longer interval just gets
-  fresher data for free. (A fixed per-poller interval would either break the shortest waiter's
-  promise or need configuration nobody would tune.)
+* Poll interval: **the smallest ``poll_interval`` among the current waiters**, from the start of one
+  sweep to the start of the next: no waiter is polled less often than it asked, and one with a
+  longer interval gets fresher data for free.
 * Waiters may join and leave at any time. A waiter joining during a sweep is served from the next one
   (its window may lie before pages already read); a leaving waiter is dropped from the sweep, and the
   sweep stops paging when nobody is left. Several triggerer processes simply run one poller each.
@@ -40,14 +38,11 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ice.api import params as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
-from airflow_provider_ice.api.errors import IceResponseError
-from airflow_provider_ice.api.lookup import instance_matches
 from airflow_provider_ice.api.models import AIAgentInstance
 from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
@@ -56,6 +51,7 @@ from airflow_provider_ice.api.waiting import (
     Outcome,
     observe,
 )
+from airflow_provider_ice.triggers.waiter import Waiter
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.client import AsyncIceClient
@@ -70,101 +66,6 @@ PAGE_SIZE = 100
 MAX_PAGES = 100
 #: Pages of one sweep requested at once (see CoalescedPoller._list).
 PREFETCH_PAGES = 4
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What one sweep saw for one waiter.
-
-    :param instance: the matching instance, or None when it was not in the window (and no error).
-    :param error: the exception that made the sweep fail before this waiter was matched, or None.
-    :param consecutive_failures: failed sweeps in a row for this waiter, this one included (0 on success).
-    """
-
-    instance: AIAgentInstance | None
-    error: Exception | None = None
-    consecutive_failures: int = 0
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    @property
-    def found(self) -> bool:
-        return self.instance is not None
-
-
-class Waiter:
-    """One trigger's registration with a :class:`CoalescedPoller`.
-
-    :param correlation_id: the correlation id in the instance's UserData, if known.
-    :param channel_id: the instance's ChannelId, if known (at least one of the two is required).
-    :param window_start: aware datetime; the instance was created after it.
-    :param poll_interval: seconds; the poller sweeps at least this often while this waiter is registered.
-    """
-
-    def __init__(
-        self,
-        *,
-        correlation_id: str | None,
-        channel_id: str | None,
-        window_start: datetime,
-        poll_interval: float,
-    ) -> None:
-        if not correlation_id and not channel_id:
-            raise ValueError("Waiter: give correlation_id, channel_id or both")
-        if poll_interval <= 0:
-            raise ValueError(f"Waiter: poll_interval must be > 0 seconds, got {poll_interval!r}")
-        if window_start.tzinfo is None:
-            raise ValueError("Waiter: window_start must be timezone-aware")
-        self.correlation_id = correlation_id
-        self.channel_id = channel_id
-        self.window_start = window_start
-        self.poll_interval = float(poll_interval)
-        self._pending: SweepResult | None = None
-        self._ready = asyncio.Event()
-        self._last_status: str | None = None
-        self._failures = 0
-        self._poller: CoalescedPoller | None = None
-
-    def matches(self, instance: AIAgentInstance) -> bool:
-        return instance_matches(instance, correlation_id=self.correlation_id, channel_id=self.channel_id)
-
-    def _offer(self, instance: AIAgentInstance | None, error: Exception | None) -> None:
-        """Record a sweep's result; wake the waiter only when it carries news."""
-        if error is not None:
-            self._failures += 1
-            self._last_status = None
-            self._deliver(SweepResult(None, error, self._failures))
-            return
-        self._failures = 0
-        status = None if instance is None else str(instance.status)
-        if instance is not None and status == self._last_status:
-            return  # still Created/Executing: nothing for the trigger to do
-        self._last_status = status
-        self._deliver(SweepResult(instance))
-
-    def _deliver(self, observation: SweepResult) -> None:
-        # Latest wins: the failure count travels inside the observation, so nothing is lost by it.
-        self._pending = observation
-        self._ready.set()
-
-    async def next_result(self, timeout: float | None = None) -> SweepResult | None:
-        """The next news from the poller, or None if ``timeout`` seconds pass first."""
-        if self._pending is None:
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except asyncio.TimeoutError:
-                return None
-        observation, self._pending = self._pending, None
-        self._ready.clear()
-        return observation
-
-    def leave(self) -> None:
-        """Unregister (idempotent); a cancelled trigger leaves the sweep this way."""
-        if self._poller is not None:
-            self._poller.unregister(self)
-            self._poller = None
 
 
 class CoalescedPoller:
@@ -208,9 +109,7 @@ class CoalescedPoller:
 
     def register(self, waiter: Waiter) -> Waiter:
         """Add a waiter; it is served from the next sweep that starts after this call."""
-        if waiter._poller is not None:
-            raise RuntimeError("Waiter is already registered")
-        waiter._poller = self
+        waiter.attach(self.unregister)
         self._waiters[id(waiter)] = waiter
         self._changed.set()  # a shorter poll_interval may move the next sweep earlier
         if self._task is None or self._task.done():
@@ -220,6 +119,7 @@ class CoalescedPoller:
         return waiter
 
     def unregister(self, waiter: Waiter) -> None:
+        """Drop a waiter (also from a sweep under way); the poller stops when none is left."""
         self._waiters.pop(id(waiter), None)
         if self._sweep_remaining is not None:
             self._sweep_remaining.discard(id(waiter))
@@ -245,7 +145,7 @@ class CoalescedPoller:
         except Exception as exc:  # a bug here must not leave triggers waiting forever
             log.exception("Coalesced poller for agent %s stopped unexpectedly", self.agent_id)
             for waiter in list(self._waiters.values()):
-                waiter._offer(None, exc)
+                waiter.offer(None, exc)
         finally:
             # No await between the emptiness check above and leaving the registry: a waiter
             # registering from now on gets a fresh poller.
@@ -312,9 +212,9 @@ class CoalescedPoller:
             if wid not in self._waiters:
                 continue  # left during the sweep
             if wid in matched:
-                waiter._offer(matched[wid], None)
+                waiter.offer(matched[wid], None)
             else:
-                waiter._offer(None, error)
+                waiter.offer(None, error)
 
     async def _list(self, window_start: datetime) -> AsyncGenerator[dict[str, Any] | AIAgentInstance, None]:
         if self._client is None:
@@ -346,7 +246,7 @@ class CoalescedPoller:
                 if page not in inflight:
                     inflight[page] = fetch(page)
                     ahead = max(ahead, page + 1)
-                items = _instances_of(await inflight.pop(page))
+                items = ops.listed_instances(await inflight.pop(page))
                 for item in items:
                     yield item
                 if len(items) < self.page_size:
@@ -364,18 +264,6 @@ class CoalescedPoller:
             self.agent_id, start_time=start, end_time=end, page_size=self.page_size
         ):
             yield instance
-
-
-def _instances_of(page: dict[str, Any]) -> list[dict[str, Any]]:
-    items = page.get("Instances")
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise IceResponseError(
-            f"ListAIAgentInstance: Instances is {type(items).__name__}, expected a list",
-            action=ops.LIST_INSTANCES,
-        )
-    return [item for item in items if isinstance(item, dict)]
 
 
 # Keyed per event loop: a poller's task, events and client belong to the loop that created them.

@@ -32,14 +32,15 @@ from airflow_provider_ice.api.errors import (
     IceResponseError,
     IceServerError,
 )
-from airflow_provider_ice.api.waiting import IceAgentCallError, IceAgentInstanceNotFoundError
-from airflow_provider_ice.hooks.ice import IceHook
-from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
-from airflow_provider_ice.operators.call_log import (
+from airflow_provider_ice.exceptions import (
+    IceAgentCallError,
+    IceAgentInstanceNotFoundError,
     IceCallLogError,
     IceCallLogInvalidError,
-    IceFetchCallLogOperator,
 )
+from airflow_provider_ice.hooks.ice import IceHook
+from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
+from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator
 from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor
 
 AGENT = "hostile-agent"

@@ -12,9 +12,15 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_ice.api.call_log import CallLog, CallLogFormatError, parse_call_log
+from airflow_provider_ice.api.call_log import CallLog, parse_call_log
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, correlation_id_of, make_correlation_id
-from airflow_provider_ice.api.errors import IceApiError, IceResponseError, error_from_response, scrub
+from airflow_provider_ice.api.errors import (
+    CallLogFormatError,
+    IceApiError,
+    IceResponseError,
+    error_from_response,
+    scrub,
+)
 from airflow_provider_ice.api.models import (
     AIAgentInstance,
     DescribeAIAgentInstanceResponse,

@@ -18,7 +18,7 @@ from airflow_provider_ice.api.errors import (
     IceValidationError,
 )
 from airflow_provider_ice.api.models import StartAIAgentOutboundCallResponse
-from airflow_provider_ice.api.waiting import (
+from airflow_provider_ice.exceptions import (
     IceAgentCallError,
     IceAgentInstanceNotFoundError,
     IceAgentWaitTimeout,

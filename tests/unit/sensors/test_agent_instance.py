@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_ice.api.errors import IceAuthError, IceServerError, IceValidationError
-from airflow_provider_ice.api.waiting import (
+from airflow_provider_ice.exceptions import (
     IceAgentCallError,
     IceAgentInstanceNotFoundError,
     IceTriggerEventError,

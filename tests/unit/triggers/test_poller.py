@@ -13,13 +13,8 @@ from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
 from airflow_provider_ice.triggers import poller as poller_mod
-from airflow_provider_ice.triggers.poller import (
-    CoalescedPoller,
-    Waiter,
-    active_pollers,
-    coalesced_wait,
-    get_poller,
-)
+from airflow_provider_ice.triggers.poller import CoalescedPoller, active_pollers, coalesced_wait, get_poller
+from airflow_provider_ice.triggers.waiter import Waiter
 
 AGENT = "agent-1"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
