@@ -209,7 +209,7 @@ def error_class_for(code: str | None, http_status: int) -> type[IceApiError]:
     return IceApiError
 
 
-def _excerpt(body: bytes) -> str:
+def excerpt(body: bytes) -> str:
     text = body[:EXCERPT_LENGTH].decode("utf-8", errors="replace")
     text = " ".join(text.split())
     return scrub(text) + ("…" if len(body) > EXCERPT_LENGTH else "")
@@ -250,7 +250,7 @@ def error_from_response(
     if data is None or not (_field(data, "Code") or _field(data, "Message")):
         content_type = headers.get("content-type", "unknown content type")
         return error_class_for(None, http_status)(
-            f"unexpected HTTP {http_status} response ({content_type}): {_excerpt(body)!r}",
+            f"unexpected HTTP {http_status} response ({content_type}): {excerpt(body)!r}",
             http_status=http_status,
             action=action,
             retry_after=retry_after,

@@ -16,6 +16,7 @@ No Airflow here: the adapters turn a FAIL step into their own exceptions
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -311,3 +312,12 @@ def instance_record(
     if include_call_log_url and instance is not None and instance.call_log_url is not None:
         record["call_log_url"] = instance.call_log_url.get_secret_value()
     return record
+
+
+def poll_step(tracker: WaitTracker, source: SyncInstanceSource) -> Step:
+    """Poll the tracker's target once and return what to do next (a poll error is a step too)."""
+    try:
+        observation = poll_instance(source, tracker.target)
+    except Exception as error:
+        return tracker.on_error(error)
+    return tracker.on_observation(observation, time.time())

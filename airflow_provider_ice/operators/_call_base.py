@@ -31,10 +31,9 @@ from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     Action,
     InstanceTarget,
-    Step,
     WaitTracker,
     find_instance,
-    poll_instance,
+    poll_step,
 )
 from airflow_provider_ice.exceptions import (
     IceAgentCallError,
@@ -44,6 +43,7 @@ from airflow_provider_ice.exceptions import (
 )
 from airflow_provider_ice.hooks.ice import IceHookMixin
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
+from airflow_provider_ice.task_state import load_state, save_state
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -199,7 +199,7 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
         """On a retry: the call an earlier try placed, from the task state store or by lookup."""
         if getattr(context["ti"], "try_number", 1) <= 1:
             return None
-        stored = self._state_get(context)
+        stored = load_state(context, STATE_KEY)
         if isinstance(stored, dict) and stored.get("agent_id") == self.agent_id:
             self.log.info("Adopting agent instance %s placed by an earlier try", stored.get("instance_id"))
             return {**stored, "adopted": True}
@@ -286,24 +286,9 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
             return parse_time(started, "dag_run.start_date") - WINDOW_MARGIN
         return utcnow() - self.lookback
 
-    def _state_get(self, context: Context) -> Any:
-        store = context.get("task_state_store")
-        if store is None:
-            return None
-        try:
-            return store.get(STATE_KEY)
-        except Exception:
-            self.log.warning("Could not read the task state store", exc_info=True)
-            return None
-
     def _remember(self, context: Context, record: dict[str, Any]) -> None:
         """Task state store (for retries) and the console link; both best effort."""
-        store = context.get("task_state_store")
-        if store is not None:
-            try:
-                store.set(STATE_KEY, {k: v for k, v in record.items() if k != "adopted"})
-            except Exception:
-                self.log.warning("Could not record the instance in the task state store", exc_info=True)
+        save_state(context, STATE_KEY, {k: v for k, v in record.items() if k != "adopted"})
         try:
             url = console_url(self.hook.region, self.agent_id, record.get("instance_id"))
             IceAIAgentInstanceLink.persist(context, url)
@@ -324,7 +309,7 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
         end_time = now + self.timeout
         tracker = WaitTracker(target, now + self.not_found_timeout, self.max_consecutive_errors)
         # Check once before deferring: a short call may already be over.
-        step = self._poll(tracker, target)
+        step = poll_step(tracker, self.hook)
         if step.action is Action.WAIT and self.deferrable:
             from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
 
@@ -356,18 +341,11 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
                     f"(last status: {tracker.last_status})"
                 )
             time.sleep(min(self.poll_interval, remaining))
-            step = self._poll(tracker, target)
+            step = poll_step(tracker, self.hook)
         if step.action is Action.FAIL:
             raise wait_failure(step)
         self.log.info("%s", step.message)
         return record
-
-    def _poll(self, tracker: WaitTracker, target: InstanceTarget) -> Step:
-        try:
-            observation = poll_instance(self.hook, target)
-        except Exception as error:
-            return tracker.on_error(error)
-        return tracker.on_observation(observation, time.time())
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, call: dict[str, Any] | None = None

@@ -19,9 +19,11 @@ from airflow_provider_ice.api.waiting import (
     WaitTracker,
     instance_record,
     poll_instance,
+    poll_step,
 )
 from airflow_provider_ice.exceptions import wait_failure
 from airflow_provider_ice.hooks.ice import IceHookMixin
+from airflow_provider_ice.task_state import load_state, save_state
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -156,13 +158,9 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
                 consecutive_errors=self._load_errors(context),
             )
         tracker = self._tracker
-        try:
-            observation = poll_instance(self.hook, tracker.target)
-        except Exception as error:
-            step = tracker.on_error(error)
-        else:
-            step = tracker.on_observation(observation, time.time())
-            self._mask_url(observation.instance)
+        step = poll_step(tracker, self.hook)
+        if step.observation is not None:
+            self._mask_url(step.observation.instance)
         self._save_errors(context, tracker.consecutive_errors)
         if step.action is Action.FAIL:
             raise wait_failure(step)
@@ -186,23 +184,12 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
             mask_secret(instance.call_log_url.get_secret_value())
 
     def _load_errors(self, context: Context) -> int:
-        store = context.get("task_state_store") if self.reschedule else None
-        if store is None:
-            return 0
-        try:
-            value = store.get(ERRORS_STATE_KEY)
-        except Exception:
-            return 0
+        value = load_state(context, ERRORS_STATE_KEY) if self.reschedule else None
         return value if isinstance(value, int) else 0
 
     def _save_errors(self, context: Context, count: int) -> None:
-        store = context.get("task_state_store") if self.reschedule else None
-        if store is None:
-            return
-        try:
-            store.set(ERRORS_STATE_KEY, count)
-        except Exception:
-            self.log.debug("Could not record the error count in the task state store", exc_info=True)
+        if self.reschedule:
+            save_state(context, ERRORS_STATE_KEY, count)
 
     def execute(self, context: Context) -> Any:
         """Poke, reschedule, or poke once and then defer to the trigger."""

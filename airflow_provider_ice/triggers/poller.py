@@ -1,9 +1,8 @@
 """Coalesced polling: one ListAIAgentInstance sweep per (connection, agent) serves every waiting trigger.
 
-Naive waiting costs one ListAIAgentInstance request per waiting task per poll interval. A page of
-ListAIAgentInstance returns up to 100 instances of one agent, so in one triggerer process all waits on
-the same (connection, agent) share one sweep per interval: about ``ceil(instances in window / 100)``
-requests, whatever the number of waiting tasks.
+Naive waiting costs one request per waiting task per poll interval. A ListAIAgentInstance page holds
+up to 100 instances of one agent, so all waits of a triggerer on one (connection, agent) share one
+sweep per interval: about ``ceil(instances in window / 100)`` requests, whatever the number of tasks.
 
 How it works:
 
@@ -16,11 +15,10 @@ How it works:
   ChannelId (:func:`~airflow_provider_ice.api.waiting.instance_matches`; the first, i.e. newest, match
   wins, as in :func:`~airflow_provider_ice.api.waiting.afind_instance`) and stops paging as soon as
   every waiter is matched.
-* Each waiter then receives a :class:`SweepResult`: the instance it matched, ``None`` when it is not
-  in the window (so the trigger keeps its not-found timeout), or the sweep's error (so the trigger
-  keeps its consecutive-failure tolerance). To spare thousands of coroutine wake-ups per interval, a
-  waiter is only woken when there is something new for it: a status it has not seen, not-found, or a
-  failure. Repeating ``Created``/``Executing`` observations are not delivered.
+* Each :class:`~.waiter.Waiter` then receives a :class:`~.waiter.SweepResult`: the instance it
+  matched, ``None`` when it is not in the window (the trigger keeps its not-found timeout), or the
+  sweep's error (the trigger keeps its error tolerance). A waiter is only woken for news: a status it
+  has not seen, not-found, or a failure (no wake-up for a repeated ``Created``/``Executing``).
 * Poll interval: **the smallest ``poll_interval`` among the current waiters**, from the start of one
   sweep to the start of the next: no waiter is polled less often than it asked, and one with a
   longer interval gets fresher data for free.
