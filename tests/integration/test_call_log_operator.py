@@ -21,6 +21,8 @@ from airflow_provider_ice.exceptions import IceCallLogError, IceCallLogInvalidEr
 from airflow_provider_ice.operators import call_log as call_log_module
 from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator, default_asset
 
+pytestmark = pytest.mark.integration
+
 AGENT = "agent-fetch"
 YESTERDAY = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 

@@ -28,6 +28,8 @@ from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator
 from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator
 from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor
 
+pytestmark = pytest.mark.integration
+
 AGENT = "adversarial-agent"
 NAIVE = datetime(2026, 1, 1, 12, 0)
 AWARE = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)

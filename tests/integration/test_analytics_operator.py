@@ -16,6 +16,8 @@ from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.exceptions import IceCallLogError
 from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator, partition_name
 
+pytestmark = pytest.mark.integration
+
 AGENT = "agent-stats"
 DAY = (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
 NEXT_DAY = DAY + timedelta(days=1)
