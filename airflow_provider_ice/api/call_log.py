@@ -84,7 +84,7 @@ class CallLog(_Tolerant):
     metrics: CallLogMetrics = Field(default_factory=CallLogMetrics, alias="Metrics")
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON document as the service (and the emulator) serves it."""
+        """Return the JSON document as the service (and the emulator) serves it."""
         return self.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 

@@ -1,5 +1,6 @@
-"""Signed ICE OpenAPI clients: :class:`IceClient` (httpx, pooled) and :class:`AsyncIceClient`
-(aiohttp directly, or any httpx async transport a caller passes).
+"""Signed ICE OpenAPI clients: :class:`IceClient` (httpx) and :class:`AsyncIceClient` (aiohttp).
+
+The async client sends on aiohttp directly, or through any httpx async transport a caller passes.
 
 Both share signing and parsing (:mod:`.protocol`), the retry policy (:mod:`.retry`) and the
 contract of their senders (:mod:`.senders`). The first attempt of a call runs without tenacity:
@@ -160,8 +161,11 @@ class IceClient(ClientBase):
         end_time: datetime | str | None = None,
         page_size: int = 100,
     ) -> Iterator[AIAgentInstance]:
-        """Every instance of ``agent_id`` in the window, newest first, across pages and split
-        windows (see :mod:`.pagination`). Arguments are validated when this is called."""
+        """Return every instance of ``agent_id`` in the window, newest first.
+
+        Pages and split windows are followed (see :mod:`.pagination`); arguments are validated when
+        this is called.
+        """
         start, end = ops.list_window(agent_id, start_time, end_time, page_size)
         return self._iterate(agent_id, ListingPlan(start, end, page_size))
 
@@ -221,7 +225,7 @@ class AsyncIceClient(ClientBase):
 
     def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        # aiohttp (imported by AiohttpSender, ~100 ms) only when no httpx transport is given.
+        # aiohttp (imported by AiohttpSender, a slow import) only when no httpx transport is given.
         self._sender: AiohttpSender | HttpxAsyncSender = (
             AiohttpSender(self._endpoint.url, self.timeout, self._verify)
             if transport is None

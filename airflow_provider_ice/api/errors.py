@@ -210,6 +210,7 @@ def error_class_for(code: str | None, http_status: int) -> type[IceApiError]:
 
 
 def excerpt(body: bytes) -> str:
+    """Return the start of a body as one short line of text, secrets scrubbed."""
     text = body[:EXCERPT_LENGTH].decode("utf-8", errors="replace")
     text = " ".join(text.split())
     return scrub(text) + ("…" if len(body) > EXCERPT_LENGTH else "")

@@ -94,7 +94,7 @@ class ListingPlan(Generic[T]):
         self.splits = 0
 
     def next_request(self) -> PageRequest | None:
-        """The next page to fetch, or None when every item has been released."""
+        """Return the next page to fetch, or None when every item has been released."""
         if not self._windows:
             return None
         window = self._windows[-1]

@@ -52,7 +52,7 @@ SecretCallback = Callable[[str], None]
 
 
 def is_safe_to_repeat(action: str) -> bool:
-    """True for read-only/stop actions; unknown actions count as creating (the conservative side)."""
+    """Return True for read-only/stop actions; unknown actions count as creating (the conservative side)."""
     return action not in CREATING_ACTIONS and action.startswith(SAFE_ACTION_PREFIXES)
 
 
@@ -98,7 +98,7 @@ def parse_endpoint(endpoint: str) -> Endpoint:
 
 
 def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """``True`` (system CAs), a CA bundle path, or ``False`` (warned about: anyone can impersonate ICE)."""
+    """Return ``True`` (system CAs), a CA bundle path, or ``False`` (warned: anyone can impersonate ICE)."""
     if verify is True:
         return True
     if verify is False:
@@ -118,6 +118,7 @@ def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
 
 
 def default_user_agent() -> str:
+    """Return ``airflow-provider-ice/<version>`` with the Python and platform versions."""
     from airflow_provider_ice import __version__
 
     return (
@@ -170,7 +171,7 @@ class RequestBuilder:
             self.on_secret(value)
 
     def sign(self, action: str, params: Mapping[str, Any]) -> SignedRequest:
-        """A freshly signed request: a new date and nonce every call, so every attempt is unique."""
+        """Return a freshly signed request: a new date and nonce every call, so every attempt is unique."""
         return sign_request(
             self.credentials,
             host=self.endpoint.host,
@@ -181,7 +182,7 @@ class RequestBuilder:
         )
 
     def parse(self, action: str, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        """The JSON object of a 2xx response, or the typed error for anything else."""
+        """Return the JSON object of a 2xx response, or the typed error for anything else."""
         if not 200 <= status < 300:
             raise error_from_response(status, body, dict(headers), action=action)
         try:

@@ -7,11 +7,11 @@ and are the same whatever the sender.
 
 * :class:`HttpxSender` (sync) and :class:`HttpxAsyncSender` hand an :class:`httpx.Request` straight
   to an httpx transport. ``httpx.Client.send`` around it adds a cookie jar, auth and redirect
-  handling that ICE never uses, at about a fifth of the client's CPU per call.
-* :class:`AiohttpSender` (the async default) uses aiohttp directly: per call it costs a third of
-  httpx over aiohttp's transport, which re-wraps every request and response in httpx models
-  (see ``benchmarks/analysis.md``). The async client takes the httpx path only when a caller
-  passes an httpx transport (tests use :class:`httpx.MockTransport`).
+  handling that ICE never uses (its cost is measured in ``benchmarks/analysis.md``).
+* :class:`AiohttpSender` (the async default) uses aiohttp directly: httpx over aiohttp's transport
+  re-wraps every request and response in httpx models (figures in ``benchmarks/analysis.md``). The
+  async client takes the httpx path only when a caller passes an httpx transport (tests use
+  :class:`httpx.MockTransport`).
 """
 
 from __future__ import annotations

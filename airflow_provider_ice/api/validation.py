@@ -26,7 +26,7 @@ _PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
 
 
 def require_non_empty(value: Any, parameter: str) -> str:
-    """A non-blank string (AIAgentId, InstanceId, action names)."""
+    """Return a non-blank string (AIAgentId, InstanceId, action names)."""
     if not isinstance(value, str) or not value.strip():
         raise IceValidationError(parameter, f"must be a non-empty string, got {value!r}")
     return value
@@ -60,15 +60,17 @@ def validate_expire(value: Any, parameter: str = "Expire") -> int:
 
 
 def validate_page_size(value: Any, parameter: str = "PageSize") -> int:
+    """Return a PageSize within 1..100."""
     return validate_int_range(value, parameter, 1, MAX_PAGE_SIZE)
 
 
 def validate_page_number(value: Any, parameter: str = "PageNumber") -> int:
+    """Return a PageNumber within 1..100."""
     return validate_int_range(value, parameter, 1, MAX_PAGE_NUMBER)
 
 
 def validate_user_id(value: Any, parameter: str = "UserId") -> str:
-    """The end user's name in the channel: a non-empty string of at most 64 characters."""
+    """Return the end user's name in the channel: a non-empty string of at most 64 characters."""
     require_non_empty(value, parameter)
     if len(value) > MAX_USER_ID_LENGTH:
         raise IceValidationError(
@@ -78,7 +80,7 @@ def validate_user_id(value: Any, parameter: str = "UserId") -> str:
 
 
 def to_json_string(value: Any, parameter: str) -> str:
-    """A string as is, anything else as compact JSON (``ensure_ascii=False``, as the SDK sends it)."""
+    """Return a string as is, anything else as compact JSON (``ensure_ascii=False``, as the SDK sends it)."""
     if isinstance(value, str):
         return value
     if hasattr(value, "to_wire"):  # an IceModel (AIAgentConfig...)
@@ -120,7 +122,7 @@ def validate_json_object(value: Any, parameter: str) -> str:
 
 
 def parse_time(value: Any, parameter: str) -> datetime:
-    """An aware datetime, or an ISO-8601 string with an offset or ``Z``, as an aware UTC datetime."""
+    """Return an aware datetime, or an ISO-8601 string with an offset or ``Z``, as an aware UTC datetime."""
     if isinstance(value, str):
         text = value.strip()
         try:

@@ -1,4 +1,4 @@
-"""Call logs: OSS-style signed, expiring URLs on the emulator itself, and a deterministic document.
+r"""Call logs: OSS-style signed, expiring URLs on the emulator itself, and a deterministic document.
 
 A Finished instance's ``CallLogUrl`` looks like an OSS signed URL::
 
@@ -162,7 +162,7 @@ def _metrics(rng: random.Random, turns: list[CallLogTurn]) -> CallLogMetrics:
 
 
 def build_call_log(seed: int, instance: Instance) -> CallLog:
-    """The call log of a Finished instance, identical for the same seed and instance id."""
+    """Return the call log of a Finished instance, identical for the same seed and instance id."""
     rng = random.Random(f"{seed}:{instance.instance_id}:calllog")
     ident = identity_of(seed, instance)
     end_ms = _ms(instance.finished_at - instance.created_at)

@@ -98,7 +98,7 @@ class FaultConfig:
         return self.actions is None or action in self.actions
 
     def replace(self, **changes: Any) -> FaultConfig:
-        """A copy with ``changes`` applied; unknown names raise ``TypeError`` naming the allowed ones."""
+        """Return a copy with ``changes`` applied; an unknown name raises ``TypeError`` naming the others."""
         allowed = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - allowed)
         if unknown:

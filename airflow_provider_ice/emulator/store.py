@@ -41,7 +41,7 @@ def iso_utc(epoch: float) -> str:
 
 
 def derive(seed: int, instance_id: str, purpose: str, size: int = 16) -> str:
-    """A stable pseudo-random hex string for one instance (ids, tokens) without storing it."""
+    """Return a stable pseudo-random hex string for one instance (ids, tokens) without storing it."""
     return hashlib.blake2b(f"{seed}:{instance_id}:{purpose}".encode(), digest_size=size).hexdigest()
 
 
@@ -150,8 +150,9 @@ class _AgentIndex:
 
 
 class Store:
-    """All instances, by id and by agent, plus per-instance call-log downloads served and downloads
-    refused because the URL had expired. Thread-safe.
+    """Hold every instance, by id and by agent, and count its call-log downloads (thread-safe).
+
+    Per instance: the call-log downloads served and those refused because the URL had expired.
 
     :param config: the emulator configuration (seed, timings, rates, clock).
     """
@@ -184,7 +185,7 @@ class Store:
     def scenario(
         self, instance_id: str, user_data: str | None, agent_config: dict[str, Any] | None
     ) -> Scenario:
-        """The simulated user's behaviour: configured defaults, seeded rates, then UserData overrides."""
+        """Return how the simulated user behaves: configured defaults, seeded rates, UserData overrides."""
         config = self._config
         seed = config.seed
         values: dict[str, Any] = {
@@ -378,6 +379,7 @@ class Identity:
 
 
 def identity_of(seed: int, instance: Instance) -> Identity:
+    """Return the channel names of ``instance``: given at creation, else derived from its id."""
     runtime = instance.runtime or {}
     iid = instance.instance_id
     return Identity(

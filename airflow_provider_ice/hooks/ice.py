@@ -111,7 +111,7 @@ class IceHook(BaseHook):
         return self._settings(conn, conn.extra_dejson if conn is not None else {})
 
     async def aget_settings(self) -> IceConnectionSettings:
-        """Settings resolved with the async connection lookup (safe inside a triggerer)."""
+        """Return the settings resolved with the async connection lookup (safe inside a triggerer)."""
         if "settings" in self.__dict__:
             return self.settings
         try:
@@ -164,11 +164,11 @@ class IceHook(BaseHook):
         )
 
     def get_conn(self) -> IceClient:
-        """The sync :class:`~airflow_provider_ice.api.client.IceClient`."""
+        """Return the sync :class:`~airflow_provider_ice.api.client.IceClient`."""
         return self.client
 
     async def aget_async_client(self) -> AsyncIceClient:
-        """The async client for the running event loop (one per loop: aiohttp pools are loop-bound)."""
+        """Return the async client for the running event loop (one per loop: aiohttp pools are loop-bound)."""
         from airflow_provider_ice.api.client import AsyncIceClient
 
         loop = asyncio.get_running_loop()

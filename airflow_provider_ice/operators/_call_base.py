@@ -181,7 +181,7 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
         session_id: str | None = None,
         adopted: bool = False,
     ) -> dict[str, Any]:
-        """The XCom return value: identifiers only, never the ARTC Token."""
+        """Return the XCom return value: identifiers only, never the ARTC Token."""
         return {
             "agent_id": self.agent_id,
             "instance_id": instance_id,

@@ -134,7 +134,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
         self.download_timeout = download_timeout
 
     def target(self) -> InstanceTarget:
-        """The instance to fetch, from ``call`` or the explicit identifiers (explicit ones win)."""
+        """Return the instance to fetch, from ``call`` or the explicit identifiers (explicit ones win)."""
         call = self.call or {}
         if isinstance(call, str):
             import json
@@ -258,7 +258,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
         return parse_call_log(raw)
 
     def _finished_instance_with_url(self, target: InstanceTarget) -> AIAgentInstance:
-        """The Finished instance with a non-empty CallLogUrl, waiting for the URL with backoff."""
+        """Return the Finished instance with a non-empty CallLogUrl, waiting for the URL with backoff."""
         deadline = time.monotonic() + self.empty_url_timeout
         delay = self.empty_url_poll_interval
         while True:

@@ -244,7 +244,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Identifiers, the poll interval and absolute deadlines; never credentials or tokens."""
+        """Serialize identifiers, the poll interval and absolute deadlines; never credentials or tokens."""
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {

@@ -172,7 +172,7 @@ class CoalescedPoller:
             async with contextlib.aclosing(self._list(window_start)) as listing:
                 async for item in listing:
                     # Raw entries: a model is built only for the few that may be someone's (parsing
-                    # 100 models per page was most of a sweep's client CPU).
+                    # every entry of a page dominated a sweep's client CPU; see benchmarks/).
                     candidates: list[Waiter] = []
                     instance = item if isinstance(item, AIAgentInstance) else None
                     if by_correlation:
@@ -277,7 +277,7 @@ def _forget(poller: CoalescedPoller) -> None:
 
 
 def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> CoalescedPoller:
-    """The running loop's poller for ``(conn_id, agent_id)``, created on first use."""
+    """Return the running loop's poller for ``(conn_id, agent_id)``, created on first use."""
     pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
     poller = pollers.get((conn_id, agent_id))
     if poller is None:
@@ -286,7 +286,7 @@ def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> Co
 
 
 def active_pollers() -> list[CoalescedPoller]:
-    """The running loop's pollers (for diagnostics, tests and benchmarks)."""
+    """Return the running loop's pollers (for diagnostics, tests and benchmarks)."""
     return list(_POLLERS.get(asyncio.get_running_loop(), {}).values())
 
 
