@@ -200,6 +200,9 @@ class IceClient(ClientBase):
         self.close()
 
 
+# AsyncIceClient is IceClient's I/O twin: the same API methods with the same signatures, each an
+# ``await`` where the sync one calls. Parameters are built (params.py), decisions taken (ClientBase)
+# and answers parsed once; only sending and sleeping differ (``duplicates`` lists the pair).
 class AsyncIceClient(ClientBase):
     """Asynchronous ICE client on aiohttp directly (one pool per event loop).
 

@@ -199,6 +199,8 @@ class IceHook(BaseHook):
             await cached[1].aclose()
 
     # -- API ----------------------------------------------------------------------------------
+    # Typed pass-throughs to the client (the hook's public API, mocked by operator tests); they
+    # repeat the client's signatures on purpose and add no logic.
 
     def generate_ai_agent_call(
         self,
