@@ -150,7 +150,7 @@ def _report(data: Path, emulator: Emulator, pipeline_state: str, analytics_state
             print(f"  {turn.get('Role', '?'):>5}: {turn.get('Text', '')[:90]}")
 
     print("\n=== ice_session_analytics (one partition per day) ===")
-    from airflow_provider_ice.operators.analytics import committed_files
+    from airflow_provider_ice.storage import committed_files
 
     rows = []
     for partition in sorted((data / "sessions").glob("date=*")):

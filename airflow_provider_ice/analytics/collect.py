@@ -31,12 +31,13 @@ from typing import IO, Any, Protocol
 
 from airflow_provider_ice.analytics.metrics import SessionMetrics, session_metrics
 from airflow_provider_ice.analytics.summary import IntervalSummary
-from airflow_provider_ice.api.calllog import CallLogFormatError, parse_call_log
+from airflow_provider_ice.api.call_log import parse_call_log
 from airflow_provider_ice.api.correlation import correlation_id_of
-from airflow_provider_ice.api.download import (
-    AsyncCallLogDownloader,
+from airflow_provider_ice.api.download import AsyncCallLogDownloader
+from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
     CallLogEncodingError,
+    CallLogFormatError,
     CallLogTooLargeError,
     CallLogUrlError,
     CallLogUrlExpiredError,
@@ -71,7 +72,7 @@ class CollectStats:
 
 
 def session_key(agent_id: str, instance: AIAgentInstance) -> SessionKey:
-    """What makes a listed entry *this* instance, as a 16-byte digest.
+    """Return what makes a listed entry *this* instance, as a 16-byte digest.
 
     ListAIAgentInstance gives no InstanceId, and distinct sessions may share a ChannelId, a
     correlation id or a UserData (several agents in one ARTC channel, a rerun with the same
@@ -97,7 +98,7 @@ def session_key(agent_id: str, instance: AIAgentInstance) -> SessionKey:
 
 
 def _identifiable(instance: AIAgentInstance) -> bool:
-    """Whether a new listing can find this entry again (it carries anything but its status)."""
+    """Return whether a new listing can find this entry again (it carries anything but its status)."""
     runtime = instance.runtime_config.resolved()
     return bool(instance.instance_id or runtime.channel_id or runtime.auth_token or instance.user_data)
 
@@ -239,7 +240,7 @@ class SessionCollector:
         flush()
 
     async def _session(self, agent_id: str, instance: AIAgentInstance) -> SessionMetrics | None:
-        """The session's metrics, or None when it is set aside for a fresh URL."""
+        """Return the session's metrics, or None when it is set aside for a fresh URL."""
         status = instance.status
         if status is None or not status.is_terminal or instance.call_log_url is None:
             return session_metrics(instance, None, agent_id=agent_id)  # pending

@@ -60,8 +60,9 @@ class _Inflater:
 
 
 class BoundedDecoder:
-    """Undo ``content_encoding`` (``gzip``, ``deflate``, ``identity``, or a chain of them) piece by
-    piece, each piece at most ``step`` bytes.
+    """Undo ``content_encoding`` piece by piece, each piece at most ``step`` bytes.
+
+    ``content_encoding`` is ``gzip``, ``deflate``, ``identity``, or a chain of them.
 
     :raises ContentDecodingError: an unsupported coding (at construction), or a body that does not
         decode (from :meth:`feed` or :meth:`finish`).
@@ -79,14 +80,14 @@ class BoundedDecoder:
         self._layers = [_Inflater(c, step) for c in reversed(codings)]
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        """The decoded pieces of the next raw bytes."""
+        """Yield the decoded pieces of the next raw bytes."""
         try:
             yield from self._through(0, data)
         except zlib.error as err:
             raise ContentDecodingError(f"the body does not decode: {err}") from None
 
     def finish(self) -> Iterator[bytes]:
-        """The last decoded pieces; raises when a layer's stream is incomplete."""
+        """Yield the last decoded pieces; raise when a layer's stream is incomplete."""
         try:
             for index, layer in enumerate(self._layers):
                 yield from self._through(index + 1, layer.finish())

@@ -47,14 +47,7 @@ from airflow_provider_ice.api.download_flow import (
     NoCookies,
     check_call_log_url,
 )
-from airflow_provider_ice.api.errors import (
-    CallLogDownloadError,
-    CallLogEncodingError,
-    CallLogTooLargeError,
-    CallLogUnavailableError,
-    CallLogUrlError,
-    CallLogUrlExpiredError,
-)
+from airflow_provider_ice.api.errors import CallLogUnavailableError
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.senders import AiohttpPool
@@ -64,13 +57,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MAX_BYTES",
     "AsyncCallLogDownloader",
-    "CallLogDownloadError",
     "CallLogDownloader",
-    "CallLogEncodingError",
-    "CallLogTooLargeError",
-    "CallLogUnavailableError",
-    "CallLogUrlError",
-    "CallLogUrlExpiredError",
     "DownloadResult",
     "adownload_call_log",
     "check_call_log_url",

@@ -35,7 +35,7 @@ from airflow_provider_ice.api.errors import (
     scrub,
 )
 from airflow_provider_ice.api.retry import BackoffWait, retry_kwargs
-from airflow_provider_ice.api.validation import validate_count, validate_flag, validate_seconds
+from airflow_provider_ice.api.validation import positive_seconds, validate_flag, validate_int_range
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,18 @@ _HTTPX_FILTER = _RedactSignedUrls()
 
 
 class NoCookies(CookieJar):
-    """A cookie jar that keeps nothing: call-log storage sets no cookie a download needs, and
-    reading every response's headers into httpx's default jar costs ~10 % of a download's CPU."""
+    """A cookie jar that keeps nothing.
+
+    Call-log storage sets no cookie a download needs, and reading every response's headers into
+    httpx's default jar costs a noticeable share of a download's CPU.
+    """
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         return None
 
 
 def redact_httpx_logs() -> None:
+    """Install the signature scrubber on httpx's logger (once)."""
     httpx_logger = logging.getLogger("httpx")
     if _HTTPX_FILTER not in httpx_logger.filters:
         httpx_logger.addFilter(_HTTPX_FILTER)
@@ -152,7 +156,7 @@ Flow = Generator[Step, Any, DownloadResult]
 
 
 def _is_redirect(status: int, headers: Mapping[str, str]) -> bool:
-    """What ``httpx.Response.is_redirect`` says: a redirect status with a Location."""
+    """Return what ``httpx.Response.is_redirect`` says: a redirect status with a Location."""
     return status in (301, 302, 303, 307, 308) and "location" in headers
 
 
@@ -174,16 +178,16 @@ class DownloaderBase:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
         self.allow_http = validate_flag(allow_http, "allow_http")
-        self.max_bytes = validate_count(max_bytes, "max_bytes", 1)
-        self.max_retries = validate_count(max_retries, "max_retries", 0, 20)
+        self.max_bytes = validate_int_range(max_bytes, "max_bytes", 1)
+        self.max_retries = validate_int_range(max_retries, "max_retries", 0, 20)
         self.timeout = httpx.Timeout(
-            validate_seconds(timeout, "timeout", maximum=3600),
-            connect=validate_seconds(connect_timeout, "connect_timeout", maximum=3600),
+            positive_seconds(timeout, "timeout", maximum=3600),
+            connect=positive_seconds(connect_timeout, "connect_timeout", maximum=3600),
         )
-        self.attempt_timeout = validate_seconds(attempt_timeout, "attempt_timeout", maximum=86400)
+        self.attempt_timeout = positive_seconds(attempt_timeout, "attempt_timeout", maximum=86400)
         wait = BackoffWait(
-            validate_seconds(backoff_base, "backoff_base", maximum=3600),
-            validate_seconds(backoff_cap, "backoff_cap", maximum=3600),
+            positive_seconds(backoff_base, "backoff_base", maximum=3600),
+            positive_seconds(backoff_cap, "backoff_cap", maximum=3600),
         )
         self._retry = retry_kwargs(
             self.max_retries,
@@ -192,7 +196,7 @@ class DownloaderBase:
             retryable=lambda exc: isinstance(exc, CallLogUnavailableError),
         )
         self.verify = verify
-        self.chunk_size = validate_count(chunk_size, "chunk_size", 1024, 16 * 1024 * 1024)
+        self.chunk_size = validate_int_range(chunk_size, "chunk_size", 1024, 16 * 1024 * 1024)
         redact_httpx_logs()
 
     def flow(self, target: httpx.URL, sink: IO[bytes], attempt: int) -> Flow:
@@ -255,7 +259,7 @@ class DownloaderBase:
 
     @staticmethod
     def _failure(status: int, headers: Mapping[str, str], host: str, body: bytes) -> CallLogDownloadError:
-        """The error for a non-2xx, non-redirect response (a :class:`CallLogUnavailableError` is retried)."""
+        """Return the error for a non-2xx, non-redirect response (a CallLogUnavailableError is retried)."""
         lowered = {k.lower(): v for k, v in headers.items()}
         with contextlib.suppress(ContentDecodingError):  # an encoded error page: best effort, bounded
             decoded = b""

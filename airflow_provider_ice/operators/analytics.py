@@ -8,22 +8,21 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_ice import storage
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import (
     parse_time,
-    validate_count,
+    validate_download_limits,
+    validate_int_range,
     validate_page_size,
-    validate_seconds,
 )
-from airflow_provider_ice.operators import _publish
-from airflow_provider_ice.operators._publish import MANIFEST_FILE, committed_files
-from airflow_provider_ice.operators.call_log import IceCallLogError
+from airflow_provider_ice.exceptions import IceCallLogError
+from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,10 +30,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_ice.analytics.collect import CollectStats
-    from airflow_provider_ice.hooks.ice import IceHook
 
 SESSIONS_FILE = "sessions.jsonl"
 SUMMARY_FILE = "summary.json"
+#: Downloads in flight at once, at the most.
+MAX_CONCURRENCY = 256
 _AGENT_SPLIT = re.compile(r"[\s,]+")
 
 
@@ -60,7 +60,7 @@ def _agent_list(agent_ids: Any) -> list[str]:
     raise IceValidationError("agent_ids", f"must be an agent id or a list of them, got {agent_ids!r}")
 
 
-class IceSessionAnalyticsOperator(BaseOperator):
+class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
     """Compute session analytics for one interval and write them as one replaceable partition.
 
     Lists every instance of ``agent_ids`` created in ``[start_time, end_time)`` (all pages, with the
@@ -69,7 +69,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
     ``interval=<start>_<end>/`` for other intervals): a new version folder holding ``sessions.jsonl``
     (one line per session) and ``summary.json`` (counts by status, totals, p50/p90/p95 of duration
     and latency, the pending sessions), committed by writing ``_manifest.json`` last, in one step
-    (read the manifest first: :func:`committed_files`). A
+    (read the manifest first: :func:`~airflow_provider_ice.storage.committed_files`). A
     rerun or a backfill replaces the partition atomically, locally and on object storage, and
     runs for different intervals never interfere. Instances not yet Finished (or Finished without a
     CallLogUrl yet) are listed as pending; a rerun picks them up. If some call logs cannot be
@@ -114,24 +114,21 @@ class IceSessionAnalyticsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.page_size = validate_page_size(page_size, "page_size")
-        self.concurrency = validate_count(concurrency, "concurrency", 1, 256)
-        self.max_bytes = validate_count(max_bytes, "max_bytes", 1)
-        self.max_url_refreshes = validate_count(max_url_refreshes, "max_url_refreshes", 0, 20)
-        self.download_retries = validate_count(download_retries, "download_retries", 0, 20)
-        self.download_timeout = validate_seconds(download_timeout, "download_timeout", maximum=3600)
+        validate_page_size(page_size, "page_size")
+        validate_int_range(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+        validate_download_limits(max_bytes, max_url_refreshes, download_retries, download_timeout)
         self.agent_ids = agent_ids
         self.start_time = start_time
         self.end_time = end_time
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.ice_conn_id = ice_conn_id
-
-    @cached_property
-    def hook(self) -> IceHook:
-        from airflow_provider_ice.hooks.ice import IceHook
-
-        return IceHook(ice_conn_id=self.ice_conn_id)
+        self.concurrency = concurrency
+        self.max_bytes = max_bytes
+        self.max_url_refreshes = max_url_refreshes
+        self.download_retries = download_retries
+        self.download_timeout = download_timeout
+        self.page_size = page_size
 
     def interval(self, context: Context) -> tuple[datetime, datetime]:
         """``[start, end)`` in UTC, from the parameters or the run's data interval."""
@@ -147,9 +144,9 @@ class IceSessionAnalyticsOperator(BaseOperator):
             raise IceValidationError("end_time", f"must be after start_time ({start_utc} >= {end_utc})")
         return start_utc, end_utc
 
-    def partition(self, start: datetime, end: datetime) -> _publish.Target:
-        root = self.destination if self.destination not in (None, "") else _publish.data_dir() / "sessions"
-        return _publish.resolve(root, self.destination_conn_id) / partition_name(start, end)
+    def partition(self, start: datetime, end: datetime) -> storage.Target:
+        root = self.destination if self.destination not in (None, "") else storage.data_dir() / "sessions"
+        return storage.resolve(root, self.destination_conn_id) / partition_name(start, end)
 
     def execute(self, context: Context) -> dict[str, Any]:
         start, end = self.interval(context)
@@ -163,7 +160,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
             "verify": self.hook.settings.verify,
         }
         self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
-        with _publish.staged_partition(final) as staging:
+        with storage.staged_partition(final) as staging:
             summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, download_settings))
             if stats.download_failures:
                 raise IceCallLogError(
@@ -172,7 +169,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
                 )
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            uri, version = _publish.commit_partition(staging, final)
+            uri, version = storage.commit_partition(staging, final)
         by_status = summary["by_status"]
         self.log.info(
             "Wrote %d session(s) (%s), %d pending, %d call-log error(s), %d duplicate(s) dropped to %s",
@@ -245,4 +242,4 @@ def _as_utc(name: str, value: Any) -> datetime:
     return parse_time(value if isinstance(value, datetime) else str(value).strip(), name)
 
 
-__all__ = ["MANIFEST_FILE", "IceSessionAnalyticsOperator", "committed_files", "partition_name"]
+__all__ = ["IceSessionAnalyticsOperator", "partition_name"]

@@ -1,9 +1,8 @@
 """Coalesced polling: one ListAIAgentInstance sweep per (connection, agent) serves every waiting trigger.
 
-Naive waiting costs one ListAIAgentInstance request per waiting task per poll interval. A page of
-ListAIAgentInstance returns up to 100 instances of one agent, so in one triggerer process all waits on
-the same (connection, agent) share one sweep per interval: about ``ceil(instances in window / 100)``
-requests, whatever the number of waiting tasks.
+Naive waiting costs one request per waiting task per poll interval. A ListAIAgentInstance page holds
+up to 100 instances of one agent, so all waits of a triggerer on one (connection, agent) share one
+sweep per interval: about ``ceil(instances in window / 100)`` requests, whatever the number of tasks.
 
 How it works:
 
@@ -13,19 +12,16 @@ How it works:
   Pollers are keyed per event loop: the triggerer runs one loop, tests create many.
 * Each sweep lists the window from the earliest waiter's ``window_start`` to now, pages of 100
   (the service returns newest first), matches every instance against the waiters by correlation id or
-  ChannelId (:func:`~airflow_provider_ice.api.lookup.instance_matches`; the first, i.e. newest, match
-  wins, as in :func:`~airflow_provider_ice.api.lookup.afind_instance`) and stops paging as soon as
+  ChannelId (:func:`~airflow_provider_ice.api.waiting.instance_matches`; the first, i.e. newest, match
+  wins, as in :func:`~airflow_provider_ice.api.waiting.afind_instance`) and stops paging as soon as
   every waiter is matched.
-* Each waiter then receives a :class:`SweepResult`: the instance it matched, ``None`` when it is not
-  in the window (so the trigger keeps its not-found timeout), or the sweep's error (so the trigger
-  keeps its consecutive-failure tolerance). To spare thousands of coroutine wake-ups per interval, a
-  waiter is only woken when there is something new for it: a status it has not seen, not-found, or a
-  failure. Repeating ``Created``/``Executing`` observations are not delivered.
-* Poll interval: **the smallest ``poll_interval`` among the current waiters**, measured from the start
-  of one sweep to the start of the next. No waiter is polled less often than it asked, so detection
-  latency stays within one poll interval plus one sweep; a waiter with a longer interval just gets
-  fresher data for free. (A fixed per-poller interval would either break the shortest waiter's
-  promise or need configuration nobody would tune.)
+* Each :class:`~.waiter.Waiter` then receives a :class:`~.waiter.SweepResult`: the instance it
+  matched, ``None`` when it is not in the window (the trigger keeps its not-found timeout), or the
+  sweep's error (the trigger keeps its error tolerance). A waiter is only woken for news: a status it
+  has not seen, not-found, or a failure (no wake-up for a repeated ``Created``/``Executing``).
+* Poll interval: **the smallest ``poll_interval`` among the current waiters**, from the start of one
+  sweep to the start of the next: no waiter is polled less often than it asked, and one with a
+  longer interval gets fresher data for free.
 * Waiters may join and leave at any time. A waiter joining during a sweep is served from the next one
   (its window may lie before pages already read); a leaving waiter is dropped from the sweep, and the
   sweep stops paging when nobody is left. Several triggerer processes simply run one poller each.
@@ -43,11 +39,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ice.api import operations as ops
+from airflow_provider_ice.api import params as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
-from airflow_provider_ice.api.errors import IceAuthError, IceResponseError
+from airflow_provider_ice.api.errors import IceAuthError
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.operators._agent_wait import WINDOW_MARGIN
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN
 from airflow_provider_ice.triggers.waiter import Waiter
 
 if TYPE_CHECKING:
@@ -90,7 +86,7 @@ class CoalescedPoller:
         self.client_factory = client_factory
         self._client: AsyncIceClient | None = None
         self._client_born = 0.0
-        self.clients_built = 0  # for tests: how often the connection was looked up
+        self.clients_built = 0  # connection lookups, for tests
         self._waiters: dict[int, Waiter] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -113,7 +109,7 @@ class CoalescedPoller:
 
     def register(self, waiter: Waiter) -> Waiter:
         """Add a waiter; it is served from the next sweep that starts after this call."""
-        waiter.bind(self.unregister)
+        waiter.attach(self.unregister)
         self._waiters[id(waiter)] = waiter
         self._changed.set()  # a shorter poll_interval may move the next sweep earlier
         if self._task is None or self._task.done():
@@ -123,6 +119,7 @@ class CoalescedPoller:
         return waiter
 
     def unregister(self, waiter: Waiter) -> None:
+        """Drop a waiter (also from a sweep under way); the poller stops when none is left."""
         self._waiters.pop(id(waiter), None)
         if self._sweep_remaining is not None:
             self._sweep_remaining.discard(id(waiter))
@@ -156,7 +153,7 @@ class CoalescedPoller:
             await self._drop_client()
 
     async def _current_client(self) -> AsyncIceClient:
-        """The client, rebuilt from a fresh connection lookup when older than :data:`CLIENT_MAX_AGE`."""
+        """Return the client, rebuilt from a fresh connection lookup when older than ``CLIENT_MAX_AGE``."""
         if self._client is not None and time.monotonic() - self._client_born > CLIENT_MAX_AGE:
             await self._drop_client()
         if self._client is None:
@@ -193,8 +190,7 @@ class CoalescedPoller:
                 # Credentials may have rotated (STS) since the client was built: look the
                 # connection up again and sweep once more before anyone sees a failure.
                 log.info(
-                    "ListAIAgentInstance refused the credentials; looking connection %s up again",
-                    self.conn_id,
+                    "ListAIAgentInstance refused the credentials of %s; looking it up again", self.conn_id
                 )
                 await self._drop_client()
                 await self._match(window_start, by_correlation, by_channel, matched, remaining)
@@ -230,7 +226,7 @@ class CoalescedPoller:
         async with contextlib.aclosing(self._list(window_start)) as listing:
             async for item in listing:
                 # Raw entries: a model is built only for the few that may be someone's (parsing
-                # 100 models per page was most of a sweep's client CPU).
+                # every entry of a page dominated a sweep's client CPU; see benchmarks/).
                 candidates: list[Waiter] = []
                 instance = item if isinstance(item, AIAgentInstance) else None
                 if by_correlation:
@@ -281,7 +277,7 @@ class CoalescedPoller:
                 if page not in inflight:
                     inflight[page] = fetch(page)
                     ahead = max(ahead, page + 1)
-                items = _instances_of(await inflight.pop(page))
+                items = ops.listed_instances(await inflight.pop(page))
                 for item in items:
                     yield item
                 if len(items) < self.page_size:
@@ -301,18 +297,6 @@ class CoalescedPoller:
             yield instance
 
 
-def _instances_of(page: dict[str, Any]) -> list[dict[str, Any]]:
-    items = page.get("Instances")
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise IceResponseError(
-            f"ListAIAgentInstance: Instances is {type(items).__name__}, expected a list",
-            action=ops.LIST_INSTANCES,
-        )
-    return [item for item in items if isinstance(item, dict)]
-
-
 # Keyed per event loop: a poller's task, events and client belong to the loop that created them.
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], CoalescedPoller]] = (
     weakref.WeakKeyDictionary()
@@ -326,7 +310,7 @@ def _forget(poller: CoalescedPoller) -> None:
 
 
 def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> CoalescedPoller:
-    """The running loop's poller for ``(conn_id, agent_id)``, created on first use."""
+    """Return the running loop's poller for ``(conn_id, agent_id)``, created on first use."""
     pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
     poller = pollers.get((conn_id, agent_id))
     if poller is None:
@@ -337,7 +321,7 @@ def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> Co
 
 
 def active_pollers() -> list[CoalescedPoller]:
-    """The running loop's pollers (for diagnostics, tests and benchmarks)."""
+    """Return the running loop's pollers (for diagnostics, tests and benchmarks)."""
     return list(_POLLERS.get(asyncio.get_running_loop(), {}).values())
 
 

@@ -1,7 +1,7 @@
-"""What one waiting trigger holds while a :class:`~.poller.CoalescedPoller` sweeps for it.
+"""One trigger's registration with the shared sweep, and what a sweep tells it.
 
-A :class:`Waiter` is registered with the poller of its (connection, agent); each sweep offers it a
-:class:`SweepResult`, and it wakes its trigger only when there is news (see :mod:`.poller`).
+A :class:`Waiter` is what :class:`~.poller.CoalescedPoller` serves: the identifiers to match, the
+window, the poll interval, and a mailbox that wakes the trigger only when a sweep brings news.
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from airflow_provider_ice.api.lookup import instance_matches
-from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.api.validation import parse_time, validate_seconds
+from airflow_provider_ice.api.validation import positive_seconds
+from airflow_provider_ice.api.waiting import instance_matches
+
+if TYPE_CHECKING:
+    from airflow_provider_ice.api.models import AIAgentInstance
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,12 @@ class SweepResult:
 
     @property
     def failed(self) -> bool:
+        """Return True when the sweep failed before this waiter was matched."""
         return self.error is not None
 
     @property
     def found(self) -> bool:
+        """Return True when the sweep found this waiter's instance."""
         return self.instance is not None
 
 
@@ -57,28 +62,27 @@ class Waiter:
     ) -> None:
         if not correlation_id and not channel_id:
             raise ValueError("Waiter: give correlation_id, channel_id or both")
-        self.poll_interval = validate_seconds(poll_interval, "poll_interval")
-        self.window_start = parse_time(window_start, "window_start")  # aware, or refused
+        if window_start.tzinfo is None:
+            raise ValueError("Waiter: window_start must be timezone-aware")
         self.correlation_id = correlation_id
         self.channel_id = channel_id
+        self.window_start = window_start
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self._pending: SweepResult | None = None
         self._ready = asyncio.Event()
         self._last_status: str | None = None
         self._failures = 0
-        self._on_leave: Callable[[Waiter], None] | None = None
+        self._unregister: Callable[[Waiter], None] | None = None
 
     def matches(self, instance: AIAgentInstance) -> bool:
+        """Return True when ``instance`` is the one this waiter waits for."""
         return instance_matches(instance, correlation_id=self.correlation_id, channel_id=self.channel_id)
 
-    @property
-    def registered(self) -> bool:
-        return self._on_leave is not None
-
-    def bind(self, on_leave: Callable[[Waiter], None]) -> None:
-        """Called by the poller that registers this waiter; ``on_leave`` unregisters it."""
-        if self._on_leave is not None:
+    def attach(self, unregister: Callable[[Waiter], None]) -> None:
+        """Record the poller's ``unregister``, called by :meth:`leave`; a waiter joins one poller once."""
+        if self._unregister is not None:
             raise RuntimeError("Waiter is already registered")
-        self._on_leave = on_leave
+        self._unregister = unregister
 
     def offer(self, instance: AIAgentInstance | None, error: Exception | None) -> None:
         """Record a sweep's result (called by the poller); wake the waiter only when it carries news."""
@@ -100,7 +104,7 @@ class Waiter:
         self._ready.set()
 
     async def next_result(self, timeout: float | None = None) -> SweepResult | None:
-        """The next news from the poller, or None if ``timeout`` seconds pass first."""
+        """Return the next news from the poller, or None if ``timeout`` seconds pass first."""
         if self._pending is None:
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
@@ -112,6 +116,6 @@ class Waiter:
 
     def leave(self) -> None:
         """Unregister (idempotent); a cancelled trigger leaves the sweep this way."""
-        on_leave, self._on_leave = self._on_leave, None
-        if on_leave is not None:
-            on_leave(self)
+        unregister, self._unregister = self._unregister, None
+        if unregister is not None:
+            unregister(self)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_ice.emulator import IceEmulator
-from airflow_provider_ice.operators.analytics import committed_files
+from airflow_provider_ice.storage import committed_files
 
 pytestmark = pytest.mark.integration
 

@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ice.operators import _publish
+from airflow_provider_ice import storage
 
 
 def _write_version(final: Any, n: int) -> str:
-    with _publish.staged_partition(final) as staging:
+    with storage.staged_partition(final) as staging:
         (staging / "sessions.jsonl").write_text(
             "".join(json.dumps({"run": n, "i": i}) + "\n" for i in range(50))
         )
         (staging / "summary.json").write_text(json.dumps({"run": n, "sessions": 50}))
-        _uri, version = _publish.commit_partition(staging, final)
+        _uri, version = storage.commit_partition(staging, final)
     return version
 
 
@@ -33,7 +33,7 @@ def _read(final: Any) -> tuple[int, int]:
     """One read by the contract; returns (run of summary, run of every session line)."""
     for _ in range(20):
         try:
-            files = _publish.committed_files(final)  # one read of the manifest
+            files = storage.committed_files(final)  # one read of the manifest
             summary = json.loads(files["summary.json"].read_text())
             lines = files["sessions.jsonl"].read_text().splitlines()
         except FileNotFoundError:
@@ -51,7 +51,7 @@ def test_local_readers_always_see_one_whole_committed_version_while_it_is_replac
 ) -> None:
     final = tmp_path / "sessions" / "date=2026-01-01"
     with pytest.raises(FileNotFoundError, match="no committed"):
-        _publish.committed_files(final)  # nothing committed yet: nothing to read
+        storage.committed_files(final)  # nothing committed yet: nothing to read
     _write_version(final, 0)
     stop = threading.Event()
     reads: list[tuple[int, int]] = []
@@ -103,7 +103,7 @@ def test_object_storage_readers_see_the_old_version_until_the_manifest_is_writte
         upload(source, target, length)
         seen.append(_read(final))  # a reader between two uploads of the new version
 
-    monkeypatch.setattr(_publish.shutil, "copyfileobj", upload_then_read)
+    monkeypatch.setattr(storage.shutil, "copyfileobj", upload_then_read)
     version = _write_version(final, 1)
     assert seen == [(0, 0), (0, 0)]  # both files uploaded, still the old version for readers
     assert _read(final) == (1, 1)  # the manifest switched it in one step
@@ -113,16 +113,16 @@ def test_object_storage_readers_see_the_old_version_until_the_manifest_is_writte
 def test_a_losing_concurrent_commit_removes_its_own_version_and_keeps_the_winner(tmp_path: Path) -> None:
     final = tmp_path / "date=2026-01-01"
     _write_version(final, 0)
-    previous = _publish.read_manifest(final)
-    with _publish.staged_partition(final) as late, _publish.staged_partition(final) as early:
+    previous = storage.read_manifest(final)
+    with storage.staged_partition(final) as late, storage.staged_partition(final) as early:
         (early / "summary.json").write_text('{"run": 1}')
         (late / "summary.json").write_text('{"run": 2}')
         # Both runs read the same previous manifest; "late" commits last and wins.
-        _, first = _publish.commit_partition(early, final)
-        _, second = _publish.commit_partition(late, final)
+        _, first = storage.commit_partition(early, final)
+        _, second = storage.commit_partition(late, final)
     assert previous is not None
-    assert _publish.read_manifest(final)["version"] == second  # type: ignore[index]
-    assert json.loads(_publish.committed_files(final)["summary.json"].read_text()) == {"run": 2}
+    assert storage.read_manifest(final)["version"] == second  # type: ignore[index]
+    assert json.loads(storage.committed_files(final)["summary.json"].read_text()) == {"run": 2}
     assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", second]
     assert first != second
 
@@ -134,4 +134,4 @@ def test_files_of_the_layout_before_manifests_are_removed_by_the_first_commit(tm
     (final / "sessions.jsonl").write_text("{}\n")
     version = _write_version(final, 7)
     assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", version]
-    assert json.loads(_publish.committed_files(final)["summary.json"].read_text())["run"] == 7
+    assert json.loads(storage.committed_files(final)["summary.json"].read_text())["run"] == 7

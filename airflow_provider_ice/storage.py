@@ -56,7 +56,7 @@ def data_dir() -> Path:
 
 
 def resolve(destination: Any, conn_id: str | None = None) -> Target:
-    """A local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
+    """Return a local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
     from airflow.sdk import ObjectStoragePath
 
     if isinstance(destination, ObjectStoragePath):
@@ -72,6 +72,7 @@ def resolve(destination: Any, conn_id: str | None = None) -> Target:
 
 
 def is_local(target: Target) -> bool:
+    """Return True for a local path (not object storage)."""
     return isinstance(target, Path)
 
 
@@ -83,7 +84,7 @@ def _temp_name(name: str) -> str:
 
 @contextlib.contextmanager
 def spool_for(final: Target) -> Iterator[IO[bytes]]:
-    """A writable temporary file for content bound for ``final``; removed if not published.
+    """Return a writable temporary file for content bound for ``final``; removed if not published.
 
     Local targets get it next to ``final`` (same filesystem, so :func:`publish_file` is a rename).
     """
@@ -129,7 +130,7 @@ def publish_file(spool: IO[bytes], final: Target) -> str:
 
 @contextlib.contextmanager
 def staged_partition(final: Target) -> Iterator[Path]:
-    """A fresh local directory to build a partition version in; removed unless committed.
+    """Return a fresh local directory to build a partition version in; removed unless committed.
 
     For a local ``final`` it is a hidden folder inside the partition (the commit renames it to its
     version name); for object storage it is a local temporary directory the commit uploads.
@@ -169,7 +170,7 @@ def commit_partition(staging: Path, final: Target) -> tuple[str, str]:
 
 
 def read_manifest(partition: Target) -> dict[str, Any] | None:
-    """The committed manifest of ``partition``, or None when nothing is committed yet."""
+    """Return the committed manifest of ``partition``, or None when nothing is committed yet."""
     try:
         manifest = json.loads((partition / MANIFEST_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -180,7 +181,7 @@ def read_manifest(partition: Target) -> dict[str, Any] | None:
 
 
 def committed_files(partition: Target) -> dict[str, Target]:
-    """The files of the committed version of ``partition``, by name, from one read of its manifest.
+    """Return the files of the committed version of ``partition``, by name, from one read of its manifest.
 
     This is the reader contract: take every file of one read of the manifest (reading the manifest
     again per file could mix two versions); on ``FileNotFoundError`` while reading them, a newer
@@ -226,8 +227,11 @@ def _write_manifest(final: Target, data: bytes) -> None:
 
 
 def _remove_replaced(final: Target, mine: str, previous: dict[str, Any] | None) -> None:
-    """Delete the version this commit replaced (or its own, if a concurrent commit came after it),
-    orphans of crashed runs, and files of the layout before manifests; never a version in use."""
+    """Delete the version this commit replaced, orphans of crashed runs and pre-manifest files.
+
+    A run whose commit a concurrent one overtook deletes its own version; a version in use is never
+    deleted.
+    """
     current = read_manifest(final)
     keep = current["version"] if current is not None else mine
     replaced = {mine, previous["version"] if previous else ""} - {keep}
