@@ -17,16 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_ice.api.download import (
-    DEFAULT_CHUNK_SIZE,
-    AsyncCallLogDownloader,
-    CallLogDownloader,
+from airflow_provider_ice.api.download import DEFAULT_CHUNK_SIZE, AsyncCallLogDownloader, CallLogDownloader
+from airflow_provider_ice.api.errors import (
     CallLogEncodingError,
     CallLogTooLargeError,
     CallLogUnavailableError,
     CallLogUrlExpiredError,
+    IceValidationError,
 )
-from airflow_provider_ice.api.errors import IceValidationError
 from tests.unit.api.fakes import streamed
 
 URL = "https://oss.example.com/calllogs/i-1.json?Expires=1900000000&Signature=c2ln"
