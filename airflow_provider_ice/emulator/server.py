@@ -124,8 +124,9 @@ class IceEmulator:
         refusals, request/error counts, and the faults: settings, injected, still forced.
 
         ``faults_injected`` is ``{kind: {action: n}}`` over every kind (throttled, server_error_5xx,
-        dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired; downloads
-        under the action ``CallLogDownload``), ``faults_injected_total`` is ``{kind: n}``.
+        dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired,
+        listing_lag; downloads under the action ``CallLogDownload``), ``faults_injected_total`` is
+        ``{kind: n}``.
         """
         now = self.store.now()
         store = self.store
