@@ -154,3 +154,15 @@ with _dag("ice_clear_uncorrelated_lost_answer") as ice_clear_uncorrelated_lost_a
         retries=2,
         retry_delay=timedelta(seconds=0),
     )
+
+# The reliability suite's clears under faults (tests/reliability/test_clears.py).
+with _dag("ice_reliability_clears") as ice_reliability_clears:
+    IceGenerateAIAgentCallOperator(
+        task_id="call",
+        agent_id="reliability-clears",
+        user_data={"customer": "reliability", "dag_run": "{{ run_id }}"},
+        lookup_tolerance=10,
+        poll_interval=0.1,
+        retries=4,
+        retry_delay=timedelta(0),
+    )
