@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_ice.api.errors import IceOutcomeUnknownError
+from airflow_provider_ice.api.errors import (
+    IceOutcomeUnknownError,
+    IceServerError,
+    IceThrottlingError,
+    IceTransportError,
+)
 from airflow_provider_ice.api.models import InstanceStatus
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
@@ -30,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Seconds between listings while looking for an instance whose creation outcome is unknown.
 LOOKUP_INTERVAL = 5.0
+#: Listing errors that only mean "look again" while the lookup tolerance lasts.
+TRANSIENT_ERRORS = (IceThrottlingError, IceServerError, IceTransportError)
 #: What a person should check when the provider cannot tell whether a call was placed.
 CONSOLE_ADVICE = (
     "check the agent's instances in the ICE (IMS) console for a "
@@ -223,17 +230,30 @@ class CallPlacementMixin:
     def _find(
         self, correlation_id: str, since: Any, *, deadline: float | None = None
     ) -> AIAgentInstance | None:
-        """Return the instance carrying ``correlation_id``, listing until ``deadline`` (epoch s)."""
+        """Return the instance carrying ``correlation_id``, listing until ``deadline`` (epoch s).
+
+        A transient listing error (throttling, 5xx, transport) before the deadline only means
+        "look again"; None is returned only after a listing that succeeded, so a failed look
+        never passes for "not placed".
+        """
         from airflow_provider_ice.api.lookup import find_instance
 
         while True:
-            found = find_instance(
-                self.hook,  # type: ignore[arg-type]  # same method names as IceClient
-                self.agent_id,
-                correlation_id=correlation_id,
-                start_time=since,
-                end_time=utcnow() + WINDOW_MARGIN,
-            )
+            try:
+                found = find_instance(
+                    self.hook,  # type: ignore[arg-type]  # same method names as IceClient
+                    self.agent_id,
+                    correlation_id=correlation_id,
+                    start_time=since,
+                    end_time=utcnow() + WINDOW_MARGIN,
+                )
+            except TRANSIENT_ERRORS as error:
+                remaining = (deadline or 0) - time.time()
+                if remaining <= 0:
+                    raise
+                self.log.warning("Looking for the instance failed (%s); looking again", error)
+                time.sleep(min(LOOKUP_INTERVAL, self.poll_interval, remaining))
+                continue
             remaining = (deadline or 0) - time.time()
             if found is not None or remaining <= 0:
                 return found

@@ -15,6 +15,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
+from airflow_provider_ice.api.errors import IceThrottlingError
 from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.operators._agent_wait import iso
 from airflow_provider_ice.operators._call_store import STATE_KEY, clear_generation
@@ -227,3 +228,25 @@ def test_a_clear_after_a_pending_attempt_whose_call_finished_places_a_new_call(g
         result = make_op().execute(context(try_number=2, max_tries=1, store=store))
     generate.assert_called_once()
     assert result["correlation_id"] == make_correlation_id("dag", "run-1", "call", -1, 1)
+
+
+def test_a_transient_listing_error_while_looking_means_look_again(generate: MagicMock) -> None:
+    store = FakeStateStore({STATE_KEY: pending(sent_ago=1)})
+    throttled = IceThrottlingError("slow down", code="Throttling.User", action="ListAIAgentInstance")
+    ours = instance(correlation_id=CID)
+    with patch.object(IceHook, "list_ai_agent_instances", side_effect=listing(throttled, [ours])):
+        result = make_op(lookup_tolerance=30).execute(context(try_number=2, store=store))
+    generate.assert_not_called()
+    assert result["adopted"] is True
+
+
+def test_a_failed_last_look_never_passes_for_not_placed(generate: MagicMock) -> None:
+    store = FakeStateStore({STATE_KEY: pending(sent_ago=300)})
+    throttled = IceThrottlingError("slow down", code="Throttling.User", action="ListAIAgentInstance")
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing(throttled)),
+        pytest.raises(IceThrottlingError),
+    ):
+        make_op().execute(context(try_number=2, store=store))
+    generate.assert_not_called()
+    assert store.data[STATE_KEY]["pending"] is True
