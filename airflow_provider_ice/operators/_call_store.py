@@ -105,7 +105,8 @@ class CallStore:
         stored_max_tries = value.get("max_tries")
         # A record written before the provider stored max_tries counts as this run-through's.
         same_run = stored_max_tries is None or stored_max_tries == self._max_tries
-        return StoredCall(record=value, pending=bool(value.get("pending")), same_run=same_run)
+        record = {k: v for k, v in value.items() if k not in ("max_tries", "pending")}
+        return StoredCall(record=record, pending=bool(value.get("pending")), same_run=same_run)
 
     def write_ahead(self, agent_id: str, correlation_id: str | None, sent_at: datetime) -> bool:
         """Record a creating request about to be sent; return False if it could not be recorded."""

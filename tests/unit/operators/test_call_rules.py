@@ -19,10 +19,8 @@ from airflow_provider_ice.api.errors import IceThrottlingError
 from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.operators._agent_wait import iso
 from airflow_provider_ice.operators._call_store import STATE_KEY, clear_generation
-from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
 from tests.unit.agent_fakes import (
     AGENT_ID,
-    CONN_JSON,
     INSTANCE_ID,
     FakeStateStore,
     context,
@@ -31,26 +29,15 @@ from tests.unit.agent_fakes import (
     listing,
     logged,
 )
+from tests.unit.operators.test_agent_call import _conn, make_op  # noqa: F401  # _conn: autouse fixture
 
 CID = make_correlation_id("dag", "run-1", "call", -1)
-
-
-@pytest.fixture(autouse=True)
-def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", CONN_JSON)
 
 
 @pytest.fixture
 def generate():
     with patch.object(IceHook, "generate_ai_agent_call", return_value=generate_response("inst-new")) as mock:
         yield mock
-
-
-def make_op(**kwargs) -> IceGenerateAIAgentCallOperator:
-    kwargs.setdefault("task_id", "call")
-    kwargs.setdefault("agent_id", AGENT_ID)
-    kwargs.setdefault("poll_interval", 0.01)
-    return IceGenerateAIAgentCallOperator(**kwargs)
 
 
 def placed(*, agent_id: str = AGENT_ID, max_tries: int | None = 0, correlation_id: str = CID) -> dict:
@@ -113,6 +100,7 @@ def test_a_retry_adopts_the_stored_call_whatever_its_status(generate: MagicMock,
     describe_.assert_not_called()
     list_.assert_not_called()
     assert (result["adopted"], result["instance_id"], result["correlation_id"]) == (True, INSTANCE_ID, CID)
+    assert not {"max_tries", "pending"} & set(result)  # the store's bookkeeping stays out of XCom
 
 
 def test_a_retry_does_not_adopt_a_record_of_another_agent(
