@@ -29,7 +29,7 @@ PREFIX = "/_emulator"
 
 
 def instance_state(
-    seed: int, instance: Instance, now: float, downloads: int, expired_refusals: int
+    seed: int | None, instance: Instance, now: float, downloads: int, expired_refusals: int
 ) -> dict[str, Any]:
     """One instance as the introspection endpoint shows it (no tokens)."""
     status = instance.status(now)

@@ -128,7 +128,7 @@ class FaultInjector:
     :param seed: seed of the decision stream (reset with :meth:`reset`).
     """
 
-    def __init__(self, config: FaultConfig, seed: int) -> None:
+    def __init__(self, config: FaultConfig, seed: int | None) -> None:
         self._seed = seed
         self._rng = random.Random(f"faults:{seed}")
         self._lock = threading.Lock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -36,6 +37,17 @@ if TYPE_CHECKING:
 ERRORS_STATE_KEY = "ice_sensor_consecutive_errors"
 
 
+def _seconds(value: Any, parameter: str) -> float:
+    """A rendered, positive and finite number of seconds (a template renders to a string)."""
+    try:
+        seconds = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
+    except ValueError:
+        seconds = math.nan
+    if isinstance(value, bool) or not (math.isfinite(seconds) and seconds > 0):
+        raise IceValidationError(parameter, f"must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
 class IceAIAgentInstanceSensor(BaseSensorOperator):
     """Wait for an ICE AI agent instance to reach ``Finished``.
 
@@ -60,6 +72,8 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
     :param created_after: When the call was placed (aware datetime or ISO-8601); the window starts
         a few minutes earlier. Defaults to ``lookback`` before the sensor starts. (templated)
     :param ice_conn_id: The ``alibaba_ice`` connection. (templated)
+    :param poke_interval: Seconds between polls, a number or a template such as
+        ``"{{ params.poke_interval }}"``. (templated)
     :param not_found_timeout: Fail if no instance matches this long after the sensor starts.
     :param max_consecutive_errors: Transient API errors tolerated in a row.
     :param include_call_log_url: Put the (secret, expiring) CallLogUrl into the XCom value.
@@ -77,6 +91,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         "correlation_id",
         "created_after",
         "ice_conn_id",
+        "poke_interval",
     )
     template_fields_renderers = {"call": "json"}
     ui_color = "#ffb27a"
@@ -98,7 +113,14 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         coalesce_polls: bool = True,
         **kwargs: Any,
     ) -> None:
+        # poke_interval may be a template (e.g. "{{ params.poke_interval }}"): BaseSensorOperator
+        # only takes numbers, so a template is kept aside and checked once rendered, in execute.
+        poke_template = kwargs.get("poke_interval")
+        if isinstance(poke_template, str):
+            kwargs["poke_interval"] = 60
         super().__init__(**kwargs)
+        if isinstance(poke_template, str):
+            self.poke_interval = poke_template  # type: ignore[assignment]
         self.coalesce_polls = coalesce_polls
         if call is None and not agent_id:
             raise ValueError("IceAIAgentInstanceSensor: give call=<operator output> or agent_id")
@@ -220,6 +242,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
             self.log.debug("Could not record the error count in the task state store", exc_info=True)
 
     def execute(self, context: Context) -> Any:
+        self.poke_interval = _seconds(self.poke_interval, "poke_interval")
         if not self.deferrable:
             return super().execute(context)
         started_at = time.time()
