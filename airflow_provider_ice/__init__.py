@@ -76,8 +76,8 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "endpoint": {
                         "label": "Endpoint",
-                        "description": "Optional. A host, or a full URL (plain http:// only when written so); "
-                        "default ice.<region>.aliyuncs.com.",
+                        "description": "Optional. A host, or a full URL (plain http:// only when "
+                        "written so); default ice.<region>.aliyuncs.com.",
                         "schema": {
                             "type": ["string", "null"],
                             "examples": ["ice.cn-shanghai.aliyuncs.com", "http://127.0.0.1:8765"],

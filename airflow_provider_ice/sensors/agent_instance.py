@@ -38,13 +38,13 @@ ERRORS_STATE_KEY = "ice_sensor_consecutive_errors"
 
 
 def _seconds(value: Any, parameter: str) -> float:
-    """A rendered, positive and finite number of seconds (a template renders to a string)."""
+    """Finite seconds >= 0, as Airflow's sensors take them (a template renders to a string)."""
     try:
         seconds = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
     except ValueError:
         seconds = math.nan
-    if isinstance(value, bool) or not (math.isfinite(seconds) and seconds > 0):
-        raise IceValidationError(parameter, f"must be a positive number of seconds, got {value!r}")
+    if isinstance(value, bool) or not (math.isfinite(seconds) and seconds >= 0):
+        raise IceValidationError(parameter, f"must be a number of seconds >= 0, got {value!r}")
     return seconds
 
 

@@ -8,6 +8,7 @@ at once (HA triggerers), which is harmless for reads.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +32,21 @@ from airflow_provider_ice.operators._agent_wait import (
 if TYPE_CHECKING:
     from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.hooks.ice import IceHook
+
+
+#: Imported in a worker thread before the first poll: imported cold inside the triggerer's event
+#: loop they would block it for a noticeable time (pydantic models, the client, aiohttp).
+_WAIT_MODULES = (
+    "airflow_provider_ice.hooks.ice",
+    "airflow_provider_ice.api.client",
+    "airflow_provider_ice.triggers.poller",
+    "aiohttp",
+)
+
+
+def _import_wait_modules() -> None:
+    for name in _WAIT_MODULES:
+        importlib.import_module(name)
 
 
 class InstancePoller(Protocol):
@@ -189,6 +205,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         return DirectInstancePoller(self.make_hook())
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.to_thread(_import_wait_modules)  # cheap once they are loaded
         target = self.target
         tracker = WaitTracker(
             target=target,
