@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_ice.api.errors import (
-    IceAuthError,
-    IceInvalidParameterError,
+    NON_RETRYABLE_ERRORS,
     IceNotFoundError,
     IceValidationError,
 )
@@ -45,15 +44,17 @@ REASON_NOT_FOUND = "not_found"
 REASON_POLL_ERROR = "poll_error"
 REASON_TIMEOUT = "timeout"
 #: Errors that polling again cannot fix: fail at once instead of burning the error budget.
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    IceAuthError,
-    IceInvalidParameterError,
-    IceValidationError,
-)
+PERMANENT_ERRORS = NON_RETRYABLE_ERRORS
 
 
 class IceAgentCallError(AirflowException):
-    """The agent call could not be placed, found or waited for."""
+    """The agent call could not be placed, found or waited for.
+
+    ``permanent`` is true when the cause was an error no retry can fix (then the task fails without
+    retries, see :func:`airflow_provider_ice.exceptions.fail_without_retry`).
+    """
+
+    permanent: bool = False
 
 
 class IceAgentInstanceNotFoundError(IceAgentCallError, AirflowFailException):
@@ -263,6 +264,8 @@ class Step:
     action: Action
     message: str = ""
     observation: Observation | None = None
+    #: A FAIL no retry can fix (the polling error was non-retryable).
+    permanent: bool = False
 
     @property
     def not_found(self) -> bool:
@@ -312,7 +315,7 @@ class WaitTracker:
 
     def on_error(self, error: BaseException) -> Step:
         if isinstance(error, PERMANENT_ERRORS):
-            return Step(Action.FAIL, f"Polling {self.target.describe()} failed: {error}")
+            return Step(Action.FAIL, f"Polling {self.target.describe()} failed: {error}", permanent=True)
         self.consecutive_errors += 1
         if self.consecutive_errors > self.max_consecutive_errors:
             return Step(
@@ -333,7 +336,11 @@ class WaitTracker:
 
 def failure(step: Step) -> IceAgentCallError:
     """The exception for a FAIL step: a typed "not found", or the polling error."""
-    return IceAgentInstanceNotFoundError(step.message) if step.not_found else IceAgentCallError(step.message)
+    if step.not_found:
+        return IceAgentInstanceNotFoundError(step.message)
+    error = IceAgentCallError(step.message)
+    error.permanent = step.permanent
+    return error
 
 
 def event_failure(event: dict[str, Any]) -> IceAgentCallError:
@@ -341,7 +348,9 @@ def event_failure(event: dict[str, Any]) -> IceAgentCallError:
     message = str(event.get("message"))
     if event.get("reason") == REASON_NOT_FOUND:
         return IceAgentInstanceNotFoundError(message)
-    return IceAgentCallError(message)
+    error = IceAgentCallError(message)
+    error.permanent = event.get("permanent") is True
+    return error
 
 
 def instance_record(
@@ -374,13 +383,18 @@ def make_event(
     *,
     reason: str,
     instance_status: str | None = None,
+    permanent: bool = False,
 ) -> dict[str, Any]:
-    """The one event shape every trigger event has (``call_log_url`` never travels in an event)."""
+    """The one event shape every trigger event has (``call_log_url`` never travels in an event).
+
+    ``permanent`` marks an ``error`` no retry can fix.
+    """
     record = instance_record(target, observation or Observation(Outcome.NOT_FOUND))
     return {
         "status": status,
         "message": message,
         "reason": reason,
+        "permanent": permanent,
         "agent_id": record["agent_id"],
         "instance_id": record["instance_id"],
         "channel_id": record["channel_id"],

@@ -21,6 +21,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.errors import IceOutcomeUnknownError
 from airflow_provider_ice.api.validation import require_non_empty
+from airflow_provider_ice.exceptions import fail_without_retry
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
 from ._agent_wait import (
@@ -147,6 +148,7 @@ class IceAgentCallBaseOperator(BaseOperator):
 
     # -- execute ------------------------------------------------------------------------------
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         require_non_empty(self.agent_id, "agent_id")
         self.validate_request()
@@ -386,6 +388,7 @@ class IceAgentCallBaseOperator(BaseOperator):
             return tracker.on_error(error)
         return tracker.on_observation(observation, time.time())
 
+    @fail_without_retry
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, call: dict[str, Any] | None = None
     ) -> dict[str, Any]:

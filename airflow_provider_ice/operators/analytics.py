@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import parse_time
+from airflow_provider_ice.exceptions import fail_without_retry
 from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators.call_log import IceCallLogError
 
@@ -187,6 +188,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
         root = self.destination if self.destination not in (None, "") else _publish.data_dir() / "sessions"
         return _publish.resolve(root, self.destination_conn_id) / partition_name(start, end)
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         start, end = self.interval(context)
         agent_ids = _agent_list(self.agent_ids)

@@ -26,6 +26,7 @@ from airflow_provider_ice.api.download import (
 )
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.models import AIAgentInstance
+from airflow_provider_ice.exceptions import fail_without_retry
 from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators._agent_wait import InstanceTarget, Outcome, poll_once, to_utc
 
@@ -210,6 +211,7 @@ class IceFetchCallLogOperator(BaseOperator):
             return resolved / file_name
         return resolved
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         target = self.target()
         with CallLogDownloader(

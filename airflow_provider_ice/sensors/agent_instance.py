@@ -13,6 +13,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.exceptions import fail_without_retry
 from airflow_provider_ice.operators._agent_wait import (
     WINDOW_MARGIN,
     Action,
@@ -241,6 +242,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         except Exception:
             self.log.debug("Could not record the error count in the task state store", exc_info=True)
 
+    @fail_without_retry
     def execute(self, context: Context) -> Any:
         self.poke_interval = _seconds(self.poke_interval, "poke_interval")
         if not self.deferrable:
@@ -276,6 +278,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout),
         )
 
+    @fail_without_retry
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: the instance record, or a clear failure."""
         event = validate_event(event)

@@ -252,6 +252,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
                             last,
                             reason=REASON_NOT_FOUND if step.not_found else REASON_POLL_ERROR,
                             instance_status=tracker.last_status,
+                            permanent=step.permanent,
                         )
                     )
                     return
