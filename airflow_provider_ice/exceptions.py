@@ -23,11 +23,16 @@ class IceNonRetryableError(AirflowFailException):
     """
 
 
-@functools.cache
+_NON_RETRYABLE_CLASSES: dict[type[Exception], type[Exception]] = {}
+
+
 def _non_retryable_class(error_class: type[Exception]) -> type[Exception]:
-    return type(
-        error_class.__name__, (error_class, IceNonRetryableError), {"__module__": error_class.__module__}
-    )
+    cls = _NON_RETRYABLE_CLASSES.get(error_class)
+    if cls is None:
+        namespace = {"__module__": error_class.__module__}
+        cls = type(error_class.__name__, (error_class, IceNonRetryableError), namespace)
+        _NON_RETRYABLE_CLASSES[error_class] = cls
+    return cls
 
 
 def as_non_retryable(error: Exception) -> Exception:
