@@ -34,7 +34,9 @@ RECIPIENTS = [{"name": "Ann", "topic": "delivery"}, {"name": "Bo", "topic": "ren
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/deployment/" in item.nodeid:
+        if "tests/deployment/" in item.nodeid and {"stack", "workload"} & set(
+            getattr(item, "fixturenames", ())
+        ):
             item.add_marker(pytest.mark.deployment)
             if SKIP:
                 item.add_marker(pytest.mark.skip(reason="ICE_SKIP_DEPLOYMENT is set"))

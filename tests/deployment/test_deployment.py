@@ -148,9 +148,21 @@ def test_every_run_succeeds_with_exactly_one_call_and_one_fetch(workload: Worklo
             else:
                 assert instance["CallLogDownloads"] == 0
     assert calls == len(instances)  # and no call that no task instance accounts for
+    _assert_one_asset_event_per_fetch(stack, runs)
     assert {"cli_no_date", "cli_dated", "rest_no_date"} <= {
         r["dag_run_id"] for r in runs if r["dag_id"] == PIPELINE
     }
+
+
+def _assert_one_asset_event_per_fetch(stack: Stack, runs: list[dict[str, Any]]) -> None:
+    """The example emits ``ice://call-logs/all`` (its agent is a param), as the README says."""
+    (asset,) = [
+        a for a in stack.request("GET", "/api/v2/assets")["assets"] if a["uri"] == "ice://call-logs/all"
+    ]
+    events = stack.request("GET", f"/api/v2/assets/events?asset_id={asset['id']}")["asset_events"]
+    assert sorted(event["source_run_id"] for event in events) == sorted(
+        run["dag_run_id"] for run in runs if run["dag_id"] == PIPELINE
+    )
 
 
 def _assert_call_log_file(stack: Stack, run: dict[str, Any], instance: dict[str, Any]) -> None:
@@ -186,6 +198,17 @@ def test_ice_console_link_of_a_finished_call(workload: Workload) -> None:
     record = _xcom(stack, PIPELINE, "rest_no_date", "place_call", -1)
     assert record["instance_id"] in links["ICE Console"]
     assert links["ICE Console"].startswith("https://")
+
+
+def test_the_triggerer_loop_was_never_blocked(workload: Workload) -> None:
+    """Defect 6 in its natural habitat: the triggerer's own watchdog (0.2 s) never fired."""
+    wait_for("every run to finish", lambda: _all_finished(workload), 240, 2)
+    for name in ("triggerer", "triggerer-restarted"):
+        log = workload.stack.root / "logs" / f"{name}.log"
+        blocked = [
+            line for line in log.read_text(errors="replace").splitlines() if "thread was blocked" in line
+        ]
+        assert blocked == [], f"{name}: {blocked}"
 
 
 def test_every_component_is_a_separate_live_process(stack: Stack) -> None:
