@@ -41,6 +41,8 @@ DAG_FILES = (
 #: Where Debian/Ubuntu's postgresql packages put the server binaries, one directory per version.
 DEBIAN_POSTGRES_ROOT = Path("/usr/lib/postgresql")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: asyncio debug mode in the triggerer: a blocked loop is then logged with the coroutine that blocked it.
+TRIGGERER_ENV = {"PYTHONASYNCIODEBUG": "1"}
 
 
 class DeploymentError(RuntimeError):
@@ -187,14 +189,16 @@ class Stack:
 
     # -- processes ------------------------------------------------------------------------------
 
-    def start(self, name: str, argv: Sequence[str], user: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: Sequence[str], user: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``argv`` in its own session, output to ``logs/<name>.log``; remember its PID."""
         log = (self.root / "logs" / f"{name}.log").open("ab")
         process = subprocess.Popen(
             list(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             cwd=self.root,
             start_new_session=True,
             user=user,
@@ -355,7 +359,9 @@ def start_airflow(stack: Stack) -> None:
     )  # fmt: skip
     stack.start("api-server", stack.airflow("api-server", "--port", str(stack.api_port), "--workers", "1"))
     for component in COMPONENTS[1:]:
-        stack.start(component, stack.airflow(component))
+        stack.start(
+            component, stack.airflow(component), env=TRIGGERER_ENV if component == "triggerer" else None
+        )
     wait_for("the emulator", lambda: stack.emulator_state() is not None, 60)
     wait_for("the api-server", lambda: stack.request("GET", "/api/v2/monitor/health", auth=False), 180, 1)
     stack.login()

@@ -18,7 +18,7 @@ import pytest
 
 from airflow_provider_ice.api.correlation import correlation_id_of
 from tests.deployment.conftest import DATED_LOGICAL_DATE, PIPELINE, RECIPIENTS, Workload
-from tests.deployment.stack import COMPONENTS, Stack, stop_tree, wait_for
+from tests.deployment.stack import COMPONENTS, TRIGGERER_ENV, Stack, stop_tree, wait_for
 
 FINISHED_RUN_STATES = {"success", "failed"}
 TI_ENDED = {"success", "failed", "skipped", "upstream_failed"}
@@ -107,7 +107,7 @@ def test_triggerer_killed_while_sensors_are_deferred(workload: Workload) -> None
 
     waiting = wait_for("sensors deferred to the triggerer", deferred, 150, 0.5)
     stop_tree(stack.processes.pop("triggerer").pid, signal.SIGKILL)  # the whole triggerer, at once
-    stack.start("triggerer-restarted", stack.airflow("triggerer"))
+    stack.start("triggerer-restarted", stack.airflow("triggerer"), env=TRIGGERER_ENV)
 
     def resumed() -> bool:
         states = _ti_states(workload, runs)
