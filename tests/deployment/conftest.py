@@ -73,11 +73,22 @@ def stack() -> Iterator[Stack]:
         with deployment(root) as running:
             print(f"\ndeployment up in {time.monotonic() - started:.0f}s under {root}")
             yield running
+            _print_slow_loop_steps(running)
     finally:
         if os.environ.get("ICE_KEEP_DEPLOYMENT"):
             print(f"deployment kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _print_slow_loop_steps(stack: Stack) -> None:
+    """Show what asyncio debug mode saw block the triggerers' loops (Airflow's own steps included)."""
+    for log in sorted((stack.root / "logs").glob("triggerer*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "[asyncio]" in line and " took " in line:
+                print(
+                    f"{log.name}: {line[line.index('Executing') :][:160]} ... {line[line.rindex(' took ') :]}"
+                )
 
 
 @pytest.fixture(scope="session")
