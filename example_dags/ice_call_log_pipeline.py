@@ -62,7 +62,8 @@ with DAG(
         task_id="fetch_call_log",
         call=place_call.output,
         # The run's date, with or without a logical date (`airflow dags trigger` gives none).
-        destination="{{ params.destination }}/call_logs/{{ (dag_run.logical_date or dag_run.run_after) | ds }}/",
+        destination="{{ params.destination }}/call_logs/"
+        "{{ (dag_run.logical_date or dag_run.run_after) | ds }}/",
     )
 
     @task
