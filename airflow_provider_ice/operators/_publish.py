@@ -57,7 +57,7 @@ def resolve(destination: Any, conn_id: str | None = None) -> Target:
 
 
 def new_file_mode() -> int:
-    """The mode ``open(path, "w")`` gives a new file under the process umask."""
+    """Return the mode ``open(path, "w")`` gives a new file under the process umask."""
     umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(umask)
     return 0o666 & ~umask

@@ -56,7 +56,7 @@ def _agent_list(agent_ids: Any) -> list[str]:
 
 
 def last_complete_interval(expression: str, timezone: str, run_after: datetime) -> tuple[datetime, datetime]:
-    """The last whole interval of the cron ``expression`` (in ``timezone``) ending by ``run_after``."""
+    """Return the last whole interval of the cron ``expression`` (in ``timezone``) ending by ``run_after``."""
     import pendulum
     from croniter import croniter
 

@@ -39,7 +39,7 @@ ERRORS_STATE_KEY = "ice_sensor_consecutive_errors"
 
 
 def _seconds(value: Any, parameter: str) -> float:
-    """Finite seconds >= 0, as Airflow's sensors take them (a template renders to a string)."""
+    """Return finite seconds >= 0, as Airflow's sensors take them (a template renders to a string)."""
     try:
         seconds = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
     except ValueError:
