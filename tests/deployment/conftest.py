@@ -50,7 +50,6 @@ class Workload:
     today: datetime
     runs: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (dag_id, run_id)
     backfill_days: list[str] = field(default_factory=list)
-    started_at: float = field(default_factory=time.monotonic)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return list(

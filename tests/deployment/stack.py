@@ -125,7 +125,8 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     emulator_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    started: list[int] = field(default_factory=list)
+    #: (PID, creation time) of every process started, so a PID reused by someone else is never signalled.
+    started: list[tuple[int, float]] = field(default_factory=list)
     token: str | None = None
 
     def __post_init__(self) -> None:
@@ -205,7 +206,8 @@ class Stack:
         )
         log.close()
         self.processes[name] = process
-        self.started.append(process.pid)
+        with contextlib.suppress(psutil.Error):
+            self.started.append((process.pid, psutil.Process(process.pid).create_time()))
         return process
 
     def run(self, name: str, argv: Sequence[str], timeout: float = 240, user: str | None = None) -> str:
@@ -231,15 +233,17 @@ class Stack:
     def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, grace: float = 15) -> None:
         """Stop one process and everything it started (children may sit in their own groups)."""
         process = self.processes.pop(name, None)
-        if process is not None:
+        if process is not None and process.poll() is None:  # not reaped: the PID is still ours
             stop_tree(process.pid, sig, grace)
 
     def stop_all(self) -> None:
         for name in reversed(list(self.processes)):
             self.stop(name, signal.SIGINT if name == "postgres" else signal.SIGTERM)
-        for pid in self.started:  # anything left behind by a process that is gone already
+        for pid, created in self.started:  # anything still running that this stack started
             with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+                process = psutil.Process(pid)
+                if process.create_time() == created:
+                    process.kill()
 
     # -- REST -----------------------------------------------------------------------------------
 
