@@ -8,6 +8,8 @@ import pytest
 
 from airflow_provider_ice.emulator import IceEmulator
 
+pytestmark = pytest.mark.integration
+
 
 def test_non_retryable_failures_are_not_retried(
     airflow_db: str, ice_connection: IceEmulator, monkeypatch: pytest.MonkeyPatch

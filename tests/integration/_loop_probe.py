@@ -1,6 +1,6 @@
 """Run ICE triggers the way a triggerer does, in asyncio debug mode; print every slow loop step.
 
-Run in a fresh interpreter (``python -m tests.unit.triggers._loop_probe N``) so that nothing of the
+Run in a fresh interpreter (``python -m tests.integration._loop_probe N``) so that nothing of the
 provider is imported yet: the triggerer imports a trigger's module, and the trigger then imports
 whatever it needs, inside its event loop, so a cold import is exactly what would block it. The
 connection comes from ``AIRFLOW_CONN_ICE_DEFAULT``; N triggers (coalesced) plus one polling on its

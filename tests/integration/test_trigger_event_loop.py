@@ -21,7 +21,9 @@ import pytest
 from airflow_provider_ice.emulator import IceEmulator
 from tests.emulator.conftest import send, signed
 
-REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 AGENT = "agent-loop-probe"
 
 
@@ -54,7 +56,7 @@ def _probe(correlation_ids: list[str], report: Path) -> dict[str, Any]:
         "ICE_PROBE_REPORT": str(report),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "tests.unit.triggers._loop_probe"],
+        [sys.executable, "-m", "tests.integration._loop_probe"],
         cwd=REPO,
         env=env,
         capture_output=True,
