@@ -127,7 +127,7 @@ class EmulatorConfig:
     :param seed: seed of every random choice (ids, faults, call-log content, no-shows). None (the
         default): ids are drawn from the operating system, so they are unique per emulator (and per
         reset) and a restarted emulator never reuses an earlier InstanceId or ChannelId; the other
-        choices stay deterministic (the same in every unseeded emulator).
+        choices stay deterministic (fault decisions as under seed 0).
     :param user_join_delay: seconds after creation at which the simulated user joins (Created → Executing).
     :param call_duration: seconds the simulated conversation lasts once the user joined (→ Finished).
     :param no_show_rate: share of calls whose user never joins; they finish after ``UserOnlineTimeout``.
