@@ -34,7 +34,7 @@ def make_correlation_id(
 
 
 def correlation_id_of(user_data: str | None) -> str | None:
-    """The correlation id carried in a UserData string, or None."""
+    """Return the correlation id carried in a UserData string, or None."""
     if not user_data or CORRELATION_KEY not in user_data:
         return None
     try:

@@ -46,6 +46,7 @@ def _history(text: str) -> tuple[str, int, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser of ``airflow-ice-emulator``."""
     parser = argparse.ArgumentParser(
         prog="airflow-ice-emulator",
         description="Run a local Alibaba Cloud ICE AI-agent service (real V3 signatures, simulated calls).",
@@ -58,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--access-key-id", default=EmulatorConfig.access_key_id)
     net.add_argument("--access-key-secret", default="emulator-access-key-secret")
     net.add_argument("--security-token", default=None, help="require this STS token on every request")
-    net.add_argument("--seed", type=int, default=0, help="seed of ids, faults and call-log content")
+    net.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of ids, faults and call-log content (default: ids unique per process, the rest fixed)",
+    )
 
     life = parser.add_argument_group("simulated calls")
     life.add_argument("--user-join-delay", type=_seconds, default=2.0, help="seconds until the user joins")
@@ -112,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """Return the emulator configuration the parsed command line asks for."""
     fault_actions = None
     if args.fault_actions:
         fault_actions = frozenset(a.strip() for a in args.fault_actions.split(",") if a.strip())

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,8 +14,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from airflow_provider_ice.api.errors import IceApiError, IceAuthError, IceError, IceValidationError
-from airflow_provider_ice.api.signing import Credentials
+from airflow_provider_ice.api.errors import IceApiError, IceAuthError, IceError
+from airflow_provider_ice.hooks.connection import (
+    ENV_ACCESS_KEY_ID,
+    IceConnectionSettings,
+    settings_from_connection,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -31,159 +34,39 @@ if TYPE_CHECKING:
         StopAIAgentInstanceResponse,
     )
 
-DEFAULT_REGION = "cn-shanghai"
-ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
-ENV_ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
-ENV_SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class IceConnectionSettings:
-    """Everything a client needs, resolved from a Connection (and the environment)."""
-
-    credentials: Credentials
-    region: str
-    endpoint: str
-    timeout: float
-    connect_timeout: float
-    max_retries: int
-    verify: bool | str
-
-    def client_kwargs(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "timeout": self.timeout,
-            "connect_timeout": self.connect_timeout,
-            "max_retries": self.max_retries,
-            "verify": self.verify,
-        }
-
-
-def _number(extras: Mapping[str, Any], name: str, default: float) -> float:
-    value = extras.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise IceValidationError(
-            name, f"connection extra must be a number of seconds, got {value!r}"
-        ) from None
-    if not 0 < number <= 3600:
-        raise IceValidationError(name, f"connection extra must be between 0 and 3600 seconds, got {value!r}")
-    return number
-
-
-def _integer(extras: Mapping[str, Any], name: str, default: int) -> int:
-    value = extras.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise IceValidationError(name, f"connection extra must be an integer 0..20, got {value!r}") from None
-    if not 0 <= number <= 20:
-        raise IceValidationError(name, f"connection extra must be between 0 and 20, got {number}")
-    return number
-
-
-def _verify(extras: Mapping[str, Any]) -> bool | str:
-    value = extras.get("verify")
-    if value is None or value == "" or value is True:
-        return True
-    if value is False:
-        return False
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        return value.strip()  # a CA bundle path; the client checks that it exists
-    raise IceValidationError(
-        "verify", f"connection extra must be true, false or a CA bundle path, got {value!r}"
-    )
-
-
-def _credentials(
-    conn_id: str, login: str | None, password: str | None, extras: Mapping[str, Any]
-) -> Credentials:
-    login, password = (login or "").strip(), (password or "").strip()
-    token = str(extras.get("security_token") or "").strip() or None
-    source = f"connection {conn_id!r}"
-    if not login and not password:
-        login = os.environ.get(ENV_ACCESS_KEY_ID, "").strip()
-        password = os.environ.get(ENV_ACCESS_KEY_SECRET, "").strip()
-        token = token or os.environ.get(ENV_SECURITY_TOKEN, "").strip() or None
-        source = (
-            f"connection {conn_id!r} (no keys) and the environment "
-            f"({ENV_ACCESS_KEY_ID}/{ENV_ACCESS_KEY_SECRET})"
-        )
-    if not login or not password:
-        missing = "AccessKey ID (login)" if not login else "AccessKey secret (password)"
-        if not login and not password:
-            raise IceValidationError(
-                "credentials",
-                f"no AccessKey found in {source}; set login (AccessKey ID) and password "
-                "(AccessKey secret) on the connection, or the environment variables",
-            )
-        raise IceValidationError(
-            "credentials", f"{source} has only half an AccessKey pair: the {missing} is missing"
-        )
-    return Credentials(login, password, token)
-
-
-def settings_from_connection(
-    conn_id: str, login: str | None, password: str | None, extras: Mapping[str, Any]
-) -> IceConnectionSettings:
-    """Resolve client settings from connection fields (pure: no Airflow calls, easy to test)."""
-    region = str(extras.get("region") or DEFAULT_REGION).strip()
-    if not _REGION_RE.match(region):
-        raise IceValidationError(
-            "region", f"must be an Alibaba Cloud region id such as cn-shanghai, got {region!r}"
-        )
-    endpoint = str(extras.get("endpoint") or "").strip() or f"https://ice.{region}.aliyuncs.com"
-    from airflow_provider_ice.api.transport import parse_endpoint
-
-    parsed = parse_endpoint(endpoint)  # rejects an unknown scheme before any request
-    return IceConnectionSettings(
-        credentials=_credentials(conn_id, login, password, extras),
-        region=region,
-        endpoint=parsed.url,
-        timeout=_number(extras, "timeout", 10.0),
-        connect_timeout=_number(extras, "connect_timeout", 5.0),
-        max_retries=_integer(extras, "max_retries", 3),
-        verify=_verify(extras),
-    )
-
-
-def _mask_async(secret: str) -> None:
+def _mask_async(secret: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Register a secret from inside an event loop without the sync supervisor round-trip.
 
     The sync ``mask_secret`` talks to the supervisor with a blocking call, which stalls (or
-    deadlocks) a triggerer's event loop; mask locally now and tell the supervisor asynchronously.
+    deadlocks) a triggerer's event loop; mask locally now and tell the supervisor asynchronously,
+    on ``loop`` when called from a worker thread of that loop.
     """
-    from airflow.sdk.log import amask_secret
-
     try:
         from airflow.sdk.log import _secrets_masker
 
         _secrets_masker().add_mask(secret)
     except ImportError:  # pragma: no cover - older task SDKs
         pass
+    if loop is not None:
+        loop.call_soon_threadsafe(_tell_supervisor, secret)
+        return
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
         from airflow.sdk.log import mask_secret
 
         mask_secret(secret)
         return
-    task = loop.create_task(amask_secret(secret))
+    _tell_supervisor(secret)
+
+
+def _tell_supervisor(secret: str) -> None:
+    from airflow.sdk.log import amask_secret
+
+    task = asyncio.get_running_loop().create_task(amask_secret(secret))
     _PENDING_MASKS.add(task)
     task.add_done_callback(_PENDING_MASKS.discard)
 
@@ -197,7 +80,8 @@ class IceHook(BaseHook):
     Connection (type ``alibaba_ice``): login = AccessKey ID, password = AccessKey secret; extras
     ``region`` (default cn-shanghai), ``endpoint`` (a host or a full URL; plain ``http://`` only
     when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``
-    and ``verify`` (true, false, or a CA bundle path). Without keys on the connection, the
+    ``verify`` (true or false; an older connection's CA bundle path there still works) and
+    ``ca_bundle`` (a CA bundle path to verify with). Without keys on the connection, the
     ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` environment
     variables are used.
 
@@ -237,7 +121,7 @@ class IceHook(BaseHook):
         return self._settings(conn, conn.extra_dejson if conn is not None else {})
 
     async def aget_settings(self) -> IceConnectionSettings:
-        """Settings resolved with the async connection lookup (safe inside a triggerer)."""
+        """Return the settings resolved with the async connection lookup (safe inside a triggerer)."""
         if "settings" in self.__dict__:
             return self.settings
         try:
@@ -289,25 +173,38 @@ class IceHook(BaseHook):
             settings.credentials, transport=self._transport, on_secret=mask_secret, **settings.client_kwargs()
         )
 
+    def _new_async_client(
+        self, settings: IceConnectionSettings, loop: asyncio.AbstractEventLoop
+    ) -> AsyncIceClient:
+        """Return a new async client whose secrets are masked through ``loop``."""
+        from airflow_provider_ice.api.client import AsyncIceClient
+
+        return AsyncIceClient(
+            settings.credentials,
+            transport=self._async_transport,
+            on_secret=functools.partial(_mask_async, loop=loop),
+            **settings.client_kwargs(),
+        )
+
     def get_conn(self) -> IceClient:
-        """The sync :class:`~airflow_provider_ice.api.client.IceClient`."""
+        """Return the sync :class:`~airflow_provider_ice.api.client.IceClient`."""
         return self.client
 
     async def aget_async_client(self) -> AsyncIceClient:
-        """The async client for the running event loop (one per loop: aiohttp pools are loop-bound)."""
-        from airflow_provider_ice.api.client import AsyncIceClient
+        """Return the async client for the running event loop (one per loop: aiohttp pools are loop-bound).
 
+        It is built in a worker thread: the first one imports aiohttp and every one loads the CA
+        bundle into an SSL context, blocking work that would stall a triggerer's event loop.
+        """
         loop = asyncio.get_running_loop()
         cached = self._async_clients.get(id(loop))
         if cached is not None and cached[0] is loop:
             return cached[1]
         settings = await self.aget_settings()
-        client = AsyncIceClient(
-            settings.credentials,
-            transport=self._async_transport,
-            on_secret=_mask_async,
-            **settings.client_kwargs(),
-        )
+        client = await asyncio.to_thread(self._new_async_client, settings, loop)
+        cached = self._async_clients.get(id(loop))
+        if cached is not None and cached[0] is loop:
+            return cached[1]  # another coroutine built one meanwhile; ours has opened nothing yet
         # Drop clients of closed loops so a long-lived hook does not keep dead pools.
         self._async_clients = {k: v for k, v in self._async_clients.items() if not v[0].is_closed()}
         self._async_clients[id(loop)] = (loop, client)
@@ -325,6 +222,8 @@ class IceHook(BaseHook):
             await cached[1].aclose()
 
     # -- API ----------------------------------------------------------------------------------
+    # Typed pass-throughs to the client (the hook's public API, mocked by operator tests); they
+    # repeat the client's signatures on purpose and add no logic.
 
     def generate_ai_agent_call(
         self,
@@ -438,3 +337,14 @@ class IceHook(BaseHook):
         except AirflowNotFoundException as exc:
             return False, str(exc)
         return True, f"Connection works ({self.endpoint})"
+
+
+class IceHookMixin:
+    """Give an operator or a sensor its :class:`IceHook`, built on first use from ``ice_conn_id``."""
+
+    ice_conn_id: str
+
+    @cached_property
+    def hook(self) -> IceHook:
+        """Return the hook of this task's ``ice_conn_id``."""
+        return IceHook(ice_conn_id=self.ice_conn_id)

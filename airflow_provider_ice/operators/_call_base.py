@@ -20,38 +20,39 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
-from airflow_provider_ice.api.validation import require_non_empty
-from airflow_provider_ice.links import IceAIAgentInstanceLink
-
-from ._agent_wait import (
+from airflow_provider_ice.api.validation import (
+    parse_time,
+    positive_seconds,
+    require_non_empty,
+    validate_int_range,
+)
+from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     Action,
+    InstanceTarget,
+    WaitTracker,
+    poll_step,
+)
+from airflow_provider_ice.exceptions import (
     IceAgentWaitTimeout,
     IceTriggerEventError,
-    InstanceTarget,
-    Step,
-    WaitTracker,
-    event_failure,
-    failure,
-    iso,
-    poll_once,
-    positive_seconds,
-    to_utc,
-    validate_event,
+    fail_without_retry,
+    wait_failure,
 )
+from airflow_provider_ice.hooks.ice import IceHookMixin
+from airflow_provider_ice.links import IceAIAgentInstanceLink
+
 from ._call_placement import CallPlacementMixin
 from ._call_store import STATE_KEY, CallStore, clear_generation
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_ice.hooks.ice import IceHook
 
 __all__ = ["CALL_XCOM_KEY", "STATE_KEY", "IceAgentCallBaseOperator"]
 
@@ -59,7 +60,7 @@ __all__ = ["CALL_XCOM_KEY", "STATE_KEY", "IceAgentCallBaseOperator"]
 CALL_XCOM_KEY = "ice_agent_call"
 
 
-class IceAgentCallBaseOperator(CallPlacementMixin, BaseOperator):
+class IceAgentCallBaseOperator(CallPlacementMixin, IceHookMixin, BaseOperator):
     """Exactly-once placement, adoption and waiting shared by the ICE call operators.
 
     Exactly one call per task instance: an automatic retry never places a second call; a user's
@@ -140,18 +141,10 @@ class IceAgentCallBaseOperator(CallPlacementMixin, BaseOperator):
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout")
         self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
-        if max_consecutive_errors < 0:
-            raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
-        self.max_consecutive_errors = max_consecutive_errors
+        self.max_consecutive_errors = validate_int_range(max_consecutive_errors, "max_consecutive_errors", 0)
         self.stop_on_kill = stop_on_kill
         self.lookback = lookback
         self._instance_id: str | None = None
-
-    @cached_property
-    def hook(self) -> IceHook:
-        from airflow_provider_ice.hooks.ice import IceHook
-
-        return IceHook(ice_conn_id=self.ice_conn_id)
 
     # -- to implement -------------------------------------------------------------------------
 
@@ -164,6 +157,7 @@ class IceAgentCallBaseOperator(CallPlacementMixin, BaseOperator):
 
     # -- execute ------------------------------------------------------------------------------
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         require_non_empty(self.agent_id, "agent_id")
         self.validate_request()
@@ -192,13 +186,13 @@ class IceAgentCallBaseOperator(CallPlacementMixin, BaseOperator):
             correlation_id=record.get("correlation_id"),
             channel_id=record.get("channel_id"),
             instance_id=record.get("instance_id"),
-            window_start=to_utc(record["created_at"]) - WINDOW_MARGIN,
+            window_start=parse_time(record["created_at"], "created_at") - WINDOW_MARGIN,
         )
         now = time.time()
         end_time = now + self.timeout
         tracker = WaitTracker(target, now + self.not_found_timeout, self.max_consecutive_errors)
         # Check once before deferring: a short call may already be over.
-        step = self._poll(tracker, target)
+        step = poll_step(tracker, self.hook)
         if step.action is Action.WAIT and self.deferrable:
             from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
 
@@ -206,17 +200,11 @@ class IceAgentCallBaseOperator(CallPlacementMixin, BaseOperator):
             # (dag.test() for one) hands the defer kwargs back to execute_complete.
             context["ti"].xcom_push(key=CALL_XCOM_KEY, value=record)
             self.defer(
-                trigger=IceAIAgentInstanceTrigger(
+                trigger=IceAIAgentInstanceTrigger.for_wait(
+                    tracker,
                     ice_conn_id=self.ice_conn_id,
-                    agent_id=self.agent_id,
-                    correlation_id=target.correlation_id,
-                    channel_id=target.channel_id,
-                    instance_id=target.instance_id,
-                    window_start=iso(target.window_start),
                     poll_interval=self.poll_interval,
                     end_time=end_time,
-                    not_found_deadline=tracker.not_found_deadline,
-                    max_consecutive_errors=self.max_consecutive_errors,
                     stop_on_kill=self.stop_on_kill,
                     coalesce=self.coalesce_polls,
                 ),
@@ -236,23 +224,19 @@ class IceAgentCallBaseOperator(CallPlacementMixin, BaseOperator):
                     f"(last status: {tracker.last_status})"
                 )
             time.sleep(min(self.poll_interval, remaining))
-            step = self._poll(tracker, target)
+            step = poll_step(tracker, self.hook)
         if step.action is Action.FAIL:
-            raise failure(step)
+            raise wait_failure(step)
         self.log.info("%s", step.message)
         return record
 
-    def _poll(self, tracker: WaitTracker, target: InstanceTarget) -> Step:
-        try:
-            observation = poll_once(self.hook, target)
-        except Exception as error:
-            return tracker.on_error(error)
-        return tracker.on_observation(observation, time.time())
-
+    @fail_without_retry
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, call: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Resume after the trigger: success returns the call record; timeout stops, then fails."""
+        from airflow_provider_ice.triggers.agent_instance import event_failure, validate_event
+
         event = validate_event(event)
         call = call or self._deferred_call(context) or {}
         if call and event.get("agent_id") != call.get("agent_id"):

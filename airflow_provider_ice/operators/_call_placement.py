@@ -19,9 +19,11 @@ from airflow_provider_ice.api.errors import (
     IceTransportError,
 )
 from airflow_provider_ice.api.models import InstanceStatus
+from airflow_provider_ice.api.validation import iso, parse_time, utcnow
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, find_instance
+from airflow_provider_ice.exceptions import IceAgentCallError
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
-from ._agent_wait import WINDOW_MARGIN, IceAgentCallError, iso, to_utc, utcnow
 from ._call_store import CallStore, StoredCall
 
 if TYPE_CHECKING:
@@ -171,7 +173,7 @@ class CallPlacementMixin:
             return self.hook.describe_ai_agent_instance(instance_id).status
         if not correlation_id:
             return None
-        found = self._find(correlation_id, to_utc(record["created_at"]) - WINDOW_MARGIN)
+        found = self._find(correlation_id, parse_time(record["created_at"], "created_at") - WINDOW_MARGIN)
         return None if found is None else found.status
 
     # -- placing ------------------------------------------------------------------------------
@@ -236,17 +238,10 @@ class CallPlacementMixin:
         "look again"; None is returned only after a listing that succeeded, so a failed look
         never passes for "not placed".
         """
-        from airflow_provider_ice.api.lookup import find_instance
-
+        target = InstanceTarget(agent_id=self.agent_id, correlation_id=correlation_id, window_start=since)
         while True:
             try:
-                found = find_instance(
-                    self.hook,  # type: ignore[arg-type]  # same method names as IceClient
-                    self.agent_id,
-                    correlation_id=correlation_id,
-                    start_time=since,
-                    end_time=utcnow() + WINDOW_MARGIN,
-                )
+                found = find_instance(self.hook, target)
             except TRANSIENT_ERRORS as error:
                 remaining = (deadline or 0) - time.time()
                 if remaining <= 0:
@@ -265,7 +260,7 @@ class CallPlacementMixin:
             instance_id=instance.instance_id,
             correlation_id=correlation_id,
             # ListAIAgentInstance has no creation time: the search start keeps sensor windows right.
-            created_at=iso(instance.gmt_create or to_utc(since)),
+            created_at=iso(instance.gmt_create or parse_time(since, "since")),
             channel_id=instance.channel_id,
             ai_agent_user_id=runtime.agent_user_id,
             user_id=getattr(self, "user_id", None),
@@ -291,7 +286,7 @@ class CallPlacementMixin:
         dag_run = context.get("dag_run")
         started = getattr(dag_run, "start_date", None)
         if started is not None:
-            return to_utc(started) - WINDOW_MARGIN
+            return parse_time(started, "dag_run.start_date") - WINDOW_MARGIN
         return utcnow() - self.lookback
 
     def _remember(self, context: Context, store: CallStore, record: dict[str, Any]) -> None:

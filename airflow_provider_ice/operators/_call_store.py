@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._agent_wait import iso, to_utc
+from airflow_provider_ice.api.validation import iso, parse_time
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,7 +64,7 @@ class StoredCall:
 
     @property
     def sent_at(self) -> datetime:
-        return to_utc(self.record["created_at"])
+        return parse_time(self.record["created_at"], "created_at")
 
 
 class CallStore:

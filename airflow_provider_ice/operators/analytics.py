@@ -8,16 +8,21 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_ice import storage
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.validation import parse_time
-from airflow_provider_ice.operators import _publish
-from airflow_provider_ice.operators.call_log import IceCallLogError
+from airflow_provider_ice.api.validation import (
+    parse_time,
+    validate_download_limits,
+    validate_int_range,
+    validate_page_size,
+)
+from airflow_provider_ice.exceptions import IceCallLogError, fail_without_retry
+from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,10 +30,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_ice.analytics.collect import CollectStats
-    from airflow_provider_ice.hooks.ice import IceHook
 
 SESSIONS_FILE = "sessions.jsonl"
 SUMMARY_FILE = "summary.json"
+#: Downloads in flight at once, at the most.
+MAX_CONCURRENCY = 256
 _AGENT_SPLIT = re.compile(r"[\s,]+")
 
 
@@ -54,7 +60,33 @@ def _agent_list(agent_ids: Any) -> list[str]:
     raise IceValidationError("agent_ids", f"must be an agent id or a list of them, got {agent_ids!r}")
 
 
-class IceSessionAnalyticsOperator(BaseOperator):
+def last_complete_interval(expression: str, timezone: str, run_after: datetime) -> tuple[datetime, datetime]:
+    """Return the last whole interval of the cron ``expression`` (in ``timezone``) ending by ``run_after``."""
+    import pendulum
+    from croniter import croniter
+
+    local = pendulum.instance(run_after).in_timezone(timezone)
+    # croniter works on naive wall-clock times; one step back from just after run_after lands on
+    # run_after itself when it is a fire time.
+    cron = croniter(expression, local.naive().add(microseconds=1))
+    end = cron.get_prev(datetime)
+    start = cron.get_prev(datetime)
+    as_utc = [pendulum.instance(moment, tz=timezone).in_timezone("UTC") for moment in (start, end)]
+    return as_utc[0], as_utc[1]
+
+
+def _inferred_interval(context: Context) -> tuple[datetime | None, datetime | None]:
+    dag_run, dag = context.get("dag_run"), context.get("dag")
+    timetable = getattr(dag, "timetable", None)
+    expression = getattr(timetable, "expression", None)
+    run_after = getattr(dag_run, "run_after", None)
+    if not isinstance(expression, str) or run_after is None:
+        return None, None
+    timezone = getattr(timetable, "timezone", "UTC")
+    return last_complete_interval(expression, str(getattr(timezone, "name", timezone)), run_after)
+
+
+class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
     """Compute session analytics for one interval and write them as one replaceable partition.
 
     Lists every instance of ``agent_ids`` created in ``[start_time, end_time)`` (all pages, with the
@@ -69,7 +101,9 @@ class IceSessionAnalyticsOperator(BaseOperator):
     completes the partition; a call log that is not valid JSON is recorded as an error instead.
 
     :param agent_ids: one agent id, a comma-separated string, or a list. (templated)
-    :param start_time: interval start (ISO-8601 or datetime); default ``data_interval_start``. (templated)
+    :param start_time: interval start (ISO-8601 or datetime); default ``data_interval_start`` or,
+        in a run without a logical date of a cron-scheduled DAG, the start of the last complete
+        interval before the run was triggered. (templated)
     :param end_time: interval end, exclusive; default ``data_interval_end``. (templated)
     :param destination: the dataset root: a local path, a ``file://``/``s3://``/... URI or an
         ``ObjectStoragePath``; default ``$ICE_DATA_DIR/sessions``, else
@@ -106,14 +140,9 @@ class IceSessionAnalyticsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 1 <= page_size <= 100:
-            raise ValueError(f"page_size: must be between 1 and 100, got {page_size!r}")
-        if not 1 <= concurrency <= 256:
-            raise ValueError(f"concurrency: must be between 1 and 256, got {concurrency!r}")
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes: must be a positive number of bytes, got {max_bytes!r}")
-        if max_url_refreshes < 0 or download_retries < 0:
-            raise ValueError("max_url_refreshes and download_retries: must be 0 or more")
+        validate_page_size(page_size, "page_size")
+        validate_int_range(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+        validate_download_limits(max_bytes, max_url_refreshes, download_retries)
         self.agent_ids = agent_ids
         self.start_time = start_time
         self.end_time = end_time
@@ -127,30 +156,33 @@ class IceSessionAnalyticsOperator(BaseOperator):
         self.download_timeout = download_timeout
         self.page_size = page_size
 
-    @cached_property
-    def hook(self) -> IceHook:
-        from airflow_provider_ice.hooks.ice import IceHook
-
-        return IceHook(ice_conn_id=self.ice_conn_id)
-
     def interval(self, context: Context) -> tuple[datetime, datetime]:
-        """``[start, end)`` in UTC, from the parameters or the run's data interval."""
+        """``[start, end)`` in UTC, from the parameters or the run's data interval.
+
+        A run without a logical date (``airflow dags trigger``) has no data interval; on a cron
+        schedule it then covers the last complete interval before it was triggered, the interval a
+        manual run with a logical date gets.
+        """
         start = self.start_time if self.start_time not in (None, "") else context.get("data_interval_start")
         end = self.end_time if self.end_time not in (None, "") else context.get("data_interval_end")
+        if start is None and end is None:
+            start, end = _inferred_interval(context)
         if start is None or end is None:
             raise IceValidationError(
                 "start_time",
-                "no interval: give start_time and end_time, or run in a DAG run with a data interval",
+                "no interval: give start_time and end_time, or run in a DAG run with a data interval "
+                "(or in a DAG with a cron schedule)",
             )
         start_utc, end_utc = _as_utc("start_time", start), _as_utc("end_time", end)
         if not start_utc < end_utc:
             raise IceValidationError("end_time", f"must be after start_time ({start_utc} >= {end_utc})")
         return start_utc, end_utc
 
-    def partition(self, start: datetime, end: datetime) -> _publish.Target:
-        root = self.destination if self.destination not in (None, "") else _publish.data_dir() / "sessions"
-        return _publish.resolve(root, self.destination_conn_id) / partition_name(start, end)
+    def partition(self, start: datetime, end: datetime) -> storage.Target:
+        root = self.destination if self.destination not in (None, "") else storage.data_dir() / "sessions"
+        return storage.resolve(root, self.destination_conn_id) / partition_name(start, end)
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         start, end = self.interval(context)
         agent_ids = _agent_list(self.agent_ids)
@@ -163,7 +195,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
             "verify": self.hook.settings.verify,
         }
         self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
-        with _publish.staged_partition(final) as staging:
+        with storage.staged_partition(final) as staging:
             summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, download_settings))
             if stats.download_failures:
                 raise IceCallLogError(
@@ -172,7 +204,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
                 )
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            uri = _publish.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+            uri = storage.swap_partition(staging, final, commit_last=SUMMARY_FILE)
         by_status = summary["by_status"]
         self.log.info(
             "Wrote %d session(s) (%s), %d pending, %d call-log error(s), %d duplicate(s) dropped to %s",

@@ -62,6 +62,14 @@ def test_connection_form_is_declarative_and_marks_the_token_sensitive() -> None:
         "verify",
     } <= set(fields)
     assert fields["security_token"]["schema"]["format"] == "password"
+    # A toggle (a boolean field), not a text box holding "true"; the CA bundle has its own field.
+    assert fields["verify"]["schema"]["type"] == ["boolean", "null"]
+    assert fields["ca_bundle"]["schema"]["type"] == ["string", "null"]
+    # Placeholders reach the standard fields only; extra fields show "examples" as suggestions.
+    placeholders = conn["ui-field-behaviour"]["placeholders"]
+    assert set(placeholders) <= {"host", "schema", "login", "password", "port", "description"}
+    assert fields["endpoint"]["schema"]["examples"]
+    assert fields["region"]["schema"]["examples"]
     assert all("label" in field and "schema" in field for field in fields.values())
     assert conn["ui-field-behaviour"]["relabeling"] == {
         "login": "AccessKey ID",
@@ -83,14 +91,17 @@ def test_airflow_providers_manager_discovers_the_connection_type() -> None:
 def test_the_api_layer_never_imports_airflow() -> None:
     """The client must stay cheap to import and usable without Airflow (dependencies point one way)."""
     code = (
-        "import sys, json;"
-        "import airflow_provider_ice.api.client, airflow_provider_ice.api.download,"
-        " airflow_provider_ice.api.lookup, airflow_provider_ice.analytics.metrics,"
-        " airflow_provider_ice.analytics.summary, airflow_provider_ice.analytics.collect;"
-        "print(json.dumps(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))))"
+        "import sys, json, pkgutil, importlib, airflow_provider_ice.api as api;"
+        "names = [m.name for m in pkgutil.iter_modules(api.__path__, api.__name__ + '.')];"
+        "[importlib.import_module(name) for name in names];"
+        "import airflow_provider_ice.analytics.collect, airflow_provider_ice.analytics.summary;"
+        "print(json.dumps([names, sorted(m for m in sys.modules if m.split('.')[0] == 'airflow')]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout) == []
+    api_modules, airflow_modules = json.loads(result.stdout)
+    assert airflow_modules == []
+    # Every module of the layer was imported, the waiting rules among them.
+    assert {"airflow_provider_ice.api.client", "airflow_provider_ice.api.waiting"} <= set(api_modules)
 
 
 def test_example_dags_parse_without_errors(airflow_db: str) -> None:

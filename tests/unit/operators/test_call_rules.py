@@ -16,8 +16,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.api.errors import IceThrottlingError
+from airflow_provider_ice.api.validation import iso
 from airflow_provider_ice.hooks.ice import IceHook
-from airflow_provider_ice.operators._agent_wait import iso
 from airflow_provider_ice.operators._call_store import STATE_KEY, clear_generation
 from tests.unit.agent_fakes import (
     AGENT_ID,
@@ -28,8 +28,8 @@ from tests.unit.agent_fakes import (
     instance,
     listing,
     logged,
+    make_op,
 )
-from tests.unit.operators.test_agent_call import _conn, make_op  # noqa: F401  # _conn: autouse fixture
 
 CID = make_correlation_id("dag", "run-1", "call", -1)
 

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.emulator import IceEmulator
@@ -27,6 +28,8 @@ from airflow_provider_ice.operators.agent_call import (
 from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator
 from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator
 from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor
+
+pytestmark = pytest.mark.integration
 
 AGENT = "adversarial-agent"
 NAIVE = datetime(2026, 1, 1, 12, 0)
@@ -54,7 +57,10 @@ def outbound(**kwargs: Any) -> Callable[[], Any]:
 
 def sensor(**kwargs: Any) -> Callable[[], Any]:
     def run() -> Any:
-        return IceAIAgentInstanceSensor(task_id="wait", poke_interval=0.01, **kwargs).poke(context())  # type: ignore[arg-type]
+        task = IceAIAgentInstanceSensor(
+            task_id="wait", poke_interval=0.01, timeout=5, deferrable=False, **kwargs
+        )
+        return task.execute(context())  # type: ignore[arg-type]
 
     return run
 
@@ -230,10 +236,8 @@ CASES: dict[str, Case] = {
         lambda t: fetch(t, correlation_id=None), "channel_id", ("correlation_id", "instance_id")
     ),
     "fetch-call-not-json": Case(lambda t: fetch(t, agent_id=None, call="{not json"), "call", ("dict",)),
-    "fetch-max-bytes-zero": Case(lambda t: fetch(t, max_bytes=0), "max_bytes", ("positive",)),
-    "fetch-negative-retries": Case(
-        lambda t: fetch(t, download_retries=-1), "download_retries", ("0 or more",)
-    ),
+    "fetch-max-bytes-zero": Case(lambda t: fetch(t, max_bytes=0), "max_bytes", (">= 1",)),
+    "fetch-negative-retries": Case(lambda t: fetch(t, download_retries=-1), "download_retries", (">= 0",)),
     "fetch-naive-created-after": Case(
         lambda t: fetch(t, created_after=NAIVE), "created_after", ("time zone",)
     ),
@@ -348,13 +352,15 @@ def test_bad_connection_fails_before_any_request(
     }[entry]
     if entry == "sensor":
         # The sensor counts polling errors; a configuration error must fail at once, not be retried.
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(AirflowFailException) as caught:
             call()
         message = str(caught.value)
     else:
         with pytest.raises(IceValidationError) as validation:
             call()
         assert validation.value.parameter == parameter
+        # A task fails without retries (the hook, outside a task, raises the plain error).
+        assert isinstance(validation.value, AirflowFailException) is (entry != "hook")
         message = str(validation.value)
     assert parameter in message
     for words in allowed:
@@ -369,7 +375,8 @@ def test_bare_host_means_https_and_plain_http_call_log_urls_are_refused(
     that is not explicitly http refuses an ``http://`` CallLogUrl before downloading anything."""
     import io
 
-    from airflow_provider_ice.api.download import CallLogUrlError, download_call_log
+    from airflow_provider_ice.api.download import download_call_log
+    from airflow_provider_ice.api.errors import CallLogUrlError
 
     host = ice_emulator.url.removeprefix("http://")
     monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", _conn(ice_emulator, extra={"endpoint": host}))

@@ -41,7 +41,7 @@ def data_dir() -> Path:
 
 
 def resolve(destination: Any, conn_id: str | None = None) -> Target:
-    """A local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
+    """Return a local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
     from airflow.sdk import ObjectStoragePath
 
     if isinstance(destination, ObjectStoragePath):
@@ -56,7 +56,15 @@ def resolve(destination: Any, conn_id: str | None = None) -> Target:
     return path
 
 
+def new_file_mode() -> int:
+    """Return the mode ``open(path, "w")`` gives a new file under the process umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def is_local(target: Target) -> bool:
+    """Return True for a local path (not object storage)."""
     return isinstance(target, Path)
 
 
@@ -68,7 +76,7 @@ def _temp_name(name: str) -> str:
 
 @contextlib.contextmanager
 def spool_for(final: Target) -> Iterator[IO[bytes]]:
-    """A writable temporary file for content bound for ``final``; removed if not published.
+    """Return a writable temporary file for content bound for ``final``; removed if not published.
 
     Local targets get it next to ``final`` (same filesystem, so :func:`publish_file` is a rename).
     """
@@ -78,6 +86,9 @@ def spool_for(final: Target) -> Iterator[IO[bytes]]:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, name kept for the rename
             dir=final.parent, prefix=f".{final.name}.", suffix=".part", delete=False
         )
+        # mkstemp creates 0600; the published file gets what a plain open() would give (0644 under
+        # the usual umask 022), like the partition files, so readers running as another user can read it.
+        os.fchmod(handle.fileno(), new_file_mode())
     else:
         handle = tempfile.NamedTemporaryFile(prefix="ice-spool-", suffix=".part", delete=False)  # noqa: SIM115
     try:
@@ -114,7 +125,7 @@ def publish_file(spool: IO[bytes], final: Target) -> str:
 
 @contextlib.contextmanager
 def staged_partition(final: Target) -> Iterator[Path]:
-    """A fresh local directory to build a partition in; removed unless :func:`swap_partition` took it.
+    """Return a fresh local directory to build a partition in; removed unless :func:`swap_partition` took it.
 
     For a local ``final`` it is a hidden sibling (same filesystem: the swap is a rename); for object
     storage it is a local temporary directory whose files are uploaded by the swap.
