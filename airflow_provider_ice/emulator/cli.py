@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--access-key-id", default=EmulatorConfig.access_key_id)
     net.add_argument("--access-key-secret", default="emulator-access-key-secret")
     net.add_argument("--security-token", default=None, help="require this STS token on every request")
-    net.add_argument("--seed", type=int, default=0, help="seed of ids, faults and call-log content")
+    net.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of ids, faults and call-log content (default: ids unique per process, the rest fixed)",
+    )
 
     life = parser.add_argument_group("simulated calls")
     life.add_argument("--user-join-delay", type=_seconds, default=2.0, help="seconds until the user joins")
@@ -102,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--calllog-truncate-rate", type=_rate, default=0.0, help="share of call logs truncated"
     )
     faults.add_argument(
+        "--listing-lag", type=_seconds, default=0.0, help="seconds before a new instance is listed"
+    )
+    faults.add_argument(
         "--fault-actions",
         default=None,
         help=f"comma-separated actions the API faults target ({', '.join(ACTIONS)})",
@@ -127,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         calllog_expire_first=args.calllog_expire_first,
         calllog_error_rate=args.calllog_error_rate,
         calllog_truncate_rate=args.calllog_truncate_rate,
+        listing_lag=args.listing_lag,
         actions=fault_actions,
     )
     return EmulatorConfig(
