@@ -118,7 +118,7 @@ def event_failure(event: dict[str, Any]) -> IceAgentCallError:
 _WAIT_MODULES = (
     "airflow_provider_ice.hooks.ice",
     "airflow_provider_ice.api.client",
-    "airflow_provider_ice.triggers.poller",
+    "airflow_provider_ice.triggers.coalesced",  # and with it the poller and the waiter
     "aiohttp",
 )
 
