@@ -12,10 +12,8 @@ an idle user stays silent (``Finished`` after ``AgentConfig.MaxIdleTime``, defau
 nothing. ``no_show_rate`` and ``idle_rate`` draw no-shows and idle users.
 
 A caller can script one call through its UserData (a JSON object) under the key ``EmulatorScenario``:
-``{"EmulatorScenario": {"NoShow": true}}``, ``{"Idle": true}``, ``{"UserJoinDelay": 0.5,
-"CallDuration": 3}``, ``{"EarlyCallLogUrl": true}`` (a CallLogUrl is listed before the call is
-Finished: clients must still wait). The real service treats UserData as opaque text, so this
-changes nothing there.
+``{"EmulatorScenario": {"NoShow": true}}``, ``{"Idle": true}``, ``{"UserJoinDelay": 0.5, "CallDuration": 3}``,
+``{"EarlyCallLogUrl": true}`` (a CallLogUrl listed before Finished). UserData is opaque to the real service.
 """
 
 from __future__ import annotations

@@ -18,14 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_ice.api.validation import (
-    iso,
-    parse_time,
-    positive_seconds,
-    validate_epoch,
-    validate_flag,
-    validate_int_range,
-)
+from airflow_provider_ice.api import validation as check
 from airflow_provider_ice.api.waiting import (
     Action,
     InstanceTarget,
@@ -42,7 +35,6 @@ from airflow_provider_ice.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_ice.api.client import AsyncIceClient
     from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.hooks.ice import IceHook
 
@@ -234,14 +226,16 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         self.correlation_id = correlation_id
         self.channel_id = channel_id
         self.instance_id = instance_id
-        parse_time(window_start, "window_start")  # refused now, not in the triggerer
+        check.parse_time(window_start, "window_start")  # refused now, not in the triggerer
         self.window_start = window_start
-        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
-        self.end_time = validate_epoch(end_time, "end_time")
-        self.not_found_deadline = validate_epoch(not_found_deadline, "not_found_deadline")
-        self.max_consecutive_errors = validate_int_range(max_consecutive_errors, "max_consecutive_errors", 0)
-        self.stop_on_kill = validate_flag(stop_on_kill, "stop_on_kill")
-        self.coalesce = validate_flag(coalesce, "coalesce")
+        self.poll_interval = check.positive_seconds(poll_interval, "poll_interval")
+        self.end_time = check.validate_epoch(end_time, "end_time")
+        self.not_found_deadline = check.validate_epoch(not_found_deadline, "not_found_deadline")
+        self.max_consecutive_errors = check.validate_int_range(
+            max_consecutive_errors, "max_consecutive_errors", 0
+        )
+        self.stop_on_kill = check.validate_flag(stop_on_kill, "stop_on_kill")
+        self.coalesce = check.validate_flag(coalesce, "coalesce")
 
     @classmethod
     def for_wait(
@@ -266,7 +260,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
             correlation_id=target.correlation_id,
             channel_id=target.channel_id,
             instance_id=target.instance_id,
-            window_start=iso(target.window_start),
+            window_start=check.iso(target.window_start),
             poll_interval=poll_interval,
             end_time=end_time,
             not_found_deadline=tracker.not_found_deadline,
@@ -303,7 +297,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
             correlation_id=self.correlation_id,
             channel_id=self.channel_id,
             instance_id=self.instance_id,
-            window_start=parse_time(self.window_start, "window_start"),
+            window_start=check.parse_time(self.window_start, "window_start"),
         )
 
     def make_hook(self) -> IceHook:
@@ -312,14 +306,6 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
         return IceHook(ice_conn_id=self.ice_conn_id)
 
-    async def new_client(self) -> AsyncIceClient:
-        """Return a client from a fresh (async) lookup of the connection, owned by the caller.
-
-        The shared poller calls this again after an auth error and every few minutes, so rotated
-        credentials are picked up (a cached hook would hand back the stale client).
-        """
-        return await self.make_hook().aget_async_client()
-
     def make_poller(self) -> InstancePoller:
         """Return the poller :meth:`run` uses; override (or replace) it to share polls between triggers."""
         if self.coalesce and self.target.uses_listing:
@@ -327,7 +313,6 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
             return CoalescedInstancePoller(
                 conn_id=self.ice_conn_id,
-                client_factory=self.new_client,
                 poll_interval=self.poll_interval,
                 end_time=self.end_time,
                 not_found_deadline=self.not_found_deadline,

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from airflow_provider_ice.api.waiting import InstanceTarget, Observation, Outcome, observe
 from airflow_provider_ice.triggers.poller import ClientFactory, coalesced_wait
 from airflow_provider_ice.triggers.waiter import Waiter
+
+if TYPE_CHECKING:
+    from airflow_provider_ice.api.client import AsyncIceClient
 
 
 class CoalescedInstancePoller:
@@ -26,7 +30,9 @@ class CoalescedInstancePoller:
     the trigger's timeout and not-found rules fire on time.
 
     :param conn_id: the ``alibaba_ice`` connection id (with the target's agent, the poller's key).
-    :param client_factory: creates the async client if this trigger starts the poller.
+    :param client_factory: creates the async client if this trigger starts the poller; by default a
+        client from a fresh lookup of ``conn_id`` (called again after an auth error and every few
+        minutes, so rotated credentials are picked up: a cached hook would hand back a stale client).
     :param poll_interval: seconds; the shared sweep runs at least this often while registered.
     :param end_time: epoch deadline of the wait, or None.
     :param not_found_deadline: epoch after which a missing instance fails the wait, or None.
@@ -38,19 +44,24 @@ class CoalescedInstancePoller:
         self,
         *,
         conn_id: str,
-        client_factory: ClientFactory,
+        client_factory: ClientFactory | None = None,
         poll_interval: float,
         end_time: float | None = None,
         not_found_deadline: float | None = None,
     ) -> None:
         self.conn_id = conn_id
-        self.client_factory = client_factory
+        self.client_factory = client_factory or self._fresh_client
         self.poll_interval = poll_interval
         self.end_time = end_time
         self.not_found_deadline = not_found_deadline
         self._stack: contextlib.AsyncExitStack | None = None
         self._waiter: Waiter | None = None
         self._last: Observation | None = None
+
+    async def _fresh_client(self) -> AsyncIceClient:
+        from airflow_provider_ice.hooks.ice import IceHook
+
+        return await IceHook(ice_conn_id=self.conn_id).aget_async_client()
 
     async def poll_once(self, target: InstanceTarget) -> Observation:
         if self._waiter is None:
