@@ -94,6 +94,18 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "true (default), false (logs a warning), or a CA bundle path.",
                         "schema": {"type": ["boolean", "string", "null"], "default": True},
                     },
+                    "rate_limit": {
+                        "label": "Rate limit (requests/s)",
+                        "description": "Requests per second for every action, shared by all clients of "
+                        "this AccessKey in a process; slowed down on throttling. Empty: unlimited.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "rate_limits": {
+                        "label": "Per-action rate limits",
+                        "description": "JSON object of action -> requests per second (null: unlimited), "
+                        'e.g. {"GenerateAIAgentCall": 5, "ListAIAgentInstance": 20}.',
+                        "schema": {"type": ["object", "string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "port", "schema"],
@@ -102,6 +114,7 @@ def get_provider_info() -> dict[str, Any]:
                         "login": "LTAI...",
                         "region": "cn-shanghai",
                         "endpoint": "ice.cn-shanghai.aliyuncs.com or http://127.0.0.1:8765",
+                        "rate_limits": '{"GenerateAIAgentCall": 5}',
                     },
                 },
             }

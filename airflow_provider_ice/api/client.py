@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, Retrying
 
 from . import operations as ops
-from .errors import IceError, IceValidationError
+from .errors import IceError, IceThrottlingError, IceValidationError
 from .models import (
     AIAgentConfig,
     AIAgentInstance,
@@ -35,6 +35,7 @@ from .models import (
     StopAIAgentInstanceResponse,
 )
 from .pagination import ListingPlan, PageRequest
+from .ratelimit import RateLimits, client_limiter
 from .retry import BackoffWait, is_retryable, outcome_unknown, replay_first, retry_kwargs
 from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender, RawResponse
 from .signing import Credentials
@@ -80,6 +81,7 @@ class _ClientBase:
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
         sign_content_type: bool = False,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         if not isinstance(credentials, Credentials):
             raise TypeError("credentials must be an airflow_provider_ice.api.signing.Credentials")
@@ -99,6 +101,8 @@ class _ClientBase:
         self._retry = {
             safe: retry_kwargs(self.max_retries, self._wait, safe_to_repeat=safe) for safe in (True, False)
         }
+        # Shared by every client of the same AccessKey ID and endpoint in this process (None: off).
+        self._limiter = client_limiter((credentials.access_key_id, self._endpoint.url), rate_limits)
 
     @property
     def endpoint(self) -> str:
@@ -131,6 +135,11 @@ class _ClientBase:
         if self.max_retries == 0 or not is_retryable(exc, safe_to_repeat=is_safe_to_repeat(action)):
             self._raise_final(exc, action)
 
+    def _throttled(self, action: str) -> None:
+        """Slow the shared bucket of ``action`` down after a throttling answer (when limited)."""
+        if self._limiter is not None:
+            self._limiter.on_throttled(action)
+
     @staticmethod
     def _raise_final(exc: IceError, action: str) -> None:
         converted = outcome_unknown(exc, action, safe_to_repeat=is_safe_to_repeat(action))
@@ -157,6 +166,8 @@ class IceClient(_ClientBase):
     :param on_secret: called with every secret the client handles (for log masking).
     :param backoff_base: first retry wait in seconds, doubled per attempt, with jitter.
     :param backoff_cap: the longest computed retry wait in seconds.
+    :param rate_limits: requests per second per action, shared with every client of the same
+        AccessKey ID and endpoint in the process (see :mod:`.ratelimit`); None: unlimited.
     """
 
     def __init__(
@@ -173,6 +184,7 @@ class IceClient(_ClientBase):
         on_secret: SecretCallback | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         super().__init__(
             credentials,
@@ -185,14 +197,21 @@ class IceClient(_ClientBase):
             on_secret=on_secret,
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
+            rate_limits=rate_limits,
         )
         self._sleep: Callable[[float], None] = time.sleep
         self._sender = HttpxSender(self._endpoint.url, self.timeout, self._verify, transport)
 
     def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self._limiter is not None and (delay := self._limiter.reserve(action)):
+            self._sleep(delay)
         signed = self._builder.sign(action, params)
         started = time.perf_counter()
-        return self._finish(action, self._sender.send(action, signed), started)
+        try:
+            return self._finish(action, self._sender.send(action, signed), started)
+        except IceThrottlingError:
+            self._throttled(action)
+            raise
 
     def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -340,6 +359,8 @@ class AsyncIceClient(_ClientBase):
     :param on_secret: called with every secret the client handles (for log masking).
     :param backoff_base: first retry wait in seconds, doubled per attempt, with jitter.
     :param backoff_cap: the longest computed retry wait in seconds.
+    :param rate_limits: requests per second per action, shared with every client of the same
+        AccessKey ID and endpoint in the process (see :mod:`.ratelimit`); None: unlimited.
     """
 
     def __init__(
@@ -356,6 +377,7 @@ class AsyncIceClient(_ClientBase):
         on_secret: SecretCallback | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         super().__init__(
             credentials,
@@ -368,6 +390,7 @@ class AsyncIceClient(_ClientBase):
             on_secret=on_secret,
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
+            rate_limits=rate_limits,
             # aiohttp adds "content-type: application/octet-stream" to a body-less POST; an
             # unsigned content-type is rejected (IncompleteSignature), so send a signed one.
             sign_content_type=True,
@@ -381,9 +404,15 @@ class AsyncIceClient(_ClientBase):
         )
 
     async def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self._limiter is not None and (delay := self._limiter.reserve(action)):
+            await self._sleep(delay)
         signed = self._builder.sign(action, params)
         started = time.perf_counter()
-        return self._finish(action, await self._sender.send(action, signed), started)
+        try:
+            return self._finish(action, await self._sender.send(action, signed), started)
+        except IceThrottlingError:
+            self._throttled(action)
+            raise
 
     async def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -8,6 +8,9 @@
   ``?replace=1`` starts from no faults instead of the current settings
 * ``POST /_emulator/faults/force`` ← ``{"action": …, "kind": …, "count": 1}``: the next ``count``
   calls of ``action`` meet fault ``kind`` (:meth:`IceEmulator.force_faults`) → ``{"forced": {…}}``
+* ``GET  /_emulator/quotas``  → current quotas; ``POST`` ← JSON object of quota settings to change
+  (``{"qps": 20, "action_qps": {"ListAIAgentInstance": 5}, "agent_concurrency": 10}``, null lifts
+  one); ``?replace=1`` starts from no quotas
 * ``POST /_emulator/seed``    ← ``{"agent_id": …, "count": …, "start": ISO|epoch, "end": ISO|epoch}``
 """
 
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from airflow_provider_ice.emulator.config import FaultConfig
+from airflow_provider_ice.emulator.config import FaultConfig, QuotaConfig
 from airflow_provider_ice.emulator.store import FINISHED, Instance, identity_of, iso_utc
 
 if TYPE_CHECKING:
@@ -103,6 +106,18 @@ def add_control_routes(app: web.Application, emulator: IceEmulator) -> None:
             return _bad_request(str(err))
         return web.json_response(config.to_dict())
 
+    async def get_quotas(request: web.Request) -> web.Response:
+        return web.json_response(emulator.quotas.config.to_dict())
+
+    async def post_quotas(request: web.Request) -> web.Response:
+        try:
+            changes = await _json_body(request)
+            base = QuotaConfig() if request.query.get("replace") in ("1", "true") else None
+            config = emulator.set_quotas(base, **changes)
+        except (ValueError, TypeError) as err:
+            return _bad_request(str(err))
+        return web.json_response(config.to_dict())
+
     async def force_faults(request: web.Request) -> web.Response:
         try:
             body = await _json_body(request)
@@ -135,4 +150,6 @@ def add_control_routes(app: web.Application, emulator: IceEmulator) -> None:
     app.router.add_get(f"{PREFIX}/faults", get_faults)
     app.router.add_post(f"{PREFIX}/faults", post_faults)
     app.router.add_post(f"{PREFIX}/faults/force", force_faults)
+    app.router.add_get(f"{PREFIX}/quotas", get_quotas)
+    app.router.add_post(f"{PREFIX}/quotas", post_quotas)
     app.router.add_post(f"{PREFIX}/seed", seed)

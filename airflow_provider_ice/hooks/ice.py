@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         StartAIAgentOutboundCallResponse,
         StopAIAgentInstanceResponse,
     )
+    from airflow_provider_ice.api.ratelimit import RateLimits
 
 DEFAULT_REGION = "cn-shanghai"
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
@@ -53,6 +54,7 @@ class IceConnectionSettings:
     connect_timeout: float
     max_retries: int
     verify: bool | str
+    rate_limits: RateLimits | None = None
 
     def client_kwargs(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class IceConnectionSettings:
             "connect_timeout": self.connect_timeout,
             "max_retries": self.max_retries,
             "verify": self.verify,
+            "rate_limits": self.rate_limits,
         }
 
 
@@ -148,6 +151,7 @@ def settings_from_connection(
             "region", f"must be an Alibaba Cloud region id such as cn-shanghai, got {region!r}"
         )
     endpoint = str(extras.get("endpoint") or "").strip() or f"https://ice.{region}.aliyuncs.com"
+    from airflow_provider_ice.api.ratelimit import rate_limits_from_extras
     from airflow_provider_ice.api.transport import parse_endpoint
 
     parsed = parse_endpoint(endpoint)  # rejects an unknown scheme before any request
@@ -159,6 +163,7 @@ def settings_from_connection(
         connect_timeout=_number(extras, "connect_timeout", 5.0),
         max_retries=_integer(extras, "max_retries", 3),
         verify=_verify(extras),
+        rate_limits=rate_limits_from_extras(extras),
     )
 
 
@@ -196,10 +201,12 @@ class IceHook(BaseHook):
 
     Connection (type ``alibaba_ice``): login = AccessKey ID, password = AccessKey secret; extras
     ``region`` (default cn-shanghai), ``endpoint`` (a host or a full URL; plain ``http://`` only
-    when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``
-    and ``verify`` (true, false, or a CA bundle path). Without keys on the connection, the
-    ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` environment
-    variables are used.
+    when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``,
+    ``verify`` (true, false, or a CA bundle path), ``rate_limit`` (requests per second for every
+    action) and ``rate_limits`` (per-action overrides, e.g. ``{"GenerateAIAgentCall": 5}``); the
+    limits are shared by every client of the same AccessKey in the process. Without keys on the
+    connection, the ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN``
+    environment variables are used.
 
     :param ice_conn_id: the Airflow connection id.
     :param transport: an httpx transport for the sync client (tests only).
