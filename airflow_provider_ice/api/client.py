@@ -135,11 +135,6 @@ class _ClientBase:
         if self.max_retries == 0 or not is_retryable(exc, safe_to_repeat=is_safe_to_repeat(action)):
             self._raise_final(exc, action)
 
-    def _throttled(self, action: str) -> None:
-        """Slow the shared bucket of ``action`` down after a throttling answer (when limited)."""
-        if self._limiter is not None:
-            self._limiter.on_throttled(action)
-
     @staticmethod
     def _raise_final(exc: IceError, action: str) -> None:
         converted = outcome_unknown(exc, action, safe_to_repeat=is_safe_to_repeat(action))
@@ -203,14 +198,18 @@ class IceClient(_ClientBase):
         self._sender = HttpxSender(self._endpoint.url, self.timeout, self._verify, transport)
 
     def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        if self._limiter is not None and (delay := self._limiter.reserve(action)):
-            self._sleep(delay)
+        limiter = self._limiter
+        if limiter is not None:
+            delay, ticket = limiter.reserve(action)
+            if delay:
+                self._sleep(delay)
         signed = self._builder.sign(action, params)
         started = time.perf_counter()
         try:
             return self._finish(action, self._sender.send(action, signed), started)
         except IceThrottlingError:
-            self._throttled(action)
+            if limiter is not None:
+                limiter.on_throttled(action, ticket)
             raise
 
     def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -404,14 +403,18 @@ class AsyncIceClient(_ClientBase):
         )
 
     async def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        if self._limiter is not None and (delay := self._limiter.reserve(action)):
-            await self._sleep(delay)
+        limiter = self._limiter
+        if limiter is not None:
+            delay, ticket = limiter.reserve(action)
+            if delay:
+                await self._sleep(delay)
         signed = self._builder.sign(action, params)
         started = time.perf_counter()
         try:
             return self._finish(action, await self._sender.send(action, signed), started)
         except IceThrottlingError:
-            self._throttled(action)
+            if limiter is not None:
+                limiter.on_throttled(action, ticket)
             raise
 
     async def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:

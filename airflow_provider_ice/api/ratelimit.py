@@ -11,11 +11,11 @@ the caller must wait before sending, and the sync client sleeps with ``time.slee
 one awaits ``asyncio.sleep``. Reservations may drive the bucket below zero, so concurrent callers
 queue in order (each waits for its own slot) rather than waking together.
 
-Adaptation (AIMD): a throttling answer halves the bucket's current rate (at most once per
-:data:`DECREASE_COOLDOWN`, so the answers to requests already in flight count as one signal) and
-empties it; the rate then climbs back linearly, reaching the configured rate again after
-:data:`RECOVERY_SECONDS` from the floor. Throttled answers therefore stay rare instead of being
-absorbed by retries.
+Adaptation (AIMD): a throttling answer halves the bucket's current rate and empties it, unless
+the throttled request was sent before the last decrease (it speaks of the old rate: the answers to
+requests already in flight count as one signal). The rate then climbs back linearly, reaching the
+configured rate again after :data:`RECOVERY_SECONDS` from zero. Throttled answers therefore stay
+rare instead of being absorbed by retries.
 
 Off unless configured: a client without :class:`RateLimits` (or with every rate unlimited) takes no
 lock and never waits.
@@ -36,8 +36,6 @@ from .errors import IceValidationError
 MIN_RATE_SHARE = 1 / 16
 #: Factor applied to the current rate on a throttling answer.
 DECREASE_FACTOR = 0.5
-#: Further throttling answers within this many seconds of a decrease do not decrease again.
-DECREASE_COOLDOWN = 1.0
 #: Seconds the rate takes to climb back from zero to the configured rate (linear recovery).
 RECOVERY_SECONDS = 60.0
 #: A bucket holds at most this many seconds of its rate (and at least one request).
@@ -162,21 +160,24 @@ class TokenBucket:
             self._rate = min(self._ceiling, self._rate + elapsed * self._ceiling / RECOVERY_SECONDS)
         self._updated = now
 
-    def reserve(self) -> float:
-        """Take one request's token; return the seconds to wait before sending it (0: at once)."""
+    def reserve(self) -> tuple[float, float]:
+        """Take one request's token; return the seconds to wait before sending it (0: at once) and
+        the request's ticket (when it goes, on this bucket's clock) for :meth:`on_throttled`."""
         with self._lock:
             now = self._clock()
             self._advance(now)
             self._tokens -= 1.0
-            return 0.0 if self._tokens >= 0.0 else -self._tokens / self._rate
+            delay = 0.0 if self._tokens >= 0.0 else -self._tokens / self._rate
+            return delay, now + delay
 
-    def on_throttled(self) -> None:
-        """A throttling answer: halve the rate (once per cooldown) and empty the bucket."""
+    def on_throttled(self, ticket: float) -> None:
+        """A throttling answer to the request of ``ticket``: halve the rate and empty the bucket,
+        unless that request went before the last decrease."""
         with self._lock:
             now = self._clock()
             self._advance(now)
             self.throttled += 1
-            if now - self._last_decrease < DECREASE_COOLDOWN:
+            if ticket < self._last_decrease:
                 return
             self._last_decrease = now
             self.decreases += 1
@@ -238,15 +239,17 @@ class ClientLimiter:
             self._buckets[action] = bucket
             return bucket
 
-    def reserve(self, action: str) -> float:
-        """Seconds to wait before sending ``action`` (0 when unlimited or a token is there)."""
+    def reserve(self, action: str) -> tuple[float, float]:
+        """Seconds to wait before sending ``action`` (0 when unlimited or a token is there), and
+        the request's ticket for :meth:`on_throttled`."""
         bucket = self.bucket(action)
-        return 0.0 if bucket is None else bucket.reserve()
+        return (0.0, 0.0) if bucket is None else bucket.reserve()
 
-    def on_throttled(self, action: str) -> None:
+    def on_throttled(self, action: str, ticket: float) -> None:
+        """Slow ``action`` down after a throttling answer to the request of ``ticket``."""
         bucket = self.bucket(action)
         if bucket is not None:
-            bucket.on_throttled()
+            bucket.on_throttled(ticket)
 
 
 def client_limiter(identity: tuple[str, str], limits: RateLimits | None) -> ClientLimiter | None:

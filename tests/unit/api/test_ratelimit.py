@@ -11,7 +11,6 @@ from airflow_provider_ice.api import ratelimit
 from airflow_provider_ice.api.client import AsyncIceClient, IceClient
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.ratelimit import (
-    DECREASE_COOLDOWN,
     RECOVERY_SECONDS,
     RateLimits,
     TokenBucket,
@@ -42,11 +41,11 @@ def test_bucket_paces_requests_at_its_rate() -> None:
     clock = FakeClock()
     bucket = TokenBucket(10.0, clock=clock)
     # One token to start with (a tenth of a second of 10/s), then each reservation queues 0.1 s later.
-    waits = [bucket.reserve() for _ in range(5)]
+    waits = [bucket.reserve()[0] for _ in range(5)]
     assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
     clock.now += 0.5  # the queue has drained: the next request goes at once again
-    assert bucket.reserve() == pytest.approx(0.0)
-    assert bucket.reserve() == pytest.approx(0.1)
+    assert bucket.reserve() == pytest.approx((0.0, clock.now))
+    assert bucket.reserve() == pytest.approx((0.1, clock.now + 0.1))
 
 
 def test_over_a_long_run_admits_exactly_the_rate() -> None:
@@ -54,27 +53,32 @@ def test_over_a_long_run_admits_exactly_the_rate() -> None:
     bucket = TokenBucket(50.0, clock=clock)
     sent_at = []
     for _ in range(500):
-        wait = bucket.reserve()
-        sent_at.append(clock.now + wait)
+        sent_at.append(bucket.reserve()[1])
     span = sent_at[-1] - sent_at[0]
     assert 499 / span == pytest.approx(50.0, rel=0.01)
     # Never more than the burst (5 requests = 0.1 s of 50/s) plus 0.1 s of the rate in any 0.1 s.
     assert max(sum(1 for t in sent_at if s <= t < s + 0.1) for s in sent_at) <= 10
 
 
-def test_throttling_halves_the_rate_once_per_cooldown_then_recovers_linearly() -> None:
+def test_throttling_halves_the_rate_once_per_signal_then_recovers_linearly() -> None:
     clock = FakeClock()
     bucket = TokenBucket(20.0, clock=clock)
-    bucket.on_throttled()
+    in_flight = [bucket.reserve()[1] for _ in range(5)]
+    clock.now += 0.5
+    bucket.on_throttled(in_flight[0])
     assert bucket.current_rate() == pytest.approx(10.0)
-    # Answers to requests already in flight: one signal, not five halvings.
-    for _ in range(4):
-        bucket.on_throttled()
+    # Answers to requests sent before that decrease: one signal, not five halvings.
+    for ticket in in_flight[1:]:
+        bucket.on_throttled(ticket)
     assert bucket.current_rate() == pytest.approx(10.0)
     assert (bucket.throttled, bucket.decreases) == (5, 1)
-    clock.now += DECREASE_COOLDOWN
-    bucket.on_throttled()
-    assert bucket.current_rate() == pytest.approx((10.0 + 20.0 * DECREASE_COOLDOWN / RECOVERY_SECONDS) / 2)
+    # A request sent at the new rate and throttled again: the rate is still too high.
+    _, ticket = bucket.reserve()
+    clock.now = ticket + 0.05
+    bucket.on_throttled(ticket)
+    assert bucket.decreases == 2
+    expected = (10.0 + 20.0 * (clock.now - 1000.5) / RECOVERY_SECONDS) / 2
+    assert bucket.current_rate() == pytest.approx(expected)
     # Slow recovery: a quarter of the way back takes a quarter of RECOVERY_SECONDS.
     rate = bucket.current_rate()
     clock.now += RECOVERY_SECONDS / 4
@@ -87,13 +91,13 @@ def test_throttling_empties_the_bucket_and_never_goes_below_the_floor() -> None:
     clock = FakeClock()
     bucket = TokenBucket(16.0, clock=clock)
     for _ in range(20):
-        bucket.on_throttled()
-        clock.now += DECREASE_COOLDOWN
-    # At the floor (a sixteenth), plus one cooldown's recovery.
+        bucket.on_throttled(clock.now)
+        clock.now += 1.0
+    # At the floor (a sixteenth), plus one second's recovery.
     floor = 16.0 * ratelimit.MIN_RATE_SHARE
-    assert bucket.current_rate() == pytest.approx(floor + 16.0 * DECREASE_COOLDOWN / RECOVERY_SECONDS)
-    bucket.on_throttled()
-    assert bucket.reserve() > 0  # emptied: the next request waits
+    assert bucket.current_rate() == pytest.approx(floor + 16.0 / RECOVERY_SECONDS)
+    bucket.on_throttled(clock.now)
+    assert bucket.reserve()[0] > 0  # emptied: the next request waits
 
 
 def test_buckets_are_shared_by_identity_and_action_and_reconfigured_by_the_latest() -> None:
@@ -169,7 +173,7 @@ def test_concurrent_threads_never_exceed_the_rate() -> None:
 
     def take() -> None:
         for _ in range(50):
-            wait = bucket.reserve()
+            wait, _ = bucket.reserve()
             with lock:
                 waits.append(wait)
 
