@@ -28,6 +28,8 @@ from benchmarks.report import render_markdown
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Hand-written analysis of the targets a full run does not meet (profiles, causes), kept with the code.
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+#: Extra emulator flags per benchmark.
+EMULATOR_ARGS = {"signed_calls": signed_calls.EMULATOR_ARGS}
 BENCHMARKS = ("emulator_ceiling", "signed_calls", "waiting", "backfill", "parse_cost")
 
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             result = parse_cost.run(smoke=args.smoke)
         else:
             # A fresh emulator process per benchmark: no state or warm caches carried over.
-            with emulator_process() as emulator:
+            with emulator_process(*EMULATOR_ARGS.get(name, ())) as emulator:
                 result = with_emulator[name](emulator)
         report["results"][name] = result
         report["durations_s"][name] = round(time.monotonic() - t0, 1)
