@@ -90,6 +90,23 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "0 / 0",
                 row["lost"] == 0 and row["duplicated"] == 0 and row["wrong_instance"] == 0,
             )
+        for row in waits["rows"]:
+            if row.get("account_quota_per_s") is None:
+                continue
+            n, quota = row["waits"], row["account_quota_per_s"]
+            add(
+                f"{n} waits, ListAIAgentInstance quota {quota:g}/s: throttled responses",
+                str(row["throttled"]),
+                "0",
+                row["throttled"] == 0,
+            )
+            p95 = row["p95_latency_s"]
+            add(
+                f"{n} waits, ListAIAgentInstance quota {quota:g}/s: p95 detection latency",
+                f"{_f(p95, 2)} s",
+                f"<= {row['latency_bound_s']:.1f} s (1.5 x max(interval, pages / quota))",
+                p95 is not None and p95 <= row["latency_bound_s"] and row["lost"] == 0,
+            )
     back = results.get("backfill")
     if back:
         r = back["ratios"]
@@ -210,6 +227,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 "p95 latency s",
                 "lost",
                 "duplicated",
+                "throttled",
                 "interval s",
                 "time cap s",
             ],
@@ -226,6 +244,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                     _f(r["p95_latency_s"], 2),
                     r["lost"],
                     r["duplicated"],
+                    r.get("throttled", "n/a"),
                     r["poll_interval_s"],
                     r["time_cap_s"],
                 ]
