@@ -75,7 +75,7 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     params={{"recipients": "", "destination": ""}},
-):
+) as dag:
     IceAgentCallCampaignOperator(
         task_id="campaign",
         agent_id="{agent}",
