@@ -14,24 +14,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_ice.api.calllog import CallLog, CallLogFormatError, parse_call_log
-from airflow_provider_ice.api.download import (
-    DEFAULT_MAX_BYTES,
-    CallLogDownloader,
-    CallLogDownloadError,
-    CallLogTooLargeError,
-    CallLogUrlError,
-    CallLogUrlExpiredError,
-    DownloadResult,
-)
+from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.models import AIAgentInstance
 from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators._agent_wait import InstanceTarget, Outcome, poll_once, to_utc
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    # The call-log schema and the pydantic models cost DAG-parse time: imported where used.
+    from airflow_provider_ice.api.calllog import CallLog
+    from airflow_provider_ice.api.download import CallLogDownloader, DownloadResult
+    from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.hooks.ice import IceHook
 
 log = logging.getLogger(__name__)
@@ -211,6 +205,8 @@ class IceFetchCallLogOperator(BaseOperator):
         return resolved
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_ice.api.download import CallLogDownloader
+
         target = self.target()
         with CallLogDownloader(
             allow_http=bool(self.hook.allows_plain_http),
@@ -247,6 +243,14 @@ class IceFetchCallLogOperator(BaseOperator):
     def _fetch(
         self, downloader: CallLogDownloader, target: InstanceTarget
     ) -> tuple[AIAgentInstance, DownloadResult, CallLog, str]:
+        from airflow_provider_ice.api.calllog import CallLogFormatError
+        from airflow_provider_ice.api.download import (
+            CallLogDownloadError,
+            CallLogTooLargeError,
+            CallLogUrlError,
+            CallLogUrlExpiredError,
+        )
+
         last_problem, body_invalid = "", False
         for _refresh in range(self.max_url_refreshes + 1):
             instance = self._finished_instance_with_url(target)
@@ -282,6 +286,8 @@ class IceFetchCallLogOperator(BaseOperator):
 
     @staticmethod
     def _validate(spool_name: str, result: DownloadResult) -> CallLog:
+        from airflow_provider_ice.api.calllog import CallLogFormatError, parse_call_log
+
         # The spool file is parsed, never rewritten: the published bytes are exactly what was served.
         with open(spool_name, "rb") as handle:
             raw = handle.read()
