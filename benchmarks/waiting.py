@@ -11,9 +11,11 @@ finished. Requests per poll interval come from the emulator's own request counts
 
 The quota row runs the coalesced poller with the account's ListAIAgentInstance quota on in the
 emulator (``quota`` requests/s) and the same rate as the connection's ``rate_limits`` extra. A sweep
-of ``pages`` requests then takes at least ``pages / quota`` seconds, so the bound on detection
-latency the quota implies is 1.5 x max(poll interval, pages / quota); throttled answers come from
-the emulator's own tally and must be zero.
+of ``pages`` requests then takes at least ``S = pages / quota`` seconds, and sweeps start every
+``max(interval, S)``. The poller hands out what a sweep found when the sweep ends, so a call that
+finishes just after its page was read is seen at the end of the next sweep: the bound on detection
+latency the quota implies is ``max(interval, S) + S``. Throttled answers come from the emulator's
+own tally and must be zero.
 """
 
 from __future__ import annotations
@@ -245,7 +247,7 @@ def _one(
         "mode": mode if quota is None else f"{mode}, quota {quota:g}/s",
         "account_quota_per_s": quota,
         "throttled": throttled,
-        "latency_bound_s": 1.5 * max(interval, pages / quota) if quota else 1.5 * interval,
+        "latency_bound_s": max(interval, pages / quota) + pages / quota if quota else 1.5 * interval,
         "waits": n,
         "poll_interval_s": interval,
         "finish_spread_s": spread,
