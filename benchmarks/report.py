@@ -325,7 +325,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         size = camp["size"]
         call_s = size["join_delay"] + size["duration"]
         lines += [
-            f"## 5. Outbound campaign ({size['n']} recipients; quota {size['qps']:g} requests/s per action, "
+            f"## 4. Outbound campaign ({size['n']} recipients; quota {size['qps']:g} requests/s per action, "
             f"agent limit {size['agent_limit']} calls, each call {call_s:g} s)",
             "",
         ]
@@ -368,7 +368,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             ]
     parse = results.get("parse_cost")
     if parse:
-        lines += [f"## 6. DAG parse cost (median of {parse['runs']} fresh interpreters)", ""]
+        lines += [f"## 5. DAG parse cost (median of {parse['runs']} fresh interpreters)", ""]
         lines += _table(
             [
                 "module",
