@@ -25,7 +25,7 @@ _EXPORTS = {
     "IceResponseError": "errors",
     "IceTransportError": "errors",
     "IceOutcomeUnknownError": "errors",
-    "IcePaginationError": "pagination",
+    "IcePaginationError": "errors",
     "RateLimits": "ratelimit",
 }
 
@@ -59,13 +59,13 @@ if TYPE_CHECKING:
         IceInvalidParameterError,
         IceNotFoundError,
         IceOutcomeUnknownError,
+        IcePaginationError,
         IceResponseError,
         IceServerError,
         IceThrottlingError,
         IceTransportError,
         IceValidationError,
     )
-    from .pagination import IcePaginationError
     from .ratelimit import RateLimits
     from .signing import Credentials
 

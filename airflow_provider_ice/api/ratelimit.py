@@ -47,7 +47,7 @@ Clock = Callable[[], float]
 
 
 def _rate(value: Any, parameter: str) -> float | None:
-    """A positive finite number of requests per second, or None for unlimited."""
+    """Return a positive finite number of requests per second, or None for unlimited."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "unlimited", "none")):
         return None
     if isinstance(value, bool):
@@ -69,8 +69,9 @@ def _rate(value: Any, parameter: str) -> float | None:
 
 @dataclass(frozen=True)
 class RateLimits:
-    """Requests per second a process may send, per action: ``default`` for every action unless
-    ``per_action`` names it (``None`` there exempts that action).
+    """Requests per second a process may send, per action.
+
+    ``default`` applies to every action unless ``per_action`` names it (``None`` there exempts it).
 
     :param default: requests per second for any action, or None (unlimited).
     :param per_action: ``{action: rate or None}`` overrides, e.g. ``{"GenerateAIAgentCall": 5}``.
@@ -104,7 +105,7 @@ class RateLimits:
         return self.default is not None or any(rate is not None for rate in self.per_action.values())
 
     def rate_for(self, action: str) -> float | None:
-        """Requests per second allowed for ``action`` (None: unlimited)."""
+        """Return the requests per second allowed for ``action`` (None: unlimited)."""
         return self.per_action.get(action, self.default)
 
 
@@ -144,7 +145,7 @@ class TokenBucket:
             self._rate = min(self._rate, rate)
 
     def current_rate(self) -> float:
-        """The rate in force now (the ceiling, or less while recovering from throttling)."""
+        """Return the rate in force now (the ceiling, or less while recovering from throttling)."""
         with self._lock:
             self._advance(self._clock())
             return self._rate
@@ -161,8 +162,11 @@ class TokenBucket:
         self._updated = now
 
     def reserve(self) -> tuple[float, float]:
-        """Take one request's token; return the seconds to wait before sending it (0: at once) and
-        the request's ticket (when it goes, on this bucket's clock) for :meth:`on_throttled`."""
+        """Take one request's token; return the wait before sending it, and its ticket.
+
+        The wait is in seconds (0: at once); the ticket is when the request goes, on this bucket's
+        clock, for :meth:`on_throttled`.
+        """
         with self._lock:
             now = self._clock()
             self._advance(now)
@@ -171,8 +175,10 @@ class TokenBucket:
             return delay, now + delay
 
     def on_throttled(self, ticket: float) -> None:
-        """A throttling answer to the request of ``ticket``: halve the rate and empty the bucket,
-        unless that request went before the last decrease."""
+        """Halve the rate and empty the bucket after a throttling answer to the request of ``ticket``.
+
+        Nothing changes when that request went before the last decrease (it spoke of the old rate).
+        """
         with self._lock:
             now = self._clock()
             self._advance(now)
@@ -195,8 +201,10 @@ _REGISTRY_LOCK = threading.Lock()
 def shared_bucket(
     identity: tuple[str, str], action: str, rate: float, *, clock: Clock = time.monotonic
 ) -> TokenBucket:
-    """The process-wide bucket of ``identity`` (AccessKey ID, endpoint) and ``action``, configured
-    to ``rate`` (created on first use)."""
+    """Return the process-wide bucket of ``identity`` and ``action``, configured to ``rate``.
+
+    ``identity`` is (AccessKey ID, endpoint); the bucket is created on first use.
+    """
     key = (identity[0], identity[1], action)
     with _REGISTRY_LOCK:
         bucket = _REGISTRY.get(key)
@@ -230,7 +238,7 @@ class ClientLimiter:
         self._buckets: dict[str, TokenBucket | None] = {}
 
     def bucket(self, action: str) -> TokenBucket | None:
-        """The shared bucket of ``action``, or None when it is unlimited."""
+        """Return the shared bucket of ``action``, or None when it is unlimited."""
         try:
             return self._buckets[action]
         except KeyError:
@@ -240,8 +248,11 @@ class ClientLimiter:
             return bucket
 
     def reserve(self, action: str) -> tuple[float, float]:
-        """Seconds to wait before sending ``action`` (0 when unlimited or a token is there), and
-        the request's ticket for :meth:`on_throttled`."""
+        """Return the seconds to wait before sending ``action``, and the request's ticket.
+
+        The wait is 0 when the action is unlimited or a token is there; the ticket is for
+        :meth:`on_throttled`.
+        """
         bucket = self.bucket(action)
         return (0.0, 0.0) if bucket is None else bucket.reserve()
 
@@ -253,16 +264,17 @@ class ClientLimiter:
 
 
 def client_limiter(identity: tuple[str, str], limits: RateLimits | None) -> ClientLimiter | None:
-    """A limiter for a client, or None when ``limits`` limit nothing (the client skips it)."""
+    """Return a limiter for a client, or None when ``limits`` limit nothing (the client skips it)."""
     if limits is None or not limits.enabled:
         return None
     return ClientLimiter(identity, limits)
 
 
 def rate_limits_from_extras(extras: Mapping[str, Any]) -> RateLimits | None:
-    """:class:`RateLimits` from connection extras ``rate_limit`` (requests per second for every
-    action) and ``rate_limits`` (an object, or its JSON text, of per-action rates); None when
-    neither is set.
+    """Return the :class:`RateLimits` of connection extras, or None when none is set.
+
+    ``rate_limit`` is requests per second for every action, ``rate_limits`` an object (or its JSON
+    text) of per-action rates.
 
     :raises IceValidationError: naming the extra, for a value that is not a rate or an object.
     """

@@ -69,8 +69,9 @@ class _AgentCalls:
 
 
 class QuotaEnforcer:
-    """Holds the current :class:`QuotaConfig`, the buckets and the live calls per agent, and counts
-    every refusal.
+    """Enforce the current :class:`QuotaConfig` and count every refusal.
+
+    It holds the buckets and each agent's live calls.
 
     :param config: the initial quotas.
     :param clock: monotonic seconds for the buckets (the concurrency count uses the store's clock).
@@ -153,7 +154,7 @@ class QuotaEnforcer:
             heapq.heappush(calls.ends, (instance.finished_at, instance.seq, instance.instance_id))
 
     def active_calls(self, now: float) -> dict[str, int]:
-        """Calls not yet Finished, by agent (agents with none left out)."""
+        """Return the calls not yet Finished, by agent (agents with none left out)."""
         with self._lock:
             counts = {agent: calls.active(now, math.inf) for agent, calls in self._agents.items()}
         return {agent: n for agent, n in counts.items() if n}
