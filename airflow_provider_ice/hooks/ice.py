@@ -79,11 +79,13 @@ class IceHook(BaseHook):
 
     Connection (type ``alibaba_ice``): login = AccessKey ID, password = AccessKey secret; extras
     ``region`` (default cn-shanghai), ``endpoint`` (a host or a full URL; plain ``http://`` only
-    when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``
-    ``verify`` (true or false; an older connection's CA bundle path there still works) and
-    ``ca_bundle`` (a CA bundle path to verify with). Without keys on the connection, the
-    ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` environment
-    variables are used.
+    when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``,
+    ``verify`` (true or false; an older connection's CA bundle path there still works),
+    ``ca_bundle`` (a CA bundle path to verify with), ``rate_limit`` (requests per second for every
+    action) and ``rate_limits`` (per-action overrides, e.g. ``{"GenerateAIAgentCall": 5}``); the
+    limits are shared by every client of the same AccessKey in the process. Without keys on the
+    connection, the ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN``
+    environment variables are used.
 
     :param ice_conn_id: the Airflow connection id.
     :param transport: an httpx transport for the sync client (tests only).

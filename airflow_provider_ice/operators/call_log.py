@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_ice import storage
-from airflow_provider_ice.api.call_log import CallLog, parse_call_log
-from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES, CallLogDownloader, DownloadResult
+from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
     CallLogEncodingError,
@@ -23,7 +22,6 @@ from airflow_provider_ice.api.errors import (
     CallLogUrlExpiredError,
     IceValidationError,
 )
-from airflow_provider_ice.api.models import AIAgentInstance
 from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_download_limits
 from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, Outcome, poll_instance
 from airflow_provider_ice.exceptions import (
@@ -36,6 +34,12 @@ from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    # The call-log schema, the downloader and the pydantic models cost DAG-parse time: they are
+    # imported where used.
+    from airflow_provider_ice.api.call_log import CallLog
+    from airflow_provider_ice.api.download import CallLogDownloader, DownloadResult
+    from airflow_provider_ice.api.models import AIAgentInstance
 
 
 log = logging.getLogger(__name__)
@@ -190,6 +194,8 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
 
     @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_ice.api.download import CallLogDownloader
+
         target = self.target()
         with CallLogDownloader(
             allow_http=bool(self.hook.allows_plain_http),
@@ -266,6 +272,8 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
 
     @staticmethod
     def _validate(spool_name: str, result: DownloadResult) -> CallLog:
+        from airflow_provider_ice.api.call_log import parse_call_log
+
         # The spool file is parsed, never rewritten: the published bytes are exactly what was served.
         with open(spool_name, "rb") as handle:
             raw = handle.read()

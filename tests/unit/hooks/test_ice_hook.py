@@ -121,6 +121,10 @@ def test_endpoint_override(monkeypatch: pytest.MonkeyPatch, endpoint: str, url: 
         ({"max_retries": "lots"}, "max_retries"),
         ({"max_retries": 50}, "max_retries"),
         ({"verify": 3}, "verify"),
+        ({"rate_limit": "fast"}, "rate_limit"),
+        ({"rate_limit": 0}, "rate_limit"),
+        ({"rate_limits": "{oops"}, "rate_limits"),
+        ({"rate_limits": {"GenerateAIAgentCall": -1}}, "rate_limits.GenerateAIAgentCall"),
     ],
 )
 def test_bad_extras_are_rejected_clearly(
@@ -278,6 +282,39 @@ async def test_async_methods_use_async_lookup_only(monkeypatch: pytest.MonkeyPat
         assert client is await hook.aget_async_client()  # cached within one loop
         assert hook.endpoint == "http://127.0.0.1:1"  # settings cached by the async lookup
     await hook.aclose()
+
+
+def test_rate_limits_from_extras_are_shared_by_every_client_of_the_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_ice.api import ratelimit
+
+    ratelimit.reset_shared_buckets()
+    limits = {"rate_limit": "8", "rate_limits": '{"GenerateAIAgentCall": 2}'}
+    set_conn(monkeypatch, conn_id="ice_campaign", **limits)
+    set_conn(monkeypatch, conn_id="ice_poller", **limits)
+    campaign, poller = IceHook("ice_campaign"), IceHook("ice_poller")
+    settings = campaign.settings
+    assert settings.rate_limits is not None
+    assert settings.rate_limits.rate_for("ListAIAgentInstance") == 8.0
+    assert settings.rate_limits.rate_for("GenerateAIAgentCall") == 2.0
+
+    async def async_client() -> AsyncIceClient:
+        return await poller.aget_async_client()
+
+    sync, other = campaign.get_conn(), asyncio.run(async_client())
+    assert sync._limiter is not None
+    assert other._limiter is not None
+    # Two connections, one AccessKey and endpoint: one bucket per action for both clients.
+    assert sync._limiter.bucket("ListAIAgentInstance") is other._limiter.bucket("ListAIAgentInstance")
+    ratelimit.reset_shared_buckets()
+
+
+def test_no_rate_limit_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+    hook = IceHook()
+    assert hook.settings.rate_limits is None
+    assert hook.get_conn()._limiter is None
 
 
 def test_async_client_is_per_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
