@@ -16,8 +16,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
+from airflow_provider_ice._compat import task_state_store
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.errors import IceOutcomeUnknownError
 from airflow_provider_ice.api.validation import require_non_empty
@@ -43,7 +44,7 @@ from ._agent_wait import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.hooks.ice import IceHook
@@ -298,7 +299,7 @@ class IceAgentCallBaseOperator(BaseOperator):
         return utcnow() - self.lookback
 
     def _state_get(self, context: Context) -> Any:
-        store = context.get("task_state_store")
+        store = task_state_store(context)
         if store is None:
             return None
         try:
@@ -309,7 +310,7 @@ class IceAgentCallBaseOperator(BaseOperator):
 
     def _remember(self, context: Context, record: dict[str, Any]) -> None:
         """Task state store (for retries) and the console link; both best effort."""
-        store = context.get("task_state_store")
+        store = task_state_store(context)
         if store is not None:
             try:
                 store.set(STATE_KEY, {k: v for k, v in record.items() if k != "adopted"})

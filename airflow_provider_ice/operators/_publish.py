@@ -42,7 +42,7 @@ def data_dir() -> Path:
 
 def resolve(destination: Any, conn_id: str | None = None) -> Target:
     """A local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     if isinstance(destination, ObjectStoragePath):
         path = destination

@@ -11,9 +11,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, Asset, BaseOperator
 
+from airflow_provider_ice._compat import make_asset
 from airflow_provider_ice.api.calllog import CallLog, CallLogFormatError, parse_call_log
 from airflow_provider_ice.api.download import (
     DEFAULT_MAX_BYTES,
@@ -30,7 +30,7 @@ from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators._agent_wait import InstanceTarget, Outcome, poll_once, to_utc
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_ice.hooks.ice import IceHook
 
@@ -58,7 +58,7 @@ class IceCallLogInvalidError(AirflowFailException):
 def default_asset(agent_id: str | None) -> Asset:
     """``ice://call-logs/<agent_id>`` (or ``.../all`` when the agent id is only known at run time)."""
     fixed = agent_id if agent_id and "{{" not in agent_id else "all"
-    return Asset(name=f"ice_call_logs_{fixed}", uri=f"{CALL_LOG_ASSET_PREFIX}{fixed}")
+    return make_asset(f"ice_call_logs_{fixed}", f"{CALL_LOG_ASSET_PREFIX}{fixed}")
 
 
 class IceFetchCallLogOperator(BaseOperator):
@@ -318,7 +318,7 @@ class IceFetchCallLogOperator(BaseOperator):
     @staticmethod
     def _mask(url: str) -> None:
         try:
-            from airflow.sdk.log import mask_secret
+            from airflow.providers.common.compat.sdk import mask_secret
 
             mask_secret(url)
         except Exception:  # masking is best effort outside a task runner (plain unit tests)

@@ -8,9 +8,14 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
+from airflow_provider_ice._compat import task_state_store
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.operators._agent_wait import (
     WINDOW_MARGIN,
@@ -28,7 +33,7 @@ from airflow_provider_ice.operators._agent_wait import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_ice.hooks.ice import IceHook
 
@@ -196,12 +201,12 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
     @staticmethod
     def _mask_url(instance: Any) -> None:
         if instance is not None and instance.call_log_url is not None:
-            from airflow.sdk.log import mask_secret
+            from airflow.providers.common.compat.sdk import mask_secret
 
             mask_secret(instance.call_log_url.get_secret_value())
 
     def _load_errors(self, context: Context) -> int:
-        store = context.get("task_state_store") if self.reschedule else None
+        store = task_state_store(context) if self.reschedule else None
         if store is None:
             return 0
         try:
@@ -211,7 +216,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         return value if isinstance(value, int) else 0
 
     def _save_errors(self, context: Context, count: int) -> None:
-        store = context.get("task_state_store") if self.reschedule else None
+        store = task_state_store(context) if self.reschedule else None
         if store is None:
             return
         try:
