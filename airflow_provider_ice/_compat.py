@@ -19,6 +19,11 @@ from packaging.version import Version
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+try:  # the task SDK's timetables (Airflow 3); common-compat has no entry for them
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # Airflow 2.x
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[assignment]
+
 _VERSION = Version(AIRFLOW_VERSION_STRING)
 #: The running Airflow as (major, minor, micro).
 AIRFLOW_VERSION: tuple[int, int, int] = (_VERSION.major, _VERSION.minor, _VERSION.micro)
@@ -139,6 +144,7 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "FEATURE_MIN_VERSION",
     "MIN_AIRFLOW_VERSION",
+    "CronDataIntervalTimetable",
     "IceAirflowVersionError",
     "TaskStateStore",
     "has_feature",

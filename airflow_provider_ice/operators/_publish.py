@@ -57,7 +57,8 @@ def resolve(destination: Any, conn_id: str | None = None) -> Target:
 
 
 def is_local(target: Target) -> bool:
-    return isinstance(target, Path)
+    # Some ObjectStoragePath versions (Airflow 2's universal-pathlib) subclass pathlib.Path too.
+    return isinstance(target, Path) and not hasattr(target, "protocol")
 
 
 def _temp_name(name: str) -> str:

@@ -17,6 +17,7 @@ from airflow_provider_ice.api.client import IceClient
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.emulator.store import derive
+from tests.airflow_compat import run_dag, wrap_inline_trigger, xcom_rows, xcom_value
 from tests.dags.ice_agent_call_test_dags import AGENT_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.ice_emulator(user_join_delay=0.2, call_duration=0.5)]
@@ -43,16 +44,13 @@ def tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.fixture
 def triggers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """The serialized form of every trigger dag.test() runs inline."""
-    import airflow.sdk.definitions.dag as dag_module
-
     seen: list[tuple[str, dict[str, Any]]] = []
-    original = dag_module._run_inline_trigger
 
-    def recording(trigger: Any, task_sdk_ti: Any) -> Any:
+    def recording(original: Any, trigger: Any, *rest: Any) -> Any:
         seen.append(trigger.serialize())
-        return original(trigger, task_sdk_ti)
+        return original(trigger, *rest)
 
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", recording)
+    wrap_inline_trigger(monkeypatch, recording)
     return seen
 
 
@@ -60,7 +58,7 @@ def run(dag_id: str, **conf: Any) -> Any:
     """``dag.test()`` of a DAG in tests/dags (it is also in the DAGs folder, as dag.test() needs)."""
     from tests.dags import ice_agent_call_test_dags as module
 
-    return getattr(module, dag_id).test(run_conf=conf or None)
+    return run_dag(getattr(module, dag_id), run_conf=conf or None)
 
 
 def instances(emulator: IceEmulator) -> list[dict[str, Any]]:
@@ -72,12 +70,11 @@ def correlation_ids(emulator: IceEmulator) -> list[str]:
 
 
 def xcom_values(dag_id: str, run_id: str) -> dict[tuple[str, int, str], Any]:
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id).all()
-        return {(row.task_id, row.map_index, row.key): row.value for row in rows}
+        rows = xcom_rows(session, dag_id, run_id)
+        return {(row.task_id, row.map_index, row.key): xcom_value(row) for row in rows}
 
 
 def task_states(run_: Any) -> dict[tuple[str, int], str]:
@@ -184,11 +181,9 @@ def test_lost_generate_response_is_adopted_not_repeated(
 def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_call(
     ice_connection: IceEmulator, airflow_db: str, monkeypatch: pytest.MonkeyPatch, tokens: list[str]
 ) -> None:
-    import airflow.sdk.definitions.dag as dag_module
-    from airflow.sdk.module_loading import import_string
     from airflow.triggers.base import BaseTrigger, TriggerEvent
+    from airflow.utils.module_loading import import_string
 
-    original = dag_module._run_inline_trigger
     lives: list[dict[str, Any]] = []
 
     class DiesAfter(BaseTrigger):
@@ -210,10 +205,10 @@ def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_ca
             finally:
                 await events.aclose()
 
-    def restarting(trigger: BaseTrigger, task_sdk_ti: Any) -> Any:
+    def restarting(original: Any, trigger: BaseTrigger, *rest: Any) -> Any:
         classpath, kwargs = trigger.serialize()
         lists_before = ice_connection.state()["request_counts"].get("ListAIAgentInstance", 0)
-        first = original(DiesAfter(trigger, 0.5), task_sdk_ti)
+        first = original(DiesAfter(trigger, 0.5), *rest)
         lives.append(
             {
                 "first_event": first.payload,
@@ -224,9 +219,9 @@ def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_ca
             }
         )
         revived = import_string(classpath)(**json.loads(json.dumps(kwargs)))
-        return original(revived, task_sdk_ti)
+        return original(revived, *rest)
 
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", restarting)
+    wrap_inline_trigger(monkeypatch, restarting)
     run_ = run("ice_test_call_wait_deferrable")
     assert str(run_.state) == "success"
     [life] = lives
@@ -292,7 +287,7 @@ def test_example_dag_scheduled_agent_calls(
 
     dag = importlib.reload(module).dag
     recipients = [{"name": "Ann"}, {"name": "Bo"}]
-    run_ = dag.test(run_conf={"agent_id": AGENT_ID, "recipients": recipients})
+    run_ = run_dag(dag, run_conf={"agent_id": AGENT_ID, "recipients": recipients})
     assert str(run_.state) == "success"
     assert sorted(json.loads(i["UserData"])["name"] for i in instances(ice_connection)) == ["Ann", "Bo"]
     values = xcom_values(dag.dag_id, run_.run_id)
