@@ -106,7 +106,9 @@ def pytest_leg(name: str, python: Path, paths: tuple[str, ...], log) -> Leg:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ice-compat-") as home:
         before = log.tell()
-        code = _run([str(python), "-m", "pytest", *paths, "-q", "-p", "no:randomly"], log, _airflow_env(Path(home)))
+        code = _run(
+            [str(python), "-m", "pytest", *paths], log, _airflow_env(Path(home))
+        )
     leg.seconds = time.monotonic() - started
     log.flush()
     with open(log.name, encoding="utf-8", errors="replace") as reader:
@@ -174,7 +176,9 @@ def example_dags_leg(python: Path, log) -> Leg:
                     reader.seek(before)
                     output = reader.read()
                 # `airflow dags test` exits 0 on a failed run in some versions: read the final state.
-                if code == 0 and not re.search(r"state=failed|DagRunState.FAILED|Marking run .* failed", output):
+                if code == 0 and not re.search(
+                    r"state=failed|DagRunState.FAILED|Marking run .* failed", output
+                ):
                     passed += 1
                 else:
                     log.write(f"\n!! {dag_id} failed (exit {code})\n")

@@ -43,10 +43,21 @@ def needs_task_state_store() -> pytest.MarkDecorator:
 
 
 def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[str, Any] | None = None) -> Any:
-    """``dag.test()``; Airflow 2 calls the logical date ``execution_date``."""
+    """``dag.test()``; Airflow 2 calls the logical date ``execution_date``.
+
+    Airflow 2's ``dag.test()`` does not write the DAG to the metadata DB, where the DAG processor of a
+    deployment would have registered its datasets; without them no dataset event is recorded.
+    """
     if AIRFLOW_V_3_0_PLUS:
         return dag.test(logical_date=logical_date, run_conf=run_conf)
+    dag.sync_to_db()
     return dag.test(execution_date=logical_date, run_conf=run_conf)
+
+
+def task_output(capfd: pytest.CaptureFixture[str]) -> str:
+    """What tasks printed under ``dag.test()``: Airflow 3 logs tasks to stdout, Airflow 2 to stderr."""
+    captured = capfd.readouterr()
+    return captured.out + captured.err
 
 
 def dag_test_module() -> Any:
@@ -78,8 +89,10 @@ def xcom_rows(session: Any, dag_id: str, run_id: str) -> list[Any]:
 
 
 def xcom_value(row: Any) -> Any:
-    """The deserialized value of an XCom row."""
-    return XComRow.deserialize_value(row)
+    """The deserialized value of an XCom row (Airflow 2's XCom rows deserialize when loaded)."""
+    if AIRFLOW_V_3_0_PLUS:
+        return XComRow.deserialize_value(row)
+    return row.value
 
 
 def asset_events(session: Any, dag_id: str, run_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -97,6 +110,7 @@ __all__ = [
     "dag_test_module",
     "needs_task_state_store",
     "run_dag",
+    "task_output",
     "wrap_inline_trigger",
     "xcom_rows",
     "xcom_value",

@@ -17,7 +17,7 @@ from airflow_provider_ice.api.client import IceClient
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.emulator.store import derive
-from tests.airflow_compat import run_dag, wrap_inline_trigger, xcom_rows, xcom_value
+from tests.airflow_compat import run_dag, task_output, wrap_inline_trigger, xcom_rows, xcom_value
 from tests.dags.ice_agent_call_test_dags import AGENT_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.ice_emulator(user_join_delay=0.2, call_duration=0.5)]
@@ -125,7 +125,7 @@ def test_call_and_wait_places_exactly_one_call(
     assert_no_secrets(
         ice_connection,
         tokens,
-        capfd.readouterr().out,
+        task_output(capfd),
         json.dumps(list(values.values()), default=str),
         json.dumps(triggers),
     )
@@ -142,7 +142,7 @@ def test_retry_after_a_worker_crash_adopts_the_call(
     dag_id = f"ice_test_call_crash_retry_{mode}"
     run_ = run(dag_id)
     assert str(run_.state) == "success"
-    out = capfd.readouterr().out
+    out = task_output(capfd)
     assert "simulated worker crash" in out  # the first try really died after the call
     [only] = instances(ice_connection)  # ...and the retry did not call again
     assert ice_connection.state()["request_counts"].get("GenerateAIAgentCall") == 1
@@ -174,7 +174,7 @@ def test_lost_generate_response_is_adopted_not_repeated(
     result = xcom_values(dag_id, run_.run_id)[("call", -1, "return_value")]
     assert result["adopted"] is True
     assert result["channel_id"] == only["ChannelId"]
-    assert "outcome is unknown" in capfd.readouterr().out
+    assert "outcome is unknown" in task_output(capfd)
 
 
 @pytest.mark.ice_emulator(user_join_delay=0.2, call_duration=1.5)
@@ -245,7 +245,7 @@ def test_timed_out_wait_stops_its_instance(
     assert only["Status"] == "Finished"
     assert only["EndReason"] == "Stopped"
     assert ice_connection.state()["request_counts"].get("StopAIAgentInstance") == 1
-    assert "did not finish" in capfd.readouterr().out
+    assert "did not finish" in task_output(capfd)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -269,7 +269,7 @@ def test_mapped_calls_one_per_map_index(
     assert {w["status"] for w in waits} == {"Finished"}
     assert {w["correlation_id"] for w in waits} == expected
     assert_no_secrets(
-        ice_connection, tokens, capfd.readouterr().out, json.dumps(list(values.values()), default=str)
+        ice_connection, tokens, task_output(capfd), json.dumps(list(values.values()), default=str)
     )
 
 
@@ -297,5 +297,5 @@ def test_example_dag_scheduled_agent_calls(
         "with_call_log": 2,
     }
     assert_no_secrets(
-        ice_connection, tokens, capfd.readouterr().out, json.dumps(list(values.values()), default=str)
+        ice_connection, tokens, task_output(capfd), json.dumps(list(values.values()), default=str)
     )
