@@ -104,7 +104,9 @@ def asset_events(session: Any, dag_id: str, run_id: str) -> list[tuple[str, dict
 
 __all__ = [
     "AIRFLOW",
+    "AIRFLOW_V_3_0_PLUS",
     "DagBag",
+    "XComRow",
     "asset_events",
     "attach_filesystem",
     "dag_test_module",
