@@ -10,10 +10,12 @@ Airflow cannot offer. No other module of the provider branches on the Airflow ve
 from __future__ import annotations
 
 import asyncio
+import importlib
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow import __version__ as AIRFLOW_VERSION_STRING
-from airflow.providers.common.compat.sdk import AirflowOptionalProviderFeatureException, Asset, mask_secret
+from airflow.providers.common.compat import sdk as compat_sdk
+from airflow.providers.common.compat.sdk import AirflowOptionalProviderFeatureException, Asset
 from packaging.version import Version
 
 if TYPE_CHECKING:
@@ -104,37 +106,51 @@ def make_asset(name: str, uri: str) -> Asset:
     return Asset(uri)
 
 
+def _local_masker() -> Any:
+    """The task SDK's in-process masker (no public accessor; its module moved between 3.0 and 3.3)."""
+    for module in (
+        "airflow.sdk.log",
+        "airflow.sdk._shared.secrets_masker",
+        "airflow.sdk.execution_time.secrets_masker",
+    ):
+        try:
+            return importlib.import_module(module)._secrets_masker()
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
 def mask_secret_nonblocking(secret: str) -> None:
     """Register a secret with the masker, safe to call from inside an event loop (a triggerer).
 
     Airflow 3's sync ``mask_secret`` tells the supervisor with a blocking call, which stalls (or
-    deadlocks) a running event loop: there the secret is masked locally at once and the supervisor is
-    told asynchronously. Airflow 2's masker is in-process only, so the sync call is safe there.
+    deadlocks) a running event loop: there the secret is masked in-process at once and the supervisor
+    is told off the loop (``amask_secret`` on 3.3+, a worker thread on 3.0-3.2). Airflow 2's masker
+    is in-process only, so the sync call is safe there.
     """
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # Airflow 2.x (in-process masker) and task SDKs without it
-        mask_secret(secret)
-        return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        mask_secret(secret)
+        loop = None
+    if loop is None or not AIRFLOW_V_3_0_PLUS:
+        compat_sdk.mask_secret(secret)
         return
+    masker = _local_masker()
+    if masker is not None:
+        masker.add_mask(secret)
     try:
-        # No public local-only masker in the task SDK: mask now, before the first await of
-        # amask_secret (a log line could be written in between).
-        from airflow.sdk.log import _secrets_masker
-
-        _secrets_masker().add_mask(secret)
-    except ImportError:  # pragma: no cover - task SDKs that moved it
-        pass
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow 3.0-3.2
+        future: asyncio.Future[None] = loop.run_in_executor(None, compat_sdk.mask_secret, secret)
+        _PENDING_MASKS.add(future)
+        future.add_done_callback(_PENDING_MASKS.discard)
+        return
     task = loop.create_task(amask_secret(secret))
     _PENDING_MASKS.add(task)
     task.add_done_callback(_PENDING_MASKS.discard)
 
 
-_PENDING_MASKS: set[asyncio.Task[None]] = set()
+_PENDING_MASKS: set[asyncio.Future[None]] = set()
 
 
 __all__ = [

@@ -435,14 +435,20 @@ def test_secrets_are_registered_with_the_airflow_masker(monkeypatch: pytest.Monk
     reason="supervisor masking: Airflow 2 masks in-process only, there is no call to avoid",
 )
 async def test_async_secrets_are_masked_without_sync_supervisor_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.providers.common.compat.sdk import redact
+    from airflow.providers.common.compat.sdk import mask_secret, redact
 
     set_conn(monkeypatch, endpoint="http://127.0.0.1:1")
     body = {"Instance": {"CallLogUrl": "https://oss/x?Signature=AsyncOnlySignature77"}}
     hook = IceHook(async_transport=httpx.MockTransport(Script(ok(body))))
-    with mock.patch(
-        "airflow.sdk.log.mask_secret", side_effect=AssertionError("blocking mask_secret in a coroutine")
-    ):
+    loop_thread = threading.get_ident()
+
+    def blocking_mask(secret: str, *args: Any) -> None:
+        assert threading.get_ident() != loop_thread, "blocking mask_secret on the event loop"
+        mask_secret(secret, *args)
+
+    with mock.patch("airflow.providers.common.compat.sdk.mask_secret", side_effect=blocking_mask):
         await hook.adescribe_ai_agent_instance("i")
-    assert "AsyncOnlySignature77" not in str(redact("url https://oss/x?Signature=AsyncOnlySignature77"))
+        # Masked in-process at once, before the supervisor has been told.
+        assert "AsyncOnlySignature77" not in str(redact("url https://oss/x?Signature=AsyncOnlySignature77"))
+        await asyncio.sleep(0.2)  # the supervisor message (3.0-3.2: from a worker thread)
     await hook.aclose()
