@@ -189,7 +189,9 @@ def test_object_storage_destination(ice_connection: IceEmulator, tmp_path: Path)
     again = operator(channel_id=instance["ChannelId"], destination="memory://ice-test/by_channel/").execute(
         {}
     )  # type: ignore[arg-type]
-    assert again["uri"] == f"memory://ice-test/by_channel/{instance['ChannelId']}.json"
+    assert again["uri"] == str(
+        ObjectStoragePath(f"memory://ice-test/by_channel/{instance['ChannelId']}.json")
+    )
     assert again["sha256"] == result["sha256"]
 
 
