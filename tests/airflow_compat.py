@@ -48,10 +48,15 @@ def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[st
     Airflow 2's ``dag.test()`` does not write the DAG to the metadata DB, where the DAG processor of a
     deployment would have registered its datasets; without them no dataset event is recorded.
     """
-    if AIRFLOW_V_3_0_PLUS:
-        return dag.test(logical_date=logical_date, run_conf=run_conf)
-    dag.sync_to_db()
-    return dag.test(execution_date=logical_date, run_conf=run_conf)
+    # Only passed when given: Airflow 3.3 reads an explicit None as "a run without a logical date".
+    dated = (
+        {}
+        if logical_date is None
+        else {"logical_date" if AIRFLOW_V_3_0_PLUS else "execution_date": logical_date}
+    )
+    if not AIRFLOW_V_3_0_PLUS:
+        dag.sync_to_db()
+    return dag.test(run_conf=run_conf, **dated)
 
 
 def task_output(capfd: pytest.CaptureFixture[str]) -> str:

@@ -7,6 +7,7 @@ that no Token, AuthToken, AccessKey secret or signed URL reached the logs, XCom 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -182,7 +183,6 @@ def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_ca
     ice_connection: IceEmulator, airflow_db: str, monkeypatch: pytest.MonkeyPatch, tokens: list[str]
 ) -> None:
     from airflow.triggers.base import BaseTrigger, TriggerEvent
-    from airflow.utils.module_loading import import_string
 
     lives: list[dict[str, Any]] = []
 
@@ -218,7 +218,8 @@ def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_ca
                 "kwargs": kwargs,
             }
         )
-        revived = import_string(classpath)(**json.loads(json.dumps(kwargs)))
+        module, name = classpath.rsplit(".", 1)
+        revived = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
         return original(revived, *rest)
 
     wrap_inline_trigger(monkeypatch, restarting)
