@@ -107,7 +107,7 @@ def make_asset(name: str, uri: str) -> Asset:
 
 
 def _local_masker() -> Any:
-    """The task SDK's in-process masker (no public accessor; its module moved between 3.0 and 3.3)."""
+    """Return the task SDK's in-process masker (no public accessor; its module moved in 3.1 and 3.3)."""
     for module in (
         "airflow.sdk.log",
         "airflow.sdk._shared.secrets_masker",

@@ -102,13 +102,12 @@ def _airflow_env(home: Path) -> dict[str, str]:
 
 
 def pytest_leg(name: str, python: Path, paths: tuple[str, ...], log) -> Leg:
+    """Run pytest on ``paths`` in the version's environment; count from its closing line."""
     leg = Leg(name)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ice-compat-") as home:
         before = log.tell()
-        code = _run(
-            [str(python), "-m", "pytest", *paths], log, _airflow_env(Path(home))
-        )
+        code = _run([str(python), "-m", "pytest", *paths], log, _airflow_env(Path(home)))
     leg.seconds = time.monotonic() - started
     log.flush()
     with open(log.name, encoding="utf-8", errors="replace") as reader:
@@ -192,6 +191,7 @@ def example_dags_leg(python: Path, log) -> Leg:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the matrix; return non-zero when any version fails."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", default=",".join(ALL_VERSIONS))
     parser.add_argument("--uv", default=str(REPO / ".venv" / "bin" / "uv"))
