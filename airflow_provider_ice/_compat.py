@@ -120,34 +120,47 @@ def _local_masker() -> Any:
     return None
 
 
-def mask_secret_nonblocking(secret: str) -> None:
-    """Register a secret with the masker, safe to call from inside an event loop (a triggerer).
+def mask_secret_nonblocking(secret: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Register a secret with the masker without a blocking call on an event loop (a triggerer).
 
     Airflow 3's sync ``mask_secret`` tells the supervisor with a blocking call, which stalls (or
     deadlocks) a running event loop: there the secret is masked in-process at once and the supervisor
-    is told off the loop (``amask_secret`` on 3.3+, a worker thread on 3.0-3.2). Airflow 2's masker
-    is in-process only, so the sync call is safe there.
+    is told off the loop (``amask_secret`` on 3.3+, a worker thread on 3.0-3.2), on ``loop`` when
+    this is called from a worker thread of that loop. Airflow 2's masker is in-process only, so the
+    sync call is safe there.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
+    if loop is None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        on_loop = loop is not None
+    else:
+        on_loop = False
     if loop is None or not AIRFLOW_V_3_0_PLUS:
         compat_sdk.mask_secret(secret)
         return
     masker = _local_masker()
     if masker is not None:
         masker.add_mask(secret)
+    if on_loop:
+        _tell_supervisor(secret)
+    else:
+        loop.call_soon_threadsafe(_tell_supervisor, secret)
+
+
+def _tell_supervisor(secret: str) -> None:
+    """Send the secret to the supervisor from the running loop, without blocking it."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None]
     try:
         from airflow.sdk.log import amask_secret
-    except ImportError:  # Airflow 3.0-3.2
-        future: asyncio.Future[None] = loop.run_in_executor(None, compat_sdk.mask_secret, secret)
-        _PENDING_MASKS.add(future)
-        future.add_done_callback(_PENDING_MASKS.discard)
-        return
-    task = loop.create_task(amask_secret(secret))
-    _PENDING_MASKS.add(task)
-    task.add_done_callback(_PENDING_MASKS.discard)
+    except ImportError:  # Airflow 3.0-3.2: the sync call, from a worker thread
+        pending = loop.run_in_executor(None, compat_sdk.mask_secret, secret)
+    else:
+        pending = loop.create_task(amask_secret(secret))
+    _PENDING_MASKS.add(pending)
+    pending.add_done_callback(_PENDING_MASKS.discard)
 
 
 _PENDING_MASKS: set[asyncio.Future[None]] = set()
