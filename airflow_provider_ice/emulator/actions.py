@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -188,8 +189,16 @@ class Actions:
         page_size = _int(params, "PageSize", 10, 0, 100)
         page_number = _int(params, "PageNumber", 1, 1, 100)
         start, end = _time(params, "StartTime"), _time(params, "EndTime")
-        page = self._store.page(agent_id, start, end, page_size, page_number)
         now = self._store.now()
+        lag = self._faults.config.listing_lag
+        if lag > 0:
+            # Instances younger than the lag are not listed yet: the window ends before them
+            # (one created exactly ``lag`` seconds ago is listed).
+            cutoff = math.nextafter(now - lag, math.inf)
+            if self._store.count(agent_id, cutoff if start is None else max(start, cutoff), end):
+                self._faults.count("listing_lag", "ListAIAgentInstance")
+            end = cutoff if end is None else min(end, cutoff)
+        page = self._store.page(agent_id, start, end, page_size, page_number)
         return {"Instances": [self._view(instance, now, base_url) for instance in page]}
 
     def describe_ai_agent_instance(self, params: Params, base_url: str) -> dict[str, Any]:

@@ -126,8 +126,9 @@ class IceEmulator:
         refusals; the faults with their settings, what was injected and what is still forced.
 
         ``faults_injected`` is ``{kind: {action: n}}`` over every kind (throttled, server_error_5xx,
-        dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired; downloads
-        under the action ``CallLogDownload``), ``faults_injected_total`` is ``{kind: n}``.
+        dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired,
+        listing_lag; downloads under the action ``CallLogDownload``), ``faults_injected_total`` is
+        ``{kind: n}``.
         """
         store = self.store
         instances = store.instance_states(agent_id)

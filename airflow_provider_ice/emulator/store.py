@@ -283,6 +283,15 @@ class Store:
             bottom = max(lo, top - page_size)
             return index.items[bottom:top][::-1] if top > lo else []
 
+    def count(self, agent_id: str, start: float | None, end: float | None) -> int:
+        """Return how many instances of ``agent_id`` were created in ``[start, end)``."""
+        with self.lock:
+            index = self._by_agent.get(agent_id)
+            if index is None:
+                return 0
+            lo, hi = index.newest_first(start, end)
+            return hi - lo
+
     def seed_history(
         self,
         agent_id: str,
