@@ -1,9 +1,9 @@
 """Exactly one call per task instance through real Airflow retries and Clears, against the emulator.
 
-The DAGs (tests/dags/ice_clear_test_dags.py) run with ``run_dag(dag)`` and real task retries; Clears
+The DAGs (tests/dags/ice_clear_test_dags.py) run with ``dag.test()`` and real task retries; Clears
 go through Airflow's own ``clear_task_instances`` on the DagRun in the test database, either between
-two tries of a running ``run_dag(dag)`` or after it, followed by :func:`resume`, the same minimal
-scheduling loop ``run_dag(dag)`` uses. Every count comes from the emulator's own state.
+two tries of a running ``dag.test()`` or after it, followed by :func:`resume`, the same minimal
+scheduling loop ``dag.test()`` uses. Every count comes from the emulator's own state.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Clears and a lagging listing under the fault mix: a Clear adopts a running call and calls anew
 after a finished one, and no retry ever places a second call.
 
-Each run of ``ice_reliability_clears`` goes through ``run_dag(dag)`` (real retries), is then cleared
+Each run of ``ice_reliability_clears`` goes through ``dag.test()`` (real retries), is then cleared
 while its call is still running (Airflow's ``clear_task_instances``), resumed, and cleared again once
 that call finished. The emulator lists a new instance only ``LISTING_LAG`` seconds after creating
 it, on top of the fault mix of test_fault_injection.py. Judged from the emulator's state only: per
