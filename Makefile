@@ -32,14 +32,16 @@ unit: $(STAMP)
 
 # The Airflow matrix: the latest patch of each supported minor, each in .venv-compat/<minor> (uv).
 COMPAT_VERSIONS ?= 2.11 3.0 3.1 3.2 3.3
-# CI runs the oldest and the newest of the matrix on every run; `make compat` runs all of it.
-CI_COMPAT_VERSIONS := 2.11 3.3
+# CI runs the oldest and the newest of the matrix on every run; `make compat` runs all of it. The
+# newest's unit and integration suites are the ones `make unit` has just run in .venv (the same
+# Airflow release), so CI adds only its example-DAG leg.
 
 compat: $(STAMP)
 	$(PYTHON) scripts/compat_matrix.py --versions "$(COMPAT_VERSIONS)"
 
 compat-ci: $(STAMP)
-	$(PYTHON) scripts/compat_matrix.py --versions "$(CI_COMPAT_VERSIONS)"
+	$(PYTHON) scripts/compat_matrix.py --versions 2.11
+	$(PYTHON) scripts/compat_matrix.py --versions 3.3 --legs dags
 
 test: lint typecheck unit compat-ci
 
