@@ -2,18 +2,22 @@
 
 The tests' only branch point on the Airflow version (the provider's is
 ``airflow_provider_ice/_compat.py``): where the metadata DB keeps XComs and asset (dataset) events,
-where ``dag.test()`` runs deferred triggers inline, and what it calls the logical date.
+where ``dag.test()`` runs tasks and deferred triggers inline, what it calls the logical date, and
+what ``clear_task_instances`` needs to find the cleared task.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from airflow_provider_ice._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS, AIRFLOW_VERSION
+from airflow_provider_ice._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS, AIRFLOW_VERSION
 
 try:
     from airflow.dag_processing.dagbag import DagBag
@@ -26,6 +30,9 @@ except ImportError:  # Airflow 2.11
     from airflow.io.store import attach as attach_filesystem  # type: ignore[no-redef]
 
 AIRFLOW = ".".join(map(str, AIRFLOW_VERSION))
+#: Every Clear raises ``dag_run.clear_number`` from Airflow 3.2 on; before, only one re-queuing a
+#: finished DagRun does.
+EVERY_CLEAR_COUNTED = AIRFLOW_V_3_2_PLUS
 
 if AIRFLOW_V_3_0_PLUS:
     from airflow.models.asset import AssetEvent
@@ -35,18 +42,26 @@ else:
     from airflow.models.xcom import XCom as XComRow  # type: ignore[no-redef]
 
 
+def needs_airflow(minimum: tuple[int, int], feature: str) -> pytest.MarkDecorator:
+    """Skip a test of ``feature`` below Airflow ``minimum``, naming the feature and both versions."""
+    return pytest.mark.skipif(
+        minimum > AIRFLOW_VERSION,
+        reason=f"{feature} needs Airflow >= {'.'.join(map(str, minimum))} (this is {AIRFLOW})",
+    )
+
+
 def needs_task_state_store() -> pytest.MarkDecorator:
     """Skip a test that needs the task state store, naming the feature and the version."""
-    return pytest.mark.skipif(
-        not AIRFLOW_V_3_3_PLUS, reason=f"the task state store needs Airflow >= 3.3 (this is {AIRFLOW})"
-    )
+    return needs_airflow((3, 3), "the task state store")
 
 
 def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[str, Any] | None = None) -> Any:
     """``dag.test()``; Airflow 2 calls the logical date ``execution_date``.
 
     Airflow 2's ``dag.test()`` does not write the DAG to the metadata DB, where the DAG processor of a
-    deployment would have registered its datasets; without them no dataset event is recorded.
+    deployment would have registered its datasets; without them no dataset event is recorded. It adds
+    its stdout handler to the shared task logger only once per process, bound to the ``sys.stdout``
+    of the test that ran first: dropped here, so that each test's ``capfd`` sees its own task logs.
     """
     # Only passed when given: Airflow 3.3 reads an explicit None as "a run without a logical date".
     dated = (
@@ -56,6 +71,9 @@ def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[st
     )
     if not AIRFLOW_V_3_0_PLUS:
         dag.sync_to_db()
+        task_log = logging.getLogger("airflow.task")
+        for handler in [h for h in task_log.handlers if type(h) is logging.StreamHandler]:
+            task_log.removeHandler(handler)
     return dag.test(run_conf=run_conf, **dated)
 
 
@@ -88,6 +106,62 @@ def wrap_inline_trigger(monkeypatch: pytest.MonkeyPatch, wrapper: Callable[..., 
     return original
 
 
+def _run_task_parameters() -> Any:
+    return inspect.signature(dag_test_module()._run_task).parameters
+
+
+def before_each_task_run(monkeypatch: pytest.MonkeyPatch, action: Callable[[Any], None]) -> None:
+    """Call ``action(ti)`` just before ``dag.test()`` (or :func:`run_task`) runs a task instance."""
+    module = dag_test_module()
+    original = module._run_task
+
+    @functools.wraps(original)  # keeps the signature run_task() and scheduler_dag() read
+    def running(*, ti: Any, **kwargs: Any) -> Any:
+        action(ti)
+        return original(ti=ti, **kwargs)
+
+    monkeypatch.setattr(module, "_run_task", running)
+
+
+def scheduler_dag(dag: Any) -> Any:
+    """The DAG a DagRun resumed outside ``dag.test()`` schedules with, as ``dag.test()`` sets it.
+
+    Airflow 3.3 schedules with the serialized DAG; Airflow 2.11 and 3.0 with the DAG itself.
+    """
+    if "task" not in _run_task_parameters():
+        return dag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+
+
+def run_task(ti: Any, task: Any, session: Any) -> None:
+    """Run one scheduled task instance the way ``dag.test()`` does, deferred triggers inline."""
+    parameters = _run_task_parameters()
+    kwargs: dict[str, Any] = {"ti": ti}
+    if "task" in parameters:
+        kwargs["task"] = task
+    else:
+        ti.task = task
+    if "run_triggerer" in parameters:
+        kwargs["run_triggerer"] = True
+    if "inline_trigger" in parameters:  # Airflow 2
+        kwargs.update(inline_trigger=True, session=session)
+    dag_test_module()._run_task(**kwargs)
+
+
+def clear_task_instances(tis: list[Any], session: Any, dag: Any, dag_run_state: Any) -> None:
+    """Airflow's ``clear_task_instances``, which raises ``max_tries`` to ``try_number + retries``.
+
+    Airflow 2 finds the task's ``retries`` in the DAG it is given (the UI's Clear passes it) or else
+    in the serialized DAG; ``dag.test()`` serializes none, so the DAG is passed where it is accepted.
+    """
+    from airflow.models.taskinstance import clear_task_instances as clear_tis
+
+    given = {"dag": dag} if "dag" in inspect.signature(clear_tis).parameters else {}
+    clear_tis(tis, session, dag_run_state=dag_run_state, **given)
+
+
 def xcom_rows(session: Any, dag_id: str, run_id: str) -> list[Any]:
     """The XCom rows of one DAG run."""
     return session.query(XComRow).filter(XComRow.dag_id == dag_id, XComRow.run_id == run_id).all()
@@ -110,13 +184,19 @@ def asset_events(session: Any, dag_id: str, run_id: str) -> list[tuple[str, dict
 __all__ = [
     "AIRFLOW",
     "AIRFLOW_V_3_0_PLUS",
+    "EVERY_CLEAR_COUNTED",
     "DagBag",
     "XComRow",
     "asset_events",
     "attach_filesystem",
+    "before_each_task_run",
+    "clear_task_instances",
     "dag_test_module",
+    "needs_airflow",
     "needs_task_state_store",
     "run_dag",
+    "run_task",
+    "scheduler_dag",
     "task_output",
     "wrap_inline_trigger",
     "xcom_rows",

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.airflow_compat import needs_airflow
 from tests.deployment.stack import Stack, deployment, wait_for
 
+#: The stack is Airflow 3.3's (api-server, dag-processor, task SDK, REST API v2), of the running version.
+DEPLOYMENT_AIRFLOW = needs_airflow((3, 3), "the deployment suite (an api-server and REST API v2 stack)")
 SKIP = os.environ.get("ICE_SKIP_DEPLOYMENT", "").lower() in ("1", "true", "yes")
 DAG_IDS = (
     "ice_call_log_pipeline",
@@ -38,6 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.deployment)
+            item.add_marker(DEPLOYMENT_AIRFLOW)
             if SKIP:
                 item.add_marker(pytest.mark.skip(reason="ICE_SKIP_DEPLOYMENT is set"))
 

@@ -20,7 +20,7 @@ import pytest
 from airflow_provider_ice.api.correlation import make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
 from tests.airflow_clears import clear, resume
-from tests.airflow_compat import run_dag
+from tests.airflow_compat import needs_task_state_store, run_dag
 from tests.dags.ice_clear_test_dags import ice_reliability_clears as dag
 from tests.reliability._support import (
     fault_figures,
@@ -49,6 +49,7 @@ def _wait_finished(emulator: IceEmulator, correlation_id: str, seconds: float = 
         time.sleep(0.1)
 
 
+@needs_task_state_store()  # a Clear while the call runs adopts it only through the store's record
 def test_clears_and_a_lagging_listing_under_faults(
     airflow_db: str,
     request: pytest.FixtureRequest,
@@ -73,14 +74,14 @@ def test_clears_and_a_lagging_listing_under_faults(
             first_id = make_correlation_id(dag.dag_id, run.run_id, "call", -1)
             retries += task_tries(dag.dag_id, run.run_id)["call"][1] - 1
             # Clear while the call runs: the record must stand for the same call.
-            clear(dag.dag_id, run.run_id, "call")
+            clear(dag, run.run_id, "call")
             states = [str(run.state), resume(dag, run.run_id)]
             adopted = xcom_value(dag.dag_id, run.run_id, "call")
             outcomes["adopted_on_clear_while_running"] += bool(adopted and adopted["adopted"])
             # Clear after it finished: a new call with a new correlation id.
             _wait_finished(emulator, first_id)
             try_number = task_tries(dag.dag_id, run.run_id)["call"][1]
-            clear(dag.dag_id, run.run_id, "call")
+            clear(dag, run.run_id, "call")
             states.append(resume(dag, run.run_id))
             second_id = make_correlation_id(dag.dag_id, run.run_id, "call", -1, try_number)
             placed = xcom_value(dag.dag_id, run.run_id, "call")

@@ -89,11 +89,12 @@ def test_local_readers_always_see_one_whole_committed_version_while_it_is_replac
 def test_object_storage_readers_see_the_old_version_until_the_manifest_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.sdk import ObjectStoragePath
-    from airflow.sdk.io import attach
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
     from fsspec.implementations.memory import MemoryFileSystem
 
-    attach("memory", fs=MemoryFileSystem())
+    from tests.airflow_compat import attach_filesystem
+
+    attach_filesystem("memory", fs=MemoryFileSystem())
     final = ObjectStoragePath(f"memory://commit-{tmp_path.name}/sessions/date=2026-01-01")
     _write_version(final, 0)
     seen: list[tuple[int, int]] = []

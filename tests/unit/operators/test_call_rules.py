@@ -19,6 +19,7 @@ from airflow_provider_ice.api.errors import IceThrottlingError
 from airflow_provider_ice.api.validation import iso
 from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.operators._call_store import STATE_KEY, clear_generation
+from tests.airflow_compat import needs_task_state_store
 from tests.unit.agent_fakes import (
     AGENT_ID,
     INSTANCE_ID,
@@ -91,6 +92,7 @@ def test_the_correlation_id_ignores_clears_elsewhere_in_the_run(generate: MagicM
 # -- automatic retries -----------------------------------------------------------------------------
 
 
+@needs_task_state_store()
 @pytest.mark.parametrize("status", ["Created", "Executing", "Finished"])
 def test_a_retry_adopts_the_stored_call_whatever_its_status(generate: MagicMock, status: str) -> None:
     store = FakeStateStore({STATE_KEY: placed(max_tries=2)})
@@ -103,6 +105,7 @@ def test_a_retry_adopts_the_stored_call_whatever_its_status(generate: MagicMock,
     assert not {"max_tries", "pending"} & set(result)  # the store's bookkeeping stays out of XCom
 
 
+@needs_task_state_store()
 def test_a_retry_does_not_adopt_a_record_of_another_agent(
     generate: MagicMock, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -120,6 +123,7 @@ def test_a_retry_does_not_adopt_a_record_of_another_agent(
     assert "not adopted" in logged(caplog, capsys)
 
 
+@needs_task_state_store()
 def test_a_retry_looks_for_a_pending_attempt_until_the_tolerance_has_passed(generate: MagicMock) -> None:
     """The listing shows the instance only on the third look: still adopted, never called again."""
     store = FakeStateStore({STATE_KEY: pending(sent_ago=1)})
@@ -134,6 +138,7 @@ def test_a_retry_looks_for_a_pending_attempt_until_the_tolerance_has_passed(gene
     assert "pending" not in store.data[STATE_KEY]
 
 
+@needs_task_state_store()
 def test_a_retry_places_the_call_once_a_pending_attempt_is_past_the_tolerance(generate: MagicMock) -> None:
     store = FakeStateStore({STATE_KEY: pending(sent_ago=300)})
     with patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([])) as list_:
@@ -145,6 +150,7 @@ def test_a_retry_places_the_call_once_a_pending_attempt_is_past_the_tolerance(ge
     assert store.data[STATE_KEY]["instance_id"] == "inst-new"
 
 
+@needs_task_state_store()
 def test_a_pending_attempt_without_correlation_id_fails_without_retry(generate: MagicMock) -> None:
     store = FakeStateStore({STATE_KEY: pending(sent_ago=300, correlation_id=None)})
     with pytest.raises(AirflowFailException, match=r"unknown.*ICE \(IMS\) console"):
@@ -159,6 +165,7 @@ def test_a_retry_without_a_state_store_keeps_looking_for_the_tolerance(generate:
     generate.assert_called_once()
 
 
+@needs_task_state_store()
 def test_the_write_ahead_record_is_stored_before_the_request(generate: MagicMock) -> None:
     store = FakeStateStore()
     seen: list[dict] = []
@@ -176,6 +183,7 @@ def test_the_write_ahead_record_is_stored_before_the_request(generate: MagicMock
 # -- a user's Clear of this task instance ------------------------------------------------------------
 
 
+@needs_task_state_store()
 @pytest.mark.parametrize("status", ["Created", "Executing"])
 def test_a_clear_adopts_an_earlier_call_that_is_still_running(generate: MagicMock, status: str) -> None:
     store = FakeStateStore({STATE_KEY: placed(max_tries=0)})
@@ -187,6 +195,7 @@ def test_a_clear_adopts_an_earlier_call_that_is_still_running(generate: MagicMoc
     assert store.data[STATE_KEY]["max_tries"] == 1  # a retry after this Clear adopts it again
 
 
+@needs_task_state_store()
 def test_a_clear_places_a_new_call_after_the_earlier_one_finished(generate: MagicMock) -> None:
     store = FakeStateStore({STATE_KEY: placed(max_tries=0)})
     with describe("Finished"):
@@ -198,6 +207,7 @@ def test_a_clear_places_a_new_call_after_the_earlier_one_finished(generate: Magi
     assert store.data[STATE_KEY]["correlation_id"] == new_id
 
 
+@needs_task_state_store()
 def test_a_clear_looks_up_an_adopted_call_without_instance_id_in_the_listing(generate: MagicMock) -> None:
     record = {**placed(max_tries=0), "instance_id": None}
     store = FakeStateStore({STATE_KEY: record})
@@ -209,6 +219,7 @@ def test_a_clear_looks_up_an_adopted_call_without_instance_id_in_the_listing(gen
     assert result["adopted"] is True
 
 
+@needs_task_state_store()
 def test_a_clear_after_a_pending_attempt_whose_call_finished_places_a_new_call(generate: MagicMock) -> None:
     store = FakeStateStore({STATE_KEY: pending(sent_ago=1)})
     finished = instance("Finished", correlation_id=CID)
@@ -228,6 +239,7 @@ def test_a_transient_listing_error_while_looking_means_look_again(generate: Magi
     assert result["adopted"] is True
 
 
+@needs_task_state_store()
 def test_a_failed_last_look_never_passes_for_not_placed(generate: MagicMock) -> None:
     store = FakeStateStore({STATE_KEY: pending(sent_ago=300)})
     throttled = IceThrottlingError("slow down", code="Throttling.User", action="ListAIAgentInstance")
