@@ -20,7 +20,11 @@ import time
 
 # What a triggerer process has loaded before it meets its first trigger.
 import airflow.jobs.triggerer_job_runner  # noqa: F401
-from airflow._shared.module_loading import import_string
+
+try:
+    from airflow._shared.module_loading import import_string
+except ImportError:  # Airflow 2.11 and 3.0
+    from airflow.utils.module_loading import import_string  # type: ignore[no-redef]
 
 SLOW_SECONDS = 0.05
 CLASSPATH = "airflow_provider_ice.triggers.agent_instance.IceAIAgentInstanceTrigger"
