@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_ice._compat import has_feature
 from airflow_provider_ice.api.client import IceClient
 from airflow_provider_ice.api.download import CallLogDownloader
 from airflow_provider_ice.api.signing import Credentials
@@ -169,7 +170,9 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
         states.append(str(run.state))
         errors = _provoke_errors(emulator)
         shown = _model_and_request_texts(emulator)
-    assert states == ["success"] * 4
+    # The last create meets a 5xx and nothing is listed: a retry places the call where the task state
+    # store has the write-ahead record; without it (Airflow < 3.3) the task fails without retry.
+    assert states == ["success"] * 3 + ["success" if has_feature("the task state store") else "failed"]
 
     captured = capfd.readouterr()
     stdout, echoed = _without_masking_echo(captured.out)
