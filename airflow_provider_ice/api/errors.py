@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 EXCERPT_LENGTH = 200
 # Signed URLs and tokens must not survive into an error message, even inside an echoed body.
@@ -202,6 +202,26 @@ class CallLogUnavailableError(CallLogDownloadError):
 
 class CallLogFormatError(ValueError):
     """The bytes behind a CallLogUrl are not a call log (not UTF-8 JSON, truncated, wrong types)."""
+
+
+#: What a failed call-log fetch asks for next (see :func:`call_log_failure`).
+CallLogFailure = Literal["refused", "damaged", "expired", "failed"]
+
+
+def call_log_failure(err: CallLogDownloadError | CallLogFormatError) -> CallLogFailure:
+    """Return what a failed call-log fetch asks for next: the one rule the operator and collector share.
+
+    ``"refused"``: the URL or the size cap refuses it for good; ``"damaged"``: the body does not
+    decode or is not a call log (download again); ``"expired"``: the storage refused the URL (fetch a
+    fresh one); ``"failed"``: the download kept failing (already retried) and may succeed later.
+    """
+    if isinstance(err, (CallLogTooLargeError, CallLogUrlError)):
+        return "refused"
+    if isinstance(err, (CallLogFormatError, CallLogEncodingError)):
+        return "damaged"
+    if isinstance(err, CallLogUrlExpiredError):
+        return "expired"
+    return "failed"
 
 
 AUTH_CODE_PREFIXES = (
