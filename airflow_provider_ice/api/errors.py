@@ -61,7 +61,30 @@ class IceValidationError(IceError, ValueError):
         super().__init__(f"{parameter}: {message}")
 
 
-class IceApiError(IceError):
+class _AnsweredError(IceError):
+    """An error an HTTP answer gave: the status, code and Retry-After the retry policy reads.
+
+    The message is scrubbed of secrets, then rendered by :meth:`_render`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.retry_after = retry_after
+        super().__init__(self._render(scrub(message)))
+
+    def _render(self, message: str) -> str:
+        return message
+
+
+class IceApiError(_AnsweredError):
     """The service answered with an error."""
 
     def __init__(
@@ -75,19 +98,16 @@ class IceApiError(IceError):
         action: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self.code = code
         self.message = scrub(message)
         self.request_id = request_id
-        self.http_status = http_status
         self.recommend = recommend
         self.action = action
-        self.retry_after = retry_after
-        super().__init__(self._render())
+        super().__init__(message, http_status=http_status, code=code, retry_after=retry_after)
 
-    def _render(self) -> str:
+    def _render(self, message: str) -> str:
         parts = [f"{self.action}: " if self.action else ""]
         parts.append(f"{self.code}: " if self.code else "")
-        parts.append(self.message)
+        parts.append(message)
         details = [
             f"{name}={value}"
             for name, value in (("HTTP", self.http_status), ("RequestId", self.request_id))
@@ -160,24 +180,11 @@ class IcePaginationError(IceError):
     """A listing window holds more instances than ListAIAgentInstance can reach and cannot be split."""
 
 
-class CallLogDownloadError(IceError):
+class CallLogDownloadError(_AnsweredError):
     """A call log could not be downloaded. Messages never contain the URL."""
 
     #: Named in the retry log line of :mod:`.retry`.
     action = "Call-log download"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.http_status = http_status
-        self.code = code
-        self.retry_after = retry_after
-        super().__init__(scrub(message))
 
 
 class CallLogUrlError(CallLogDownloadError, ValueError):
