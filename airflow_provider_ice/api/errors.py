@@ -24,6 +24,10 @@ The hierarchy::
 
     CallLogFormatError (ValueError)             the downloaded bytes are not a call log
 
+IceApiError and CallLogDownloadError share a private base that holds what the retry policy reads
+(``http_status``, ``code``, ``retry_after``); :func:`call_log_failure` says what a failed call-log
+fetch asks for next.
+
 The Airflow-facing errors (what a task fails with) are in :mod:`airflow_provider_ice.exceptions`.
 """
 
