@@ -3,8 +3,8 @@
 Two kinds of bad input are told apart, because they call for different reactions:
 
 * a **structural** error (a line that is not JSON, a recipient that is not an object, no key field,
-  a template that does not render or names a field the recipient lacks, a missing phone or time-zone
-  field) means the campaign is set up wrongly. :func:`prepare` raises :class:`RecipientError` naming
+  a template that does not render or names a field the recipient lacks, a missing phone field)
+  means the campaign is set up wrongly. :func:`prepare` raises :class:`RecipientError` naming
   the recipient's position before any call is placed;
 * a **per-recipient** problem (an invalid phone number, an unknown time zone, a key seen before) is
   that recipient's alone: it becomes a ``rejected`` result row and the rest of the campaign goes on.
@@ -67,7 +67,8 @@ class RecipientSpec:
     :param user_data_template: a dict (string values rendered) or a string rendering to a JSON
         object; the recipient's fields are the template's variables (also as ``recipient``).
     :param phone_field: for phone calls, the field holding the number to call.
-    :param timezone_field: the field holding the recipient's IANA time zone, if any.
+    :param timezone_field: the field holding the recipient's IANA time zone, if any (a recipient
+        without the field, or with an empty value, is in ``default_timezone``).
     :param default_timezone: the time zone of recipients without one (with ``timezone_field``
         unset, of everybody).
     """
@@ -124,7 +125,8 @@ def prepare(raw: Iterable[Any], spec: RecipientSpec) -> tuple[list[Recipient], l
         key = _key_of(item, spec.key, position)
         user_data = render(item, position)
         phone = _field(item, spec.phone_field, position) if spec.phone_field else None
-        tz = _field(item, spec.timezone_field, position) if spec.timezone_field else None
+        # A recipient without a time zone is in the default one.
+        tz = item.get(spec.timezone_field) if spec.timezone_field else None
         if key in seen:
             rejected.append(Rejected(position, key, f"duplicate key {key!r}: called once, at its first row"))
             continue

@@ -118,6 +118,7 @@ class CampaignCycle:
         }
         settings = operator.hook.settings
         self.probe = JoinedProbe(
+            operator.hook,
             operator.call_type,
             {"allow_http": bool(operator.hook.allows_plain_http), "verify": settings.verify},
         )

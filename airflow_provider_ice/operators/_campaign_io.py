@@ -107,19 +107,28 @@ def list_campaign_instances(
 
 
 class JoinedProbe:
-    """Whether the person joined a Finished call: CallInfo for phone calls, the call log for app calls."""
+    """Whether the person joined a Finished call, and when they answered.
 
-    def __init__(self, kind: str, downloader_settings: dict[str, Any]) -> None:
+    A phone call whose InstanceId is known: ``CallInfo`` of DescribeAIAgentInstance (the listing has
+    none; ``CallStartTime`` is set once the callee answered). Otherwise (app calls, adopted calls):
+    ``UserJoined`` of the call log. None when it cannot be told.
+    """
+
+    def __init__(self, hook: IceHook, kind: str, downloader_settings: dict[str, Any]) -> None:
+        self.hook = hook
         self.kind = kind
         self.settings = downloader_settings
         self._downloader: CallLogDownloader | None = None
 
     def __call__(self, attempt: Attempt, instance: AIAgentInstance) -> tuple[bool | None, str | None]:
-        if self.kind == "phone":
-            info = instance.call_info
-            if info is None:
-                return None, None
-            return info.call_start_time is not None, info.call_start_time
+        if self.kind == "phone" and attempt.instance_id:
+            try:
+                info = self.hook.describe_ai_agent_instance(attempt.instance_id).call_info
+            except Exception as error:
+                log.warning("DescribeAIAgentInstance of %s failed (%s)", attempt.instance_id, error)
+                info = None
+            if info is not None:
+                return info.call_start_time is not None, info.call_start_time
         if instance.call_log_url is None:
             return None, None
         from airflow_provider_ice.analytics.metrics import user_joined

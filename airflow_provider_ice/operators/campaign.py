@@ -55,7 +55,7 @@ class IceAgentCallCampaignOperator(BaseOperator):
     the failed try had in flight are listed by then.
 
     **Bad input.** A structural error (no key field, a template that does not render or names a field
-    a recipient lacks, a missing phone or time-zone field, a line that is not JSON) fails the task
+    a recipient lacks, a missing phone field, a line that is not JSON) fails the task
     before any call, without retry, naming the recipient's position. An invalid phone number, an
     unknown time zone or a duplicate key is reported in that recipient's result row (``rejected``)
     and the campaign goes on.
