@@ -132,11 +132,16 @@ class CampaignCycle:
         )
 
     def _started_at(self, now: float) -> float:
+        """Where a new ledger's listing window starts: the run's start, or ``lookback`` ago.
+
+        A campaign bound to this task instance cannot have placed calls before its run started; a
+        ``campaign_id`` given by the user may have been run before (a rerun after a lost worker).
+        """
         dag_run = self.context.get("dag_run")
         started = getattr(dag_run, "start_date", None)
-        if isinstance(started, datetime):
+        if isinstance(started, datetime) and not self.op.campaign_id:
             return min(now, started.timestamp())
-        return now - 24 * 3600
+        return now - self.op.lookback
 
     def close(self) -> None:
         self.probe.close()

@@ -95,7 +95,8 @@ class IceAgentCallCampaignOperator(BaseOperator):
     :param destination_conn_id: connection for an object-storage destination or recipients file.
     :param recipients_format: ``"jsonl"`` or ``"csv"``; default from the file name.
     :param campaign_id: the campaign's identity in correlation ids; default: this task instance.
-        (templated)
+        Give the same value to a later run to resume a campaign whose run was lost. (templated)
+    :param lookback: with ``campaign_id`` given, how far back the first listing looks for its calls.
     :param ice_conn_id: the ``alibaba_ice`` connection. (templated)
     """
 
@@ -137,6 +138,7 @@ class IceAgentCallCampaignOperator(BaseOperator):
         destination_conn_id: str | None = None,
         recipients_format: str | None = None,
         campaign_id: str | None = None,
+        lookback: float | timedelta = timedelta(hours=24),
         ice_conn_id: str = "ice_default",
         **kwargs: Any,
     ) -> None:
@@ -159,6 +161,7 @@ class IceAgentCallCampaignOperator(BaseOperator):
             self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
             self.poll_interval = positive_seconds(poll_interval, "poll_interval")
             redial_seconds = positive_seconds(redial_after, "redial_after", allow_zero=True)
+            self.lookback = positive_seconds(lookback, "lookback")
         except (TypeError, ValueError) as error:
             raise IceValidationError(str(error).split(" ", 1)[0], str(error)) from None
         self.policy = RedialPolicy(max_attempts=max_attempts, redial_after=redial_seconds)

@@ -38,7 +38,7 @@ def _dag(dag_id: str) -> DAG:
         start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
         catchup=False,
         default_args=DEFAULTS,
-        params={"recipients": "", "destination": ""},
+        params={"recipients": "", "destination": "", "campaign": ""},
         tags=["ice", "test"],
     )
 
@@ -64,4 +64,15 @@ with _dag("ice_test_campaign_phone_xcom") as ice_test_campaign_phone_xcom:
         caller_number="+862150000000",
         deferrable=True,
         **FAST,
+    )
+
+with _dag("ice_test_campaign_slow") as ice_test_campaign_slow:
+    # Paced slowly enough that a test can kill the worker while calls are being placed.
+    IceAgentCallCampaignOperator(
+        task_id="campaign",
+        recipients="{{ params.recipients }}",
+        # A run that replaces a killed one resumes the same campaign.
+        campaign_id="{{ params.campaign }}",
+        deferrable=False,
+        **{**FAST, "calls_per_second": 8, "max_active_calls": 40},
     )

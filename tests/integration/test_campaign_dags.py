@@ -53,7 +53,7 @@ def assert_each_person_called_as_the_policy_says(emulator: IceEmulator, keys: li
         assert all(c["Status"] == "Finished" for c in calls)
         joined = [c["UserJoined"] for c in calls]
         # Redialed only after a call the person never joined, at most max_attempts calls.
-        assert len(calls) <= max_attempts, key
+        assert len(calls) <= max_attempts, (key, [(c["UserData"], c["CreatedAt"]) for c in calls])
         assert all(j is False for j in joined[:-1]), (key, joined)
         if len(calls) < max_attempts:
             assert joined[-1] is True, (key, joined)
@@ -147,3 +147,137 @@ def test_phone_campaign_from_an_xcom_list(ice_connection: IceEmulator, airflow_d
 
 
 Failure = Callable[..., Any]
+
+
+def _fail_once_in_send(monkeypatch: pytest.MonkeyPatch, *, on_call: int, after_sending: bool) -> list[int]:
+    """Make the ``on_call``-th send of the first try die, after or before the request was sent."""
+    from airflow_provider_ice.operators._campaign_cycle import CampaignCycle
+
+    original = CampaignCycle._send
+    calls: list[int] = []
+
+    def dying(self: CampaignCycle, recipient: Any, attempt: Any) -> bool:
+        calls.append(1)
+        if len(calls) == on_call:
+            if after_sending:
+                original(self, recipient, attempt)
+            raise RuntimeError("injected: the worker died here")
+        return original(self, recipient, attempt)
+
+    monkeypatch.setattr(CampaignCycle, "_send", dying)
+    return calls
+
+
+@pytest.mark.parametrize("after_sending", [True, False], ids=["died-after-send", "died-before-send"])
+@pytest.mark.parametrize("dag_id", ["ice_test_campaign_file", "ice_test_campaign_sync"])
+def test_retried_campaign_calls_nobody_twice_and_skips_nobody(
+    dag_id: str,
+    after_sending: bool,
+    ice_connection: IceEmulator,
+    airflow_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The 9th send dies: the first 6 are in progress, the first resume is placing more.
+    _fail_once_in_send(monkeypatch, on_call=9, after_sending=after_sending)
+    keys = write_recipients(tmp_path / "people.jsonl", 15)
+    run = run_dag(dag_id, recipients=str(tmp_path / "people.jsonl"), destination=str(tmp_path / "out"))
+    assert str(run.state) == "success"
+    assert tries(run) == 2, "Airflow retried the task once"
+    assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
+    summary = return_value(run)
+    assert summary["attempts"] == len(ice_connection.state(AGENT_ID)["instances"])
+    adopted = [r for r in results(summary) if r["attempt"] and r["instance_id"] is None]
+    assert len(adopted) >= placed_before, "the calls of the killed worker were adopted from the listing"
+    assert summary["recipients_by_outcome"].get("in_progress", 0) == 0
+
+
+def test_listing_failure_mid_campaign_is_retried_from_the_checkpoint(
+    ice_connection: IceEmulator, airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_ice.operators import _campaign_cycle
+
+    original = _campaign_cycle.list_campaign_instances
+    calls: list[int] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected: the listing failed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_campaign_cycle, "list_campaign_instances", flaky)
+    keys = write_recipients(tmp_path / "people.jsonl", 15)
+    run = run_dag("ice_test_campaign_file", recipients=str(tmp_path / "people.jsonl"), destination=str(tmp_path))
+    assert str(run.state) == "success"
+    assert tries(run) == 2
+    assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
+
+
+@pytest.mark.ice_emulator(drop_rate=0.3, actions=["GenerateAIAgentCall"], seed=3)
+def test_lost_responses_are_adopted_from_the_listing(
+    ice_connection: IceEmulator, airflow_db: str, tmp_path: Path
+) -> None:
+    keys = write_recipients(tmp_path / "people.jsonl", 15)
+    run = run_dag("ice_test_campaign_file", recipients=str(tmp_path / "people.jsonl"), destination=str(tmp_path))
+    assert str(run.state) == "success"
+    state = ice_connection.state(AGENT_ID)
+    assert sum(state["faults_injected"].get("dropped_connection", {}).values()) >= 2, "responses were lost"
+    assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
+    rows = results(return_value(run))
+    lost = [r for r in rows if r["attempt"] and r["instance_id"] is None]
+    assert lost, "some attempts are known only from the listing"
+    assert all(r["status"] == "Finished" and r["channel_id"] for r in lost)
+
+
+def test_worker_killed_mid_campaign_then_rerun_calls_nobody_twice(
+    ice_connection: IceEmulator, airflow_db: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    from tests.dags.ice_campaign_test_dags import ice_test_campaign_slow
+
+    keys = write_recipients(tmp_path / "people.jsonl", 40)
+    conf = {"recipients": str(tmp_path / "people.jsonl"), "destination": str(tmp_path), "campaign": "kill-test"}
+    logical_date = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    script = (
+        "import json, sys; from datetime import datetime;"
+        "from tests.dags.ice_campaign_test_dags import ice_test_campaign_slow as d;"
+        "d.test(logical_date=datetime.fromisoformat(sys.argv[1]), run_conf=json.loads(sys.argv[2]))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script, logical_date.isoformat(), json.dumps(conf)],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.log", "w"),  # noqa: SIM115
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(ice_connection.state(AGENT_ID)["instances"]) < 12:
+            assert worker.poll() is None, "the worker ended before it could be killed"
+            assert time.monotonic() < deadline, "the campaign did not start placing calls"
+            time.sleep(0.05)
+    finally:
+        # The whole process group: a task process forked by the runner dies with it.
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    placed_before = len(ice_connection.state(AGENT_ID)["instances"])
+    assert placed_before < len(keys), "killed mid-campaign"
+
+    # dag.test() cannot resume the killed task instance (it starts a new run): the new run resumes
+    # the campaign by its campaign_id and reconciles with the listing (no checkpoint of the old run).
+    run = ice_test_campaign_slow.test(logical_date=logical_date, run_conf=conf)
+    assert str(run.state) == "success"
+    assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
+    summary = return_value(run)
+    assert summary["attempts"] == len(ice_connection.state(AGENT_ID)["instances"])
+    adopted = [r for r in results(summary) if r["attempt"] and r["instance_id"] is None]
+    assert len(adopted) >= placed_before, "the calls of the killed worker were adopted from the listing"
