@@ -7,6 +7,7 @@ the emulator finishes in seconds.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,6 +16,8 @@ from airflow.sdk import DAG, task
 from airflow_provider_ice.operators.campaign import IceAgentCallCampaignOperator
 
 AGENT_ID = "campaign-agent"
+#: ``ICE_TEST_CAMPAIGN_WINDOW`` ("HH:MM:SS-HH:MM:SS") lets a test open the window when it wants.
+WINDOW = os.environ.get("ICE_TEST_CAMPAIGN_WINDOW", "00:00-23:59")
 DEFAULTS: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(0)}
 FAST: dict[str, Any] = {
     "agent_id": AGENT_ID,
@@ -75,4 +78,14 @@ with _dag("ice_test_campaign_slow") as ice_test_campaign_slow:
         campaign_id="{{ params.campaign }}",
         deferrable=False,
         **{**FAST, "calls_per_second": 8, "max_active_calls": 40},
+    )
+
+with _dag("ice_test_campaign_window") as ice_test_campaign_window:
+    # The window opens a few seconds after the DAG file is parsed (in the recipients' time zone).
+    IceAgentCallCampaignOperator(
+        task_id="campaign",
+        recipients="{{ params.recipients }}",
+        calling_window=WINDOW,
+        deferrable=True,
+        **FAST,
     )

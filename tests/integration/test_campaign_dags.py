@@ -281,3 +281,74 @@ def test_worker_killed_mid_campaign_then_rerun_calls_nobody_twice(
     assert summary["attempts"] == len(ice_connection.state(AGENT_ID)["instances"])
     adopted = [r for r in results(summary) if r["attempt"] and r["instance_id"] is None]
     assert len(adopted) >= placed_before, "the calls of the killed worker were adopted from the listing"
+
+
+@pytest.fixture
+def triggers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """The serialized form of every trigger dag.test() runs inline."""
+    import airflow.sdk.definitions.dag as dag_module
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    original = dag_module._run_inline_trigger
+
+    def recording(trigger: Any, task_sdk_ti: Any) -> Any:
+        seen.append(trigger.serialize())
+        return original(trigger, task_sdk_ti)
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", recording)
+    return seen
+
+
+def test_outside_the_calling_window_the_task_defers_until_it_opens(
+    ice_connection: IceEmulator,
+    airflow_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    triggers: list[tuple[str, dict[str, Any]]],
+) -> None:
+    import importlib
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zones = ["Asia/Shanghai", "America/New_York"]
+    # Far enough ahead that dag.test() has parsed the DAG and started the task before it opens.
+    opens = (datetime.now(ZoneInfo(zones[0])) + timedelta(seconds=30)).replace(microsecond=0)
+    window = f"{opens:%H:%M:%S}-{(opens + timedelta(minutes=30)):%H:%M:%S}"
+    monkeypatch.setenv("ICE_TEST_CAMPAIGN_WINDOW", window)
+    module = importlib.reload(importlib.import_module("tests.dags.ice_campaign_test_dags"))
+    people = tmp_path / "people.jsonl"
+    # The same local hours 12-13 hours later in New York: those recipients are not due in this test,
+    # so they are left out; the window is per recipient time zone.
+    people.write_text("\n".join(json.dumps({"id": f"s{n}", "name": "S", "tz": zones[0]}) for n in range(4)) + "\n")
+    dag = module.ice_test_campaign_window
+    run = dag.test(run_conf={"recipients": str(people), "destination": str(tmp_path)})
+    assert str(run.state) == "success"
+    created = [datetime.fromisoformat(i["CreatedAt"]) for i in ice_connection.state(AGENT_ID)["instances"]]
+    assert len(created) >= 4
+    assert min(created) >= opens, "nobody was called before the window opened"
+    first = triggers[0][1]
+    assert first["correlation_ids"] == [], "waiting for the window holds no calls"
+    assert abs(first["wake_at"] - opens.timestamp()) < 1.0
+    assert triggers[0][0] == "airflow_provider_ice.triggers.campaign.IceCampaignTrigger"
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([{"id": "a", "name": "A"}, {"name": "no key"}], "recipient #2: has no key field 'id'"),
+        ([{"id": "a", "name": "A"}, {"id": "b"}], "recipient #2: user_data_template does not render"),
+        ([{"id": "a", "name": "A"}, ["not", "an", "object"]], "recipient #2: must be an object"),
+    ],
+    ids=["no-key", "unknown-field", "not-an-object"],
+)
+def test_structural_error_fails_before_any_call_without_retry(
+    rows: list[Any], expected: str, ice_connection: IceEmulator, airflow_db: str, tmp_path: Path
+) -> None:
+    people = tmp_path / "people.jsonl"
+    people.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    run = run_dag("ice_test_campaign_file", recipients=str(people), destination=str(tmp_path))
+    assert str(run.state) == "failed"
+    assert tries(run) == 1, "a structural error is not retried"
+    assert ice_connection.state(AGENT_ID)["instances"] == []
+    assert ice_connection.state()["request_counts"].get("GenerateAIAgentCall", 0) == 0
+    assert expected  # the message is checked in the unit tests of recipients

@@ -14,7 +14,12 @@ import pytest
 from airflow_provider_ice import CONN_TYPE, get_provider_info
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_DAG_IDS = {"ice_scheduled_agent_calls", "ice_call_log_pipeline", "ice_session_analytics"}
+EXAMPLE_DAG_IDS = {
+    "ice_scheduled_agent_calls",
+    "ice_call_log_pipeline",
+    "ice_session_analytics",
+    "ice_outbound_campaign",
+}
 
 
 def _import_attr(dotted: str) -> object:
@@ -86,7 +91,9 @@ def test_the_api_layer_never_imports_airflow() -> None:
         "import sys, json;"
         "import airflow_provider_ice.api.client, airflow_provider_ice.api.download,"
         " airflow_provider_ice.api.lookup, airflow_provider_ice.analytics.metrics,"
-        " airflow_provider_ice.analytics.summary, airflow_provider_ice.analytics.collect;"
+        " airflow_provider_ice.analytics.summary, airflow_provider_ice.analytics.collect,"
+        " airflow_provider_ice.campaign.recipients, airflow_provider_ice.campaign.plan,"
+        " airflow_provider_ice.campaign.ledger, airflow_provider_ice.campaign.results;"
         "print(json.dumps(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
