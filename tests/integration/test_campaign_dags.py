@@ -342,7 +342,12 @@ def test_outside_the_calling_window_the_task_defers_until_it_opens(
     ids=["no-key", "unknown-field", "not-an-object"],
 )
 def test_structural_error_fails_before_any_call_without_retry(
-    rows: list[Any], expected: str, ice_connection: IceEmulator, airflow_db: str, tmp_path: Path
+    rows: list[Any],
+    expected: str,
+    ice_connection: IceEmulator,
+    airflow_db: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     people = tmp_path / "people.jsonl"
     people.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
@@ -351,4 +356,5 @@ def test_structural_error_fails_before_any_call_without_retry(
     assert tries(run) == 1, "a structural error is not retried"
     assert ice_connection.state(AGENT_ID)["instances"] == []
     assert ice_connection.state()["request_counts"].get("GenerateAIAgentCall", 0) == 0
-    assert expected  # the message is checked in the unit tests of recipients
+    captured = capfd.readouterr()
+    assert expected in captured.out + captured.err, "the task log names the recipient's position"
