@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The write-ahead record promises that its sends happen within this many seconds of it.
 SEND_HORIZON = 5.0
+#: While a batch is being sent, responses (InstanceIds) are checkpointed at most this often.
+CHECKPOINT_EVERY = 0.25
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -230,6 +232,7 @@ class CampaignCycle:
                 [(r.key, n) for r, n in batch], sent_by=time.time() + SEND_HORIZON
             )
             self.checkpoint.save(self.ledger, **self.extra)  # write-ahead, before any of them is sent
+            saved = time.monotonic()
             for index, ((recipient, _), attempt) in enumerate(zip(batch, attempts, strict=True)):
                 delay = self._next_send - time.monotonic()
                 if delay > 0:
@@ -246,6 +249,9 @@ class CampaignCycle:
                         unsent.state, unsent.retry_at = AttemptState.NOT_PLACED, attempt.retry_at
                     self.checkpoint.save(self.ledger, **self.extra)
                     return
+                if time.monotonic() - saved >= CHECKPOINT_EVERY:
+                    self.checkpoint.save(self.ledger, **self.extra)
+                    saved = time.monotonic()
             self.checkpoint.save(self.ledger, **self.extra)
 
     def _send(self, recipient: Recipient, attempt: Attempt) -> bool:

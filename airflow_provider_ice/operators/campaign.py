@@ -29,6 +29,17 @@ class IceCampaignInputError(IceAgentCallError, AirflowFailException):
     """Raise when the recipients or the campaign's settings are wrong: fails before any call, no retry."""
 
 
+def _seconds(value: Any, parameter: str, *, allow_zero: bool = False) -> float:
+    """``value`` (seconds or a timedelta) checked like every duration, as a typed, named error."""
+    try:
+        return positive_seconds(value, parameter, allow_zero=allow_zero)
+    except (TypeError, ValueError):
+        kind = "non-negative" if allow_zero else "positive"
+        raise IceValidationError(
+            parameter, f"must be a {kind}, finite number of seconds or a timedelta, got {value!r}"
+        ) from None
+
+
 class IceAgentCallCampaignOperator(BaseOperator):
     """Place and follow the calls of a whole campaign, each recipient and attempt exactly once.
 
@@ -153,17 +164,20 @@ class IceAgentCallCampaignOperator(BaseOperator):
             or max_active_calls < 1
         ):
             raise IceValidationError("max_active_calls", f"must be an integer >= 1, got {max_active_calls!r}")
-        if isinstance(calls_per_second, bool) or not isinstance(calls_per_second, (int, float)):
-            raise IceValidationError("calls_per_second", f"must be a number > 0, got {calls_per_second!r}")
-        try:
-            self.calls_per_second = positive_seconds(calls_per_second, "calls_per_second")
-            self.lookup_tolerance = positive_seconds(lookup_tolerance, "lookup_tolerance", allow_zero=True)
-            self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
-            self.poll_interval = positive_seconds(poll_interval, "poll_interval")
-            redial_seconds = positive_seconds(redial_after, "redial_after", allow_zero=True)
-            self.lookback = positive_seconds(lookback, "lookback")
-        except (TypeError, ValueError) as error:
-            raise IceValidationError(str(error).split(" ", 1)[0], str(error)) from None
+        if (
+            isinstance(calls_per_second, bool)
+            or not isinstance(calls_per_second, (int, float))
+            or not 0 < calls_per_second < float("inf")
+        ):
+            raise IceValidationError(
+                "calls_per_second", f"must be a finite number > 0, got {calls_per_second!r}"
+            )
+        self.calls_per_second = float(calls_per_second)
+        self.lookup_tolerance = _seconds(lookup_tolerance, "lookup_tolerance", allow_zero=True)
+        self.not_found_timeout = _seconds(not_found_timeout, "not_found_timeout")
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.lookback = _seconds(lookback, "lookback")
+        redial_seconds = _seconds(redial_after, "redial_after", allow_zero=True)
         self.policy = RedialPolicy(max_attempts=max_attempts, redial_after=redial_seconds)
         self.window = CallingWindow.parse(calling_window)
         self.agent_id = agent_id

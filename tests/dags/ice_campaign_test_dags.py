@@ -47,10 +47,14 @@ def _dag(dag_id: str) -> DAG:
 
 
 with _dag("ice_test_campaign_file") as ice_test_campaign_file:
-    IceAgentCallCampaignOperator(task_id="campaign", recipients="{{ params.recipients }}", deferrable=True, **FAST)
+    IceAgentCallCampaignOperator(
+        task_id="campaign", recipients="{{ params.recipients }}", deferrable=True, **FAST
+    )
 
 with _dag("ice_test_campaign_sync") as ice_test_campaign_sync:
-    IceAgentCallCampaignOperator(task_id="campaign", recipients="{{ params.recipients }}", deferrable=False, **FAST)
+    IceAgentCallCampaignOperator(
+        task_id="campaign", recipients="{{ params.recipients }}", deferrable=False, **FAST
+    )
 
 with _dag("ice_test_campaign_phone_xcom") as ice_test_campaign_phone_xcom:
 

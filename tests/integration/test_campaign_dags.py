@@ -8,7 +8,6 @@ including across a real Airflow retry after failures injected at the worst momen
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ from tests.dags.ice_campaign_test_dags import AGENT_ID
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.ice_emulator(user_join_delay=0.1, call_duration=0.4, user_online_timeout=0.4, no_show_rate=0.3),
+    pytest.mark.ice_emulator(
+        user_join_delay=0.1, call_duration=0.4, user_online_timeout=0.4, no_show_rate=0.3
+    ),
 ]
 
 
@@ -44,7 +45,9 @@ def calls_by_key(emulator: IceEmulator) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-def assert_each_person_called_as_the_policy_says(emulator: IceEmulator, keys: list[str], max_attempts: int) -> None:
+def assert_each_person_called_as_the_policy_says(
+    emulator: IceEmulator, keys: list[str], max_attempts: int
+) -> None:
     grouped = calls_by_key(emulator)
     assert sorted(grouped) == sorted(keys), "every valid recipient is called, nobody else"
     cids = [json.loads(i["UserData"])[CORRELATION_KEY] for calls in grouped.values() for i in calls]
@@ -57,6 +60,21 @@ def assert_each_person_called_as_the_policy_says(emulator: IceEmulator, keys: li
         assert all(j is False for j in joined[:-1]), (key, joined)
         if len(calls) < max_attempts:
             assert joined[-1] is True, (key, joined)
+
+
+def peak_concurrency(emulator: IceEmulator) -> int:
+    """The most calls of the agent that were in progress at once (from created/finished times)."""
+    from datetime import datetime
+
+    edges = []
+    for instance in emulator.state(AGENT_ID)["instances"]:
+        edges.append((datetime.fromisoformat(instance["CreatedAt"]), 1))
+        edges.append((datetime.fromisoformat(instance["ModifiedAt"]), -1))
+    peak = current = 0
+    for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):  # ends before starts on ties
+        current += step
+        peak = max(peak, current)
+    return peak
 
 
 def results(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,6 +129,7 @@ def test_campaign_calls_everyone_once_redials_no_shows_and_reports_bad_rows(
     assert str(run.state) == "success"
     assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
 
+    assert peak_concurrency(ice_connection) <= 6, "max_active_calls"
     summary = return_value(run)
     grouped = calls_by_key(ice_connection)
     assert summary["recipients"] == 22
@@ -133,7 +152,9 @@ def test_campaign_calls_everyone_once_redials_no_shows_and_reports_bad_rows(
     assert "Mars/Olympus" in next(r["error"] for r in rows if r["key"] == "tz-bad")
 
 
-def test_phone_campaign_from_an_xcom_list(ice_connection: IceEmulator, airflow_db: str, tmp_path: Path) -> None:
+def test_phone_campaign_from_an_xcom_list(
+    ice_connection: IceEmulator, airflow_db: str, tmp_path: Path
+) -> None:
     run = run_dag("ice_test_campaign_phone_xcom", destination=str(tmp_path / "out"))
     assert str(run.state) == "success"
     instances = ice_connection.state(AGENT_ID)["instances"]
@@ -187,8 +208,22 @@ def test_retried_campaign_calls_nobody_twice_and_skips_nobody(
     assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
     summary = return_value(run)
     assert summary["attempts"] == len(ice_connection.state(AGENT_ID)["instances"])
-    adopted = [r for r in results(summary) if r["attempt"] and r["instance_id"] is None]
-    assert len(adopted) >= placed_before, "the calls of the killed worker were adopted from the listing"
+    # A call whose response died with the worker (or was not yet checkpointed) is known from the
+    # listing only: adopted by its correlation id, without an InstanceId; every other row has the
+    # emulator's InstanceId of its correlation id.
+    by_cid = {
+        json.loads(i["UserData"])[CORRELATION_KEY]: i for i in ice_connection.state(AGENT_ID)["instances"]
+    }
+    rows = [r for r in results(summary) if r["attempt"]]
+    assert {r["correlation_id"] for r in rows} == set(by_cid)
+    for row in rows:
+        instance = by_cid[row["correlation_id"]]
+        assert row["instance_id"] in (instance["InstanceId"], None)
+        assert (row["channel_id"], row["status"]) == (instance["ChannelId"], "Finished")
+    adopted = [r for r in rows if r["instance_id"] is None]
+    assert len(adopted) <= 3
+    if after_sending:
+        assert adopted, "the call sent just before the worker died was adopted from the listing"
     assert summary["recipients_by_outcome"].get("in_progress", 0) == 0
 
 
@@ -208,7 +243,9 @@ def test_listing_failure_mid_campaign_is_retried_from_the_checkpoint(
 
     monkeypatch.setattr(_campaign_cycle, "list_campaign_instances", flaky)
     keys = write_recipients(tmp_path / "people.jsonl", 15)
-    run = run_dag("ice_test_campaign_file", recipients=str(tmp_path / "people.jsonl"), destination=str(tmp_path))
+    run = run_dag(
+        "ice_test_campaign_file", recipients=str(tmp_path / "people.jsonl"), destination=str(tmp_path)
+    )
     assert str(run.state) == "success"
     assert tries(run) == 2
     assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
@@ -219,7 +256,9 @@ def test_lost_responses_are_adopted_from_the_listing(
     ice_connection: IceEmulator, airflow_db: str, tmp_path: Path
 ) -> None:
     keys = write_recipients(tmp_path / "people.jsonl", 15)
-    run = run_dag("ice_test_campaign_file", recipients=str(tmp_path / "people.jsonl"), destination=str(tmp_path))
+    run = run_dag(
+        "ice_test_campaign_file", recipients=str(tmp_path / "people.jsonl"), destination=str(tmp_path)
+    )
     assert str(run.state) == "success"
     state = ice_connection.state(AGENT_ID)
     assert sum(state["faults_injected"].get("dropped_connection", {}).values()) >= 2, "responses were lost"
@@ -243,7 +282,11 @@ def test_worker_killed_mid_campaign_then_rerun_calls_nobody_twice(
     from tests.dags.ice_campaign_test_dags import ice_test_campaign_slow
 
     keys = write_recipients(tmp_path / "people.jsonl", 40)
-    conf = {"recipients": str(tmp_path / "people.jsonl"), "destination": str(tmp_path), "campaign": "kill-test"}
+    conf = {
+        "recipients": str(tmp_path / "people.jsonl"),
+        "destination": str(tmp_path),
+        "campaign": "kill-test",
+    }
     logical_date = datetime(2026, 6, 1, tzinfo=timezone.utc)
     script = (
         "import json, sys; from datetime import datetime;"
@@ -319,7 +362,9 @@ def test_outside_the_calling_window_the_task_defers_until_it_opens(
     people = tmp_path / "people.jsonl"
     # The same local hours 12-13 hours later in New York: those recipients are not due in this test,
     # so they are left out; the window is per recipient time zone.
-    people.write_text("\n".join(json.dumps({"id": f"s{n}", "name": "S", "tz": zones[0]}) for n in range(4)) + "\n")
+    people.write_text(
+        "\n".join(json.dumps({"id": f"s{n}", "name": "S", "tz": zones[0]}) for n in range(4)) + "\n"
+    )
     dag = module.ice_test_campaign_window
     run = dag.test(run_conf={"recipients": str(people), "destination": str(tmp_path)})
     assert str(run.state) == "success"

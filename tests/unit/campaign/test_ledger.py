@@ -32,9 +32,13 @@ def never_joined(attempt: Any, instance: AIAgentInstance) -> tuple[bool | None, 
 def test_correlation_ids_are_stable_and_distinct_per_campaign_key_and_attempt() -> None:
     first = attempt_correlation_id("camp", "k1", 1)
     assert first == attempt_correlation_id("camp", "k1", 1)
-    others = {attempt_correlation_id(c, k, n) for c, k, n in [("camp", "k1", 2), ("camp", "k2", 1), ("x", "k1", 1)]}
-    assert first not in others and len(others) == 3
-    assert first.startswith("af-") and len(first) == 35
+    others = {
+        attempt_correlation_id(c, k, n) for c, k, n in [("camp", "k1", 2), ("camp", "k2", 1), ("x", "k1", 1)]
+    }
+    assert first not in others
+    assert len(others) == 3
+    assert first.startswith("af-")
+    assert len(first) == 35
 
 
 def test_chunks_round_trip_through_the_checkpoint() -> None:
@@ -62,7 +66,9 @@ def test_unknown_outcome_is_looked_for_until_the_tolerance_has_passed() -> None:
     assert attempt.state is AttemptState.SENDING
     assert ledger.active() == [attempt]
     # Listed late (but before the tolerance): adopted.
-    ledger.reconcile({attempt.correlation_id: listed(attempt.correlation_id)}, T0 + 100, TOLERANCE, never_joined)
+    ledger.reconcile(
+        {attempt.correlation_id: listed(attempt.correlation_id)}, T0 + 100, TOLERANCE, never_joined
+    )
     assert (attempt.state, attempt.channel_id, attempt.status) == (AttemptState.PLACED, "ch-1", "Executing")
 
 
@@ -73,7 +79,10 @@ def test_unlisted_past_the_tolerance_is_not_placed_and_a_later_listing_still_win
     assert attempt.state is AttemptState.NOT_PLACED
     assert ledger.active() == []
     ledger.reconcile(
-        {attempt.correlation_id: listed(attempt.correlation_id, "Finished")}, T0 + 500, TOLERANCE, never_joined
+        {attempt.correlation_id: listed(attempt.correlation_id, "Finished")},
+        T0 + 500,
+        TOLERANCE,
+        never_joined,
     )
     assert (attempt.state, attempt.joined, attempt.finished_at) == (AttemptState.FINISHED, False, T0 + 500)
 

@@ -47,7 +47,9 @@ def test_window_across_midnight() -> None:
     assert window.next_open(NOON_UTC, "UTC") == datetime(2026, 3, 10, 20, 0, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize(("max_attempts", "redial_after"), [(0, 1), (21, 1), (True, 1), (2, -1), (2, float("nan"))])
+@pytest.mark.parametrize(
+    ("max_attempts", "redial_after"), [(0, 1), (21, 1), (True, 1), (2, -1), (2, float("nan"))]
+)
 def test_policy_validation(max_attempts: int, redial_after: float) -> None:
     with pytest.raises(IceValidationError, match=r"max_attempts|redial_after"):
         RedialPolicy(max_attempts=max_attempts, redial_after=redial_after)
@@ -66,20 +68,28 @@ def test_redial_only_after_a_call_nobody_joined_and_after_redial_after() -> None
     now = NOON_UTC.timestamp()
     finished = now - 100
     no_show = attempt(1, AttemptState.FINISHED, joined=False, finished_at=finished)
-    assert decide([no_show], now, policy=POLICY, window=None, tz="UTC") == Decision(Next.LATER, 2, finished + 600)
+    assert decide([no_show], now, policy=POLICY, window=None, tz="UTC") == Decision(
+        Next.LATER, 2, finished + 600
+    )
     assert decide([no_show], finished + 600, policy=POLICY, window=None, tz="UTC") == Decision(Next.CALL, 2)
     reached = attempt(1, AttemptState.FINISHED, joined=True, finished_at=finished)
     assert decide([reached], now + 9999, policy=POLICY, window=None, tz="UTC").next is Next.DONE
     unknown = attempt(1, AttemptState.FINISHED, joined=None, finished_at=finished)
     assert decide([unknown], now + 9999, policy=POLICY, window=None, tz="UTC").next is Next.DONE
-    last = [no_show, attempt(2, AttemptState.FINISHED, joined=False), attempt(3, AttemptState.FINISHED, joined=False)]
+    last = [
+        no_show,
+        attempt(2, AttemptState.FINISHED, joined=False),
+        attempt(3, AttemptState.FINISHED, joined=False),
+    ]
     assert decide(last, now + 9999, policy=POLICY, window=None, tz="UTC") == Decision(Next.DONE, 3)
 
 
 def test_in_flight_refused_and_not_placed_attempts() -> None:
     now = NOON_UTC.timestamp()
     for state in (AttemptState.SENDING, AttemptState.PLACED):
-        assert decide([attempt(1, state)], now, policy=POLICY, window=None, tz="UTC") == Decision(Next.ACTIVE, 1)
+        assert decide([attempt(1, state)], now, policy=POLICY, window=None, tz="UTC") == Decision(
+            Next.ACTIVE, 1
+        )
     refused = attempt(1, AttemptState.REFUSED, error="InvalidParameter")
     assert decide([refused], now, policy=POLICY, window=None, tz="UTC") == Decision(Next.DONE, 1)
     # Not placed: the same attempt again (same number, so the same correlation id), after retry_at.

@@ -31,7 +31,9 @@ def test_string_template_must_render_a_json_object() -> None:
     spec = RecipientSpec(key="id", user_data_template='{"who": "{{ name }}"}')
     [recipient], _ = prepare([{"id": "a", "name": "Ann"}], spec)
     assert recipient.user_data == {"who": "Ann"}
-    with pytest.raises(RecipientError, match=r"recipient #1: user_data_template must render to a JSON object"):
+    with pytest.raises(
+        RecipientError, match=r"recipient #1: user_data_template must render to a JSON object"
+    ):
         prepare([{"id": "a", "name": "Ann"}], RecipientSpec(key="id", user_data_template="hello {{ name }}"))
 
 
@@ -39,8 +41,14 @@ def test_string_template_must_render_a_json_object() -> None:
     ("rows", "message"),
     [
         ([{"id": "a", "name": "A"}, {"name": "B"}], r"recipient #2: has no key field 'id'"),
-        ([{"id": "a", "name": "A"}, {"id": " ", "name": "B"}], r"recipient #2: key field 'id' must be a non-empty"),
-        ([{"id": "a", "name": "A"}, {"id": "b"}], r"recipient #2: user_data_template does not render: .*'name'"),
+        (
+            [{"id": "a", "name": "A"}, {"id": " ", "name": "B"}],
+            r"recipient #2: key field 'id' must be a non-empty",
+        ),
+        (
+            [{"id": "a", "name": "A"}, {"id": "b"}],
+            r"recipient #2: user_data_template does not render: .*'name'",
+        ),
         ([{"id": "a", "name": "A"}, "b"], r"recipient #2: must be an object"),
     ],
     ids=["no-key", "blank-key", "unknown-field", "not-an-object"],
@@ -58,7 +66,9 @@ def test_user_data_may_not_set_the_reserved_correlation_key() -> None:
     [recipient], _ = prepare(rows, SPEC)
     assert recipient.user_data == {"who": "A", "n": "a"}
     spec = RecipientSpec(key="id", user_data_template={CORRELATION_KEY: "{{ id }}"})
-    with pytest.raises(RecipientError, match=r"recipient #1: UserData may not set the provider's reserved key"):
+    with pytest.raises(
+        RecipientError, match=r"recipient #1: UserData may not set the provider's reserved key"
+    ):
         prepare(rows, spec)
 
 
@@ -67,7 +77,11 @@ def test_missing_phone_field_is_structural_but_a_bad_number_is_per_recipient() -
     with pytest.raises(RecipientError, match=r"recipient #2: has no field 'phone'"):
         prepare([{"id": "a", "phone": "+8613800000000"}, {"id": "b"}], spec)
     recipients, rejected = prepare(
-        [{"id": "a", "phone": "+86 138-0000-0000"}, {"id": "b", "phone": "call me"}, {"id": "c", "phone": 13800000001}],
+        [
+            {"id": "a", "phone": "+86 138-0000-0000"},
+            {"id": "b", "phone": "call me"},
+            {"id": "c", "phone": 13800000001},
+        ],
         spec,
     )
     assert [(r.key, r.called_number) for r in recipients] == [("a", "+8613800000000"), ("c", "13800000001")]
