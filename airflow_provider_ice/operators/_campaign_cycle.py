@@ -36,7 +36,7 @@ from airflow_provider_ice.campaign.recipients import Recipient, RecipientSpec, p
 from airflow_provider_ice.campaign.results import result_rows, summarise
 
 from ._agent_wait import WINDOW_MARGIN
-from ._campaign_io import Checkpoint, JoinedProbe, list_campaign_instances, read_recipients
+from ._campaign_io import Checkpoint, JoinedProbe, campaign_client, list_campaign_instances, read_recipients
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -119,8 +119,9 @@ class CampaignCycle:
             for n in range(1, operator.policy.max_attempts + 1)
         }
         settings = operator.hook.settings
+        self.client = campaign_client(operator.hook)
         self.probe = JoinedProbe(
-            operator.hook,
+            self.client,
             operator.call_type,
             {"allow_http": bool(operator.hook.allows_plain_http), "verify": settings.verify},
         )
@@ -147,6 +148,7 @@ class CampaignCycle:
 
     def close(self) -> None:
         self.probe.close()
+        self.client.close()
 
     # -- one pass -------------------------------------------------------------------------------
 
@@ -189,7 +191,7 @@ class CampaignCycle:
 
     def reconcile(self) -> None:
         """Bring the ledger up to date with the listing, adopting listed attempts it does not know."""
-        listed = list_campaign_instances(self.op.hook, self.op.agent_id, self.ledger, self.expected)
+        listed = list_campaign_instances(self.client, self.op.agent_id, self.ledger, self.expected)
         unknown = [self.expected[cid] for cid in listed if cid not in self.ledger.attempts]
         if unknown:
             log.info("Adopting %d listed call(s) missing from the checkpoint", len(unknown))
@@ -257,11 +259,11 @@ class CampaignCycle:
     def _send(self, recipient: Recipient, attempt: Attempt) -> bool:
         """Place one attempt; False when throttled (stop placing for now)."""
         user_data, _ = embed_correlation_id(recipient.user_data, attempt.correlation_id)
-        hook = self.op.hook
+        client = self.client
         self.ledger.dirty.add(attempt.chunk)
         try:
             if self.op.call_type == "phone":
-                response: Any = hook.start_ai_agent_outbound_call(
+                response: Any = client.start_ai_agent_outbound_call(
                     self.op.agent_id,
                     called_number=recipient.called_number or "",
                     caller_number=self.op.caller_number or "",
@@ -270,13 +272,11 @@ class CampaignCycle:
                 )
             else:
                 user_id = recipient.fields.get(self.op.user_id_field) if self.op.user_id_field else None
-                response = hook.generate_ai_agent_call(
+                # The Token stays a SecretStr in the response and is dropped here: nobody joins a
+                # campaign's app call through this task (see campaign_client on masking).
+                response = client.generate_ai_agent_call(
                     self.op.agent_id, user_id=None if user_id is None else str(user_id), user_data=user_data
                 )
-                if response.token is not None:
-                    from airflow.sdk.log import mask_secret
-
-                    mask_secret(response.token.get_secret_value())
                 attempt.channel_id = response.channel_id
         except (IceOutcomeUnknownError, IceServerError) as error:
             log.warning("Outcome of %s unknown (%s): the listing will tell", attempt.correlation_id, error)
