@@ -40,22 +40,6 @@ def tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return captured
 
 
-@pytest.fixture
-def triggers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """The serialized form of every trigger dag.test() runs inline."""
-    import airflow.sdk.definitions.dag as dag_module
-
-    seen: list[tuple[str, dict[str, Any]]] = []
-    original = dag_module._run_inline_trigger
-
-    def recording(trigger: Any, task_sdk_ti: Any) -> Any:
-        seen.append(trigger.serialize())
-        return original(trigger, task_sdk_ti)
-
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", recording)
-    return seen
-
-
 def run(dag_id: str, **conf: Any) -> Any:
     """``dag.test()`` of a DAG in tests/dags (it is also in the DAGs folder, as dag.test() needs)."""
     from tests.dags import ice_agent_call_test_dags as module

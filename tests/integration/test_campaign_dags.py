@@ -326,22 +326,6 @@ def test_worker_killed_mid_campaign_then_rerun_calls_nobody_twice(
     assert len(adopted) >= placed_before, "the calls of the killed worker were adopted from the listing"
 
 
-@pytest.fixture
-def triggers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """The serialized form of every trigger dag.test() runs inline."""
-    import airflow.sdk.definitions.dag as dag_module
-
-    seen: list[tuple[str, dict[str, Any]]] = []
-    original = dag_module._run_inline_trigger
-
-    def recording(trigger: Any, task_sdk_ti: Any) -> Any:
-        seen.append(trigger.serialize())
-        return original(trigger, task_sdk_ti)
-
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", recording)
-    return seen
-
-
 def test_outside_the_calling_window_the_task_defers_until_it_opens(
     ice_connection: IceEmulator,
     airflow_db: str,

@@ -42,7 +42,7 @@ def test_every_module_and_class_named_in_provider_info_imports() -> None:
         for entry in info[kind]
         for module in entry["python-modules"]
     ]
-    assert len(modules) == 6
+    assert len(modules) == 8
     for module in modules:
         importlib.import_module(module)
     for link in info["extra-links"]:
