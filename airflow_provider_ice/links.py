@@ -34,7 +34,7 @@ def console_url(region: str, agent_id: str, instance_id: str | None = None) -> s
 
 
 class IceAIAgentInstanceLink(BaseOperatorLink):
-    """ "ICE Console": the agent instance a call operator placed (or adopted)."""
+    """Link "ICE Console" to the agent instance a call operator placed (or adopted)."""
 
     name = "ICE Console"
 

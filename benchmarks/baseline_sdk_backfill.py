@@ -27,7 +27,7 @@ def backfill(url: str, agent_id: str, day: str) -> dict[str, Any]:
 
     from airflow_provider_ice.analytics.metrics import session_metrics
     from airflow_provider_ice.analytics.summary import summarise
-    from airflow_provider_ice.api.calllog import parse_call_log
+    from airflow_provider_ice.api.call_log import parse_call_log
     from airflow_provider_ice.api.models import AIAgentInstance
 
     client = Client(

@@ -32,7 +32,8 @@ def prepare(data: Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["customer_id", "name", "appointment", "tz"])
         for n in range(RECIPIENTS):
-            writer.writerow([f"C{n:05d}", f"Customer {n}", f"2026-12-{1 + n % 28:02d} 10:00", ZONES[n % len(ZONES)]])
+            day = f"2026-12-{1 + n % 28:02d} 10:00"
+            writer.writerow([f"C{n:05d}", f"Customer {n}", day, ZONES[n % len(ZONES)]])
         writer.writerow(["C00007", "Customer 7 again", "2026-12-08 10:00", "Asia/Shanghai"])  # duplicate key
         writer.writerow(["C99999", "Somebody", "2026-12-09 10:00", "Mars/Olympus"])  # unknown time zone
     os.environ.update({**SETTINGS, "ICE_CAMPAIGN_RECIPIENTS": str(path)})
@@ -65,7 +66,8 @@ def report(data: Path, emulator_state: dict[str, Any], run_state: str) -> None:
         f"calls placed: {summary['calls_placed']}, reached: {summary['reached']}, "
         f"not reached after all attempts: {summary['not_reached']}"
     )
-    print(f"attempts by number: {summary['attempts_by_number']}; by outcome: {summary['attempts_by_outcome']}")
+    print(f"attempts by number: {summary['attempts_by_number']}")
+    print(f"attempts by outcome: {summary['attempts_by_outcome']}")
     for row in rows:
         if row["outcome"] == "rejected":
             print(f"  rejected #{row['position']} {row['key']}: {row['error']}")

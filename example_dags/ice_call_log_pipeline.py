@@ -68,7 +68,7 @@ with DAG(
         from airflow.sdk import ObjectStoragePath
 
         from airflow_provider_ice.analytics.metrics import session_metrics
-        from airflow_provider_ice.api.calllog import parse_call_log
+        from airflow_provider_ice.api.call_log import parse_call_log
 
         call_log = parse_call_log(ObjectStoragePath(fetched["uri"]).read_bytes())
         metrics = session_metrics(None, call_log, agent_id=fetched["agent_id"])

@@ -28,11 +28,12 @@ from typing import IO, Any, Protocol
 
 from airflow_provider_ice.analytics.metrics import SessionMetrics, session_metrics
 from airflow_provider_ice.analytics.summary import IntervalSummary
-from airflow_provider_ice.api.calllog import CallLogFormatError, parse_call_log
+from airflow_provider_ice.api.call_log import parse_call_log
 from airflow_provider_ice.api.correlation import correlation_id_of
-from airflow_provider_ice.api.download import (
-    AsyncCallLogDownloader,
+from airflow_provider_ice.api.download import AsyncCallLogDownloader
+from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
+    CallLogFormatError,
     CallLogTooLargeError,
     CallLogUrlError,
     CallLogUrlExpiredError,
@@ -66,7 +67,7 @@ class CollectStats:
 
 
 def session_key(agent_id: str, instance: AIAgentInstance) -> SessionKey:
-    """A session's identity: an instance has no InstanceId in List, so ChannelId + correlation id."""
+    """Return a session's identity: an instance has no InstanceId in List, so ChannelId + correlation id."""
     user_data = instance.user_data or ""
     correlation = correlation_id_of(user_data) or ""
     # Without either identifier, the UserData itself is the best identity left.
@@ -217,7 +218,7 @@ class SessionCollector:
         flush()
 
     async def _session(self, agent_id: str, instance: AIAgentInstance) -> SessionMetrics | None:
-        """The session's metrics, or None when it is set aside for a fresh URL."""
+        """Return the session's metrics, or None when it is set aside for a fresh URL."""
         status = instance.status
         if status is None or not status.is_terminal or instance.call_log_url is None:
             return session_metrics(instance, None, agent_id=agent_id)  # pending

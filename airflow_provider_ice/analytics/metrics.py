@@ -3,7 +3,7 @@
 Plain functions over the pydantic models (no Airflow import), so they can be reused in any
 pipeline and unit-tested on hand-made call logs.
 
-Definitions (see :mod:`airflow_provider_ice.api.calllog`):
+Definitions (see :mod:`airflow_provider_ice.api.call_log`):
 
 * A *response latency* is the gap between the end of a user turn and the beginning of the next
   agent turn. Consecutive user turns count from the last one; turns with an unknown role are
@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from airflow_provider_ice.api.calllog import ROLE_AGENT, ROLE_USER, CallLog, CallLogTurn
+from airflow_provider_ice.api.call_log import ROLE_AGENT, ROLE_USER, CallLog, CallLogTurn
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.models import AIAgentInstance
 
@@ -57,8 +57,10 @@ class SessionMetrics:
     latency_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (what :func:`dataclasses.asdict` gives, at a fifth of
-        its cost: only ``turns_by_role`` is a container, so it alone is copied)."""
+        """Return the fields as a JSON-ready dict, as :func:`dataclasses.asdict` gives it.
+
+        Only ``turns_by_role`` is a container, so it alone is copied (``asdict`` deep-copies all).
+        """
         record = {name: getattr(self, name) for name in _SESSION_FIELDS}
         record["turns_by_role"] = dict(self.turns_by_role)
         return record
@@ -84,7 +86,7 @@ def response_latencies(turns: list[CallLogTurn]) -> list[float]:
 
 
 def turns_by_role(turns: list[CallLogTurn]) -> dict[str, int]:
-    """Number of turns per role, lower-cased; a turn with no role counts as ``"unknown"``."""
+    """Return the number of turns per role, lower-cased; a turn with no role counts as ``"unknown"``."""
     counts = Counter((turn.role.strip().lower() or "unknown") for turn in turns)
     return dict(sorted(counts.items()))
 
@@ -103,7 +105,7 @@ def session_duration_ms(log: CallLog) -> int | None:
 
 
 def user_joined(log: CallLog) -> bool | None:
-    """The log's ``UserJoined``, else whether any user turn exists (None when there are no turns)."""
+    """Return the log's ``UserJoined``, else whether any user turn exists (None when there are no turns)."""
     if log.user_joined is not None:
         return log.user_joined
     if not log.turns:
@@ -118,7 +120,7 @@ def session_metrics(
     agent_id: str | None = None,
     call_log_error: str | None = None,
 ) -> SessionMetrics:
-    """The metrics of one session: identifiers from the instance, figures from its call log.
+    """Return the metrics of one session: identifiers from the instance, figures from its call log.
 
     :param instance: the ListAIAgentInstance entry (status, ChannelId, UserData), if known.
     :param log: the parsed call log, or None when there is none (yet) or it could not be read.

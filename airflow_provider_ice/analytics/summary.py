@@ -22,7 +22,7 @@ FINISHED = "Finished"
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) with linear interpolation between ranks; None for no values."""
+    """Return the ``q``-th percentile (0-100) with linear interpolation between ranks; None for no values."""
     if not 0 <= q <= 100:
         raise ValueError(f"percentile: q must be between 0 and 100, got {q!r}")
     if not values:
@@ -106,7 +106,7 @@ class IntervalSummary:
                 self._values[name].append(float(value))
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``summary.json`` document."""
+        """Return the ``summary.json`` document."""
         return {
             "interval": {"start": self.start, "end": self.end},
             "agent_ids": list(self.agent_ids),

@@ -24,7 +24,7 @@ _EXPORTS = {
     "IceResponseError": "errors",
     "IceTransportError": "errors",
     "IceOutcomeUnknownError": "errors",
-    "IcePaginationError": "pagination",
+    "IcePaginationError": "errors",
 }
 
 __all__ = [
@@ -54,13 +54,13 @@ if TYPE_CHECKING:
         IceInvalidParameterError,
         IceNotFoundError,
         IceOutcomeUnknownError,
+        IcePaginationError,
         IceResponseError,
         IceServerError,
         IceThrottlingError,
         IceTransportError,
         IceValidationError,
     )
-    from .pagination import IcePaginationError
     from .signing import Credentials
 
 

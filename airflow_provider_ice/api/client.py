@@ -1,7 +1,8 @@
-"""Signed ICE OpenAPI clients: :class:`IceClient` (httpx, pooled) and :class:`AsyncIceClient`
-(aiohttp directly, or any httpx async transport a caller passes).
+"""Signed ICE OpenAPI clients: :class:`IceClient` (httpx) and :class:`AsyncIceClient` (aiohttp).
 
-Both share signing and parsing (:mod:`.transport`), the retry policy (:mod:`.retry`) and the
+The async client sends on aiohttp directly, or through any httpx async transport a caller passes.
+
+Both share signing and parsing (:mod:`.protocol`), the retry policy (:mod:`.retry`) and the
 contract of their senders (:mod:`.senders`). The first attempt of a call runs without tenacity:
 a ``Retrying`` object is built only after a retryable failure, and that failure is replayed into
 it, so waits, logs and the attempt count are exactly tenacity's.
@@ -17,14 +18,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel
 from tenacity import AsyncRetrying, Retrying
 
-from . import operations as ops
-from .errors import IceError, IceValidationError
+from . import params as ops
+from .errors import IceError
 from .models import (
     AIAgentConfig,
     AIAgentInstance,
@@ -35,114 +35,14 @@ from .models import (
     StopAIAgentInstanceResponse,
 )
 from .pagination import ListingPlan, PageRequest
-from .retry import BackoffWait, is_retryable, outcome_unknown, replay_first, retry_kwargs
-from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender, RawResponse
-from .signing import Credentials
-from .transport import (
-    RequestBuilder,
-    SecretCallback,
-    default_user_agent,
-    is_safe_to_repeat,
-    parse_endpoint,
-    tls_verify,
-)
-from .validation import validate_int_range
+from .protocol import ClientBase, is_safe_to_repeat
+from .retry import replay_first
+from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
 
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_MAX_RETRIES = 3
-
-
-def _positive_seconds(value: Any, parameter: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-        raise IceValidationError(parameter, f"must be a number of seconds in (0, 3600], got {value!r}")
-    return float(value)
-
-
-class _ClientBase:
-    """Configuration shared by both clients (no I/O in the constructor)."""
-
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        endpoint: str,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        verify: bool | str = True,
-        user_agent: str | None = None,
-        on_secret: SecretCallback | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 20.0,
-        sign_content_type: bool = False,
-    ) -> None:
-        if not isinstance(credentials, Credentials):
-            raise TypeError("credentials must be an airflow_provider_ice.api.signing.Credentials")
-        self._endpoint = parse_endpoint(endpoint)
-        self.timeout = httpx.Timeout(
-            _positive_seconds(timeout, "timeout"),
-            connect=_positive_seconds(connect_timeout, "connect_timeout"),
-        )
-        self.max_retries = validate_int_range(max_retries, "max_retries", 0, 20)
-        self._verify = tls_verify(verify) if self._endpoint.scheme == "https" else True
-        agent = default_user_agent()
-        self.user_agent = f"{agent} {user_agent}" if user_agent else agent
-        self._builder = RequestBuilder(
-            credentials, self._endpoint, self.user_agent, on_secret, sign_content_type=sign_content_type
-        )
-        self._wait = BackoffWait(backoff_base, backoff_cap)
-        self._retry = {
-            safe: retry_kwargs(self.max_retries, self._wait, safe_to_repeat=safe) for safe in (True, False)
-        }
-
-    @property
-    def endpoint(self) -> str:
-        """The endpoint URL, e.g. ``https://ice.cn-shanghai.aliyuncs.com``."""
-        return self._endpoint.url
-
-    def _parse(self, model: type[M], data: dict[str, Any], action: str) -> M:
-        try:
-            return ops.parse_model(model, data, action)
-        except IceError as exc:
-            converted = outcome_unknown(exc, action, safe_to_repeat=is_safe_to_repeat(action))
-            if converted is exc:
-                raise
-            raise converted from exc
-
-    def _finish(self, action: str, response: RawResponse, started: float) -> dict[str, Any]:
-        status, headers, body = response
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "ICE %s -> HTTP %d in %.1f ms (RequestId %s)",
-                action,
-                status,
-                (time.perf_counter() - started) * 1000,
-                headers.get("x-acs-request-id", "-"),
-            )
-        return self._builder.parse(action, status, headers, body)
-
-    def _first_failure(self, exc: IceError, action: str) -> None:
-        """After a failed first attempt: raise the final error unless tenacity should take over."""
-        if self.max_retries == 0 or not is_retryable(exc, safe_to_repeat=is_safe_to_repeat(action)):
-            self._raise_final(exc, action)
-
-    @staticmethod
-    def _raise_final(exc: IceError, action: str) -> None:
-        converted = outcome_unknown(exc, action, safe_to_repeat=is_safe_to_repeat(action))
-        if converted is exc:
-            raise exc
-        raise converted from exc
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(endpoint={self.endpoint!r})"
-
-
-class IceClient(_ClientBase):
+class IceClient(ClientBase):
     """Synchronous ICE client on a pooled :class:`httpx.Client`.
 
     :param credentials: AccessKey pair (and optional STS token).
@@ -159,33 +59,7 @@ class IceClient(_ClientBase):
     :param backoff_cap: the longest computed retry wait in seconds.
     """
 
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        endpoint: str,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        verify: bool | str = True,
-        user_agent: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        on_secret: SecretCallback | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 20.0,
-    ) -> None:
-        super().__init__(
-            credentials,
-            endpoint=endpoint,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_retries=max_retries,
-            verify=verify,
-            user_agent=user_agent,
-            on_secret=on_secret,
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-        )
+    def _open(self, transport: httpx.BaseTransport | None) -> None:
         self._sleep: Callable[[float], None] = time.sleep
         self._sender = HttpxSender(self._endpoint.url, self.timeout, self._verify, transport)
 
@@ -287,8 +161,11 @@ class IceClient(_ClientBase):
         end_time: datetime | str | None = None,
         page_size: int = 100,
     ) -> Iterator[AIAgentInstance]:
-        """Every instance of ``agent_id`` in the window, newest first, across pages and split
-        windows (see :mod:`.pagination`). Arguments are validated when this is called."""
+        """Return every instance of ``agent_id`` in the window, newest first.
+
+        Pages and split windows are followed (see :mod:`.pagination`); arguments are validated when
+        this is called.
+        """
         start, end = ops.list_window(agent_id, start_time, end_time, page_size)
         return self._iterate(agent_id, ListingPlan(start, end, page_size))
 
@@ -323,7 +200,10 @@ class IceClient(_ClientBase):
         self.close()
 
 
-class AsyncIceClient(_ClientBase):
+# AsyncIceClient is IceClient's I/O twin: the same API methods with the same signatures, each an
+# ``await`` where the sync one calls. Parameters are built (params.py), decisions taken (ClientBase)
+# and answers parsed once; only sending and sleeping differ (``duplicates`` lists the pair).
+class AsyncIceClient(ClientBase):
     """Asynchronous ICE client on aiohttp directly (one pool per event loop).
 
     Create and use it inside one event loop; the pool is bound to the loop that first sends.
@@ -342,38 +222,13 @@ class AsyncIceClient(_ClientBase):
     :param backoff_cap: the longest computed retry wait in seconds.
     """
 
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        endpoint: str,
-        timeout: float = DEFAULT_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        verify: bool | str = True,
-        user_agent: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        on_secret: SecretCallback | None = None,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 20.0,
-    ) -> None:
-        super().__init__(
-            credentials,
-            endpoint=endpoint,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_retries=max_retries,
-            verify=verify,
-            user_agent=user_agent,
-            on_secret=on_secret,
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-            # aiohttp adds "content-type: application/octet-stream" to a body-less POST; an
-            # unsigned content-type is rejected (IncompleteSignature), so send a signed one.
-            sign_content_type=True,
-        )
+    # aiohttp adds "content-type: application/octet-stream" to a body-less POST; an unsigned
+    # content-type is rejected (IncompleteSignature), so send a signed one.
+    sign_content_type = True
+
+    def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        # aiohttp (imported by AiohttpSender, ~100 ms) only when no httpx transport is given.
+        # aiohttp (imported by AiohttpSender, a slow import) only when no httpx transport is given.
         self._sender: AiohttpSender | HttpxAsyncSender = (
             AiohttpSender(self._endpoint.url, self.timeout, self._verify)
             if transport is None

@@ -21,7 +21,7 @@ CORRELATION_KEY = "AirflowCorrelationId"
 def make_correlation_id(
     dag_id: str, run_id: str, task_id: str, map_index: int | None = -1, clear_number: int | None = 0
 ) -> str:
-    """A stable id for one task instance (the same on every try), short enough for UserData.
+    """Return a stable id for one task instance (the same on every try), short enough for UserData.
 
     ``clear_number`` (the DAG run's count of user "clear" actions) changes the id, so that a task
     a user clears on purpose places a fresh call while automatic retries adopt the existing one.
@@ -34,7 +34,7 @@ def make_correlation_id(
 
 
 def correlation_id_of(user_data: str | None) -> str | None:
-    """The correlation id carried in a UserData string, or None."""
+    """Return the correlation id carried in a UserData string, or None."""
     if not user_data or CORRELATION_KEY not in user_data:
         return None
     try:

@@ -31,7 +31,16 @@ from typing import IO, TYPE_CHECKING, Any
 import httpx
 from pydantic import SecretStr
 
-from airflow_provider_ice.api.errors import IceError, error_from_response, parse_retry_after, scrub
+from airflow_provider_ice.api.errors import (
+    CallLogDownloadError,
+    CallLogTooLargeError,
+    CallLogUnavailableError,
+    CallLogUrlError,
+    CallLogUrlExpiredError,
+    error_from_response,
+    parse_retry_after,
+    scrub,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.senders import AiohttpPool
@@ -77,31 +86,6 @@ def _redact_httpx_logs() -> None:
     httpx_logger = logging.getLogger("httpx")
     if _HTTPX_FILTER not in httpx_logger.filters:
         httpx_logger.addFilter(_HTTPX_FILTER)
-
-
-class CallLogDownloadError(IceError):
-    """A call log could not be downloaded. Messages never contain the URL."""
-
-    def __init__(self, message: str, *, http_status: int | None = None, code: str | None = None) -> None:
-        self.http_status = http_status
-        self.code = code
-        super().__init__(scrub(message))
-
-
-class CallLogUrlError(CallLogDownloadError, ValueError):
-    """The URL itself is refused: wrong scheme, no host, or a redirect to another host."""
-
-
-class CallLogUrlExpiredError(CallLogDownloadError):
-    """The storage refused the URL (expired, tampered, or not there yet): fetch a fresh URL."""
-
-
-class CallLogTooLargeError(CallLogDownloadError):
-    """The body exceeds the size cap."""
-
-
-class CallLogUnavailableError(CallLogDownloadError):
-    """Retries are exhausted on 5xx, throttling or dropped connections."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,29 @@
-"""Typed ICE errors. Messages carry codes, request ids and short excerpts, never credentials."""
+"""Every error the ICE client raises. Messages carry codes, request ids and short excerpts, never credentials.
+
+The hierarchy::
+
+    IceError
+    +-- IceValidationError (also ValueError)    a parameter refused before any request
+    +-- IceApiError                             the service answered with an error
+    |   +-- IceThrottlingError
+    |   +-- IceAuthError
+    |   +-- IceInvalidParameterError
+    |   +-- IceNotFoundError
+    |   +-- IceServerError
+    |   +-- IceResponseError                    the answer could not be understood
+    +-- IceTransportError                       no answer: refused, reset or timed out
+    +-- IceOutcomeUnknownError                  a creating call may or may not have taken effect
+    +-- IcePaginationError                      a listing window too full to reach every instance
+    +-- CallLogDownloadError                    a CallLogUrl could not be downloaded
+        +-- CallLogUrlError (also ValueError)   the URL itself is refused
+        +-- CallLogUrlExpiredError              the storage refused the URL: fetch a fresh one
+        +-- CallLogTooLargeError                the body exceeds the size cap
+        +-- CallLogUnavailableError             retries exhausted
+
+    CallLogFormatError (ValueError)             the downloaded bytes are not a call log
+
+The Airflow-facing errors (what a task fails with) are in :mod:`airflow_provider_ice.exceptions`.
+"""
 
 from __future__ import annotations
 
@@ -121,6 +146,39 @@ class IceOutcomeUnknownError(IceError):
         )
 
 
+class IcePaginationError(IceError):
+    """A listing window holds more instances than ListAIAgentInstance can reach and cannot be split."""
+
+
+class CallLogDownloadError(IceError):
+    """A call log could not be downloaded. Messages never contain the URL."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, code: str | None = None) -> None:
+        self.http_status = http_status
+        self.code = code
+        super().__init__(scrub(message))
+
+
+class CallLogUrlError(CallLogDownloadError, ValueError):
+    """The URL itself is refused: wrong scheme, no host, or a redirect to another host."""
+
+
+class CallLogUrlExpiredError(CallLogDownloadError):
+    """The storage refused the URL (expired, tampered, or not there yet): fetch a fresh URL."""
+
+
+class CallLogTooLargeError(CallLogDownloadError):
+    """The body exceeds the size cap."""
+
+
+class CallLogUnavailableError(CallLogDownloadError):
+    """Retries are exhausted on 5xx, throttling or dropped connections."""
+
+
+class CallLogFormatError(ValueError):
+    """The bytes behind a CallLogUrl are not a call log (not UTF-8 JSON, truncated, wrong types)."""
+
+
 AUTH_CODE_PREFIXES = (
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -151,7 +209,8 @@ def error_class_for(code: str | None, http_status: int) -> type[IceApiError]:
     return IceApiError
 
 
-def _excerpt(body: bytes) -> str:
+def excerpt(body: bytes) -> str:
+    """Return the start of a body as one short line of text, secrets scrubbed."""
     text = body[:EXCERPT_LENGTH].decode("utf-8", errors="replace")
     text = " ".join(text.split())
     return scrub(text) + ("…" if len(body) > EXCERPT_LENGTH else "")
@@ -192,7 +251,7 @@ def error_from_response(
     if data is None or not (_field(data, "Code") or _field(data, "Message")):
         content_type = headers.get("content-type", "unknown content type")
         return error_class_for(None, http_status)(
-            f"unexpected HTTP {http_status} response ({content_type}): {_excerpt(body)!r}",
+            f"unexpected HTTP {http_status} response ({content_type}): {excerpt(body)!r}",
             http_status=http_status,
             action=action,
             retry_after=retry_after,

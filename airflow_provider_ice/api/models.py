@@ -49,7 +49,7 @@ class IceModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     def to_wire(self) -> dict[str, Any]:
-        """The PascalCase JSON object, secrets included, as the service sends or expects it."""
+        """Return the PascalCase JSON object, secrets included, as the service sends or expects it."""
         return _reveal(self.model_dump(by_alias=True, exclude_none=True, mode="python"))
 
 
@@ -158,6 +158,8 @@ class AIAgentInstance(IceModel):
 
 
 class GenerateAIAgentCallResponse(IceModel):
+    """The answer of GenerateAIAgentCall: the instance, its channel and the ARTC Token (a secret)."""
+
     request_id: str | None = Field(default=None, alias="RequestId")
     instance_id: str = Field(alias="InstanceId")
     channel_id: str | None = Field(default=None, alias="ChannelId")
@@ -168,11 +170,15 @@ class GenerateAIAgentCallResponse(IceModel):
 
 
 class StartAIAgentOutboundCallResponse(IceModel):
+    """The answer of StartAIAgentOutboundCall: the instance placing the phone call."""
+
     request_id: str | None = Field(default=None, alias="RequestId")
     instance_id: str = Field(alias="InstanceId")
 
 
 class ListAIAgentInstanceResponse(IceModel):
+    """One page of ListAIAgentInstance."""
+
     request_id: str | None = Field(default=None, alias="RequestId")
     instances: list[AIAgentInstance] = Field(default_factory=list, alias="Instances")
 
@@ -183,11 +189,15 @@ class ListAIAgentInstanceResponse(IceModel):
 
 
 class DescribeAIAgentInstanceResponse(IceModel):
+    """The answer of DescribeAIAgentInstance: one instance."""
+
     request_id: str | None = Field(default=None, alias="RequestId")
     instance: AIAgentInstance = Field(default_factory=AIAgentInstance, alias="Instance")
 
 
 class StopAIAgentInstanceResponse(IceModel):
+    """The answer of StopAIAgentInstance."""
+
     request_id: str | None = Field(default=None, alias="RequestId")
 
 
@@ -195,6 +205,8 @@ class StopAIAgentInstanceResponse(IceModel):
 
 
 class GenerateAIAgentCallRequest(IceModel):
+    """The parameters of GenerateAIAgentCall."""
+
     ai_agent_id: str = Field(alias="AIAgentId")
     agent_config: AIAgentConfig | dict[str, Any] | None = Field(default=None, alias="AgentConfig")
     template_config: dict[str, Any] | None = Field(default=None, alias="TemplateConfig")
@@ -206,6 +218,8 @@ class GenerateAIAgentCallRequest(IceModel):
 
 
 class StartAIAgentOutboundCallRequest(IceModel):
+    """The parameters of StartAIAgentOutboundCall."""
+
     ai_agent_id: str = Field(alias="AIAgentId")
     called_number: str = Field(alias="CalledNumber")
     caller_number: str = Field(alias="CallerNumber")
@@ -215,6 +229,8 @@ class StartAIAgentOutboundCallRequest(IceModel):
 
 
 class ListAIAgentInstanceRequest(IceModel):
+    """The parameters of one ListAIAgentInstance page."""
+
     ai_agent_id: str = Field(alias="AIAgentId")
     start_time: str | None = Field(default=None, alias="StartTime")
     end_time: str | None = Field(default=None, alias="EndTime")
@@ -223,6 +239,8 @@ class ListAIAgentInstanceRequest(IceModel):
 
 
 class InstanceIdRequest(IceModel):
+    """The parameters of DescribeAIAgentInstance and StopAIAgentInstance."""
+
     """DescribeAIAgentInstance and StopAIAgentInstance take just the instance id."""
 
     instance_id: str = Field(alias="InstanceId")

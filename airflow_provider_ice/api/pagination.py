@@ -30,16 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from .errors import IceError
+from .errors import IcePaginationError
 from .validation import MAX_PAGE_NUMBER, format_time
 
 T = TypeVar("T")
 
 MIN_SPLIT = timedelta(seconds=2)
-
-
-class IcePaginationError(IceError):
-    """A listing window holds more instances than ListAIAgentInstance can reach and cannot be split."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ class ListingPlan(Generic[T]):
         self.splits = 0
 
     def next_request(self) -> PageRequest | None:
-        """The next page to fetch, or None when every item has been released."""
+        """Return the next page to fetch, or None when every item has been released."""
         if not self._windows:
             return None
         window = self._windows[-1]

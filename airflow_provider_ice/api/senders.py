@@ -2,16 +2,16 @@
 
 ``send(action, signed)`` returns ``(status, headers, body)`` or raises
 :class:`~.errors.IceTransportError` saying whether the request may have reached the service.
-Signing, response parsing and retries live in :mod:`.transport`, :mod:`.retry` and :mod:`.client`
+Signing, response parsing and retries live in :mod:`.protocol`, :mod:`.retry` and :mod:`.client`
 and are the same whatever the sender.
 
 * :class:`HttpxSender` (sync) and :class:`HttpxAsyncSender` hand an :class:`httpx.Request` straight
   to an httpx transport. ``httpx.Client.send`` around it adds a cookie jar, auth and redirect
-  handling that ICE never uses, at about a fifth of the client's CPU per call.
-* :class:`AiohttpSender` (the async default) uses aiohttp directly: per call it costs a third of
-  httpx over aiohttp's transport, which re-wraps every request and response in httpx models
-  (see ``benchmarks/analysis.md``). The async client takes the httpx path only when a caller
-  passes an httpx transport (tests use :class:`httpx.MockTransport`).
+  handling that ICE never uses (its cost is measured in ``benchmarks/analysis.md``).
+* :class:`AiohttpSender` (the async default) uses aiohttp directly: httpx over aiohttp's transport
+  re-wraps every request and response in httpx models (figures in ``benchmarks/analysis.md``). The
+  async client takes the httpx path only when a caller passes an httpx transport (tests use
+  :class:`httpx.MockTransport`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class HttpxSender:
 
     :param base_url: ``scheme://host[:port]`` of the endpoint.
     :param timeout: connect/read/write/pool timeouts.
-    :param verify: ``True``, ``False`` or an SSL context (see :func:`.transport.tls_verify`).
+    :param verify: ``True``, ``False`` or an SSL context (see :func:`.protocol.tls_verify`).
     :param transport: an httpx transport; by default the one :class:`httpx.Client` would pick for
         ``base_url`` (a pooled HTTP/1.1 transport, or a proxy from the environment).
     """
@@ -196,7 +196,7 @@ class AiohttpSender:
 
     :param base_url: ``scheme://host[:port]`` of the endpoint.
     :param timeout: connect/read/pool timeouts.
-    :param verify: ``True``, ``False`` or an SSL context (see :func:`.transport.tls_verify`).
+    :param verify: ``True``, ``False`` or an SSL context (see :func:`.protocol.tls_verify`).
     """
 
     def __init__(self, base_url: str, timeout: httpx.Timeout, verify: bool | ssl.SSLContext) -> None:

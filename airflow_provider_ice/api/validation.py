@@ -8,6 +8,7 @@ of an ``InvalidParameter`` from the service (or, worse, a phone call with the wr
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -25,21 +26,32 @@ _PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
 
 
 def require_non_empty(value: Any, parameter: str) -> str:
-    """A non-blank string (AIAgentId, InstanceId, action names)."""
+    """Return a non-blank string (AIAgentId, InstanceId, action names)."""
     if not isinstance(value, str) or not value.strip():
         raise IceValidationError(parameter, f"must be a non-empty string, got {value!r}")
     return value
 
 
-def validate_int_range(value: Any, parameter: str, low: int, high: int) -> int:
-    """An integer (not a bool, not a numeric string) within ``low..high`` inclusive."""
+def validate_int_range(value: Any, parameter: str, low: int, high: int | None = None) -> int:
+    """Return an integer (not a bool, not a numeric string) within ``low..high`` inclusive.
+
+    Without ``high`` there is no upper bound.
+    """
+    allowed = f"between {low} and {high}" if high is not None else f">= {low}"
     if isinstance(value, bool) or not isinstance(value, int):
         raise IceValidationError(
-            parameter, f"must be an integer between {low} and {high}, got {type(value).__name__} {value!r}"
+            parameter, f"must be an integer {allowed}, got {type(value).__name__} {value!r}"
         )
-    if not low <= value <= high:
-        raise IceValidationError(parameter, f"must be between {low} and {high}, got {value}")
+    if value < low or (high is not None and value > high):
+        raise IceValidationError(parameter, f"must be {allowed}, got {value}")
     return value
+
+
+def validate_download_limits(max_bytes: Any, max_url_refreshes: Any, download_retries: Any) -> None:
+    """Check the call-log download settings the fetch and analytics operators share."""
+    validate_int_range(max_bytes, "max_bytes", 1)
+    validate_int_range(max_url_refreshes, "max_url_refreshes", 0)
+    validate_int_range(download_retries, "download_retries", 0)
 
 
 def validate_expire(value: Any, parameter: str = "Expire") -> int:
@@ -48,15 +60,17 @@ def validate_expire(value: Any, parameter: str = "Expire") -> int:
 
 
 def validate_page_size(value: Any, parameter: str = "PageSize") -> int:
+    """Return a PageSize within 1..100."""
     return validate_int_range(value, parameter, 1, MAX_PAGE_SIZE)
 
 
 def validate_page_number(value: Any, parameter: str = "PageNumber") -> int:
+    """Return a PageNumber within 1..100."""
     return validate_int_range(value, parameter, 1, MAX_PAGE_NUMBER)
 
 
 def validate_user_id(value: Any, parameter: str = "UserId") -> str:
-    """The end user's name in the channel: a non-empty string of at most 64 characters."""
+    """Return the end user's name in the channel: a non-empty string of at most 64 characters."""
     require_non_empty(value, parameter)
     if len(value) > MAX_USER_ID_LENGTH:
         raise IceValidationError(
@@ -66,7 +80,7 @@ def validate_user_id(value: Any, parameter: str = "UserId") -> str:
 
 
 def to_json_string(value: Any, parameter: str) -> str:
-    """A string as is, anything else as compact JSON (``ensure_ascii=False``, as the SDK sends it)."""
+    """Return a string as is, anything else as compact JSON (``ensure_ascii=False``, as the SDK sends it)."""
     if isinstance(value, str):
         return value
     if hasattr(value, "to_wire"):  # an IceModel (AIAgentConfig...)
@@ -108,7 +122,7 @@ def validate_json_object(value: Any, parameter: str) -> str:
 
 
 def parse_time(value: Any, parameter: str) -> datetime:
-    """An aware datetime, or an ISO-8601 string with an offset or ``Z``, as an aware UTC datetime."""
+    """Return an aware datetime, or an ISO-8601 string with an offset or ``Z``, as an aware UTC datetime."""
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -131,12 +145,45 @@ def parse_time(value: Any, parameter: str) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+def iso(value: datetime) -> str:
+    """Return ``value`` as ISO-8601 UTC with a ``Z`` suffix, sub-second precision kept as given."""
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def positive_seconds(
+    value: Any, parameter: str, *, allow_zero: bool = False, maximum: float | None = None
+) -> float:
+    """Return ``value`` (a number of seconds or a timedelta) as finite seconds.
+
+    The one rule for durations: > 0 (>= 0 with ``allow_zero``), at most ``maximum`` when given;
+    bools, strings and NaN are refused with an :class:`~.errors.IceValidationError` naming ``parameter``.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        seconds = math.nan
+    low_ok = seconds >= 0 if allow_zero else seconds > 0
+    if not (math.isfinite(seconds) and low_ok and (maximum is None or seconds <= maximum)):
+        kind = "non-negative" if allow_zero else "positive"
+        cap = f" of at most {maximum:g}" if maximum is not None else ""
+        raise IceValidationError(parameter, f"must be a {kind}, finite number of seconds{cap}, got {value!r}")
+    return seconds
+
+
 def format_time(value: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, the only format ICE accepts."""
     return value.astimezone(timezone.utc).strftime(ICE_TIME_FORMAT)
 
 
 def truncate_to_second(value: datetime) -> datetime:
+    """Return ``value`` without its microseconds."""
     return value - timedelta(microseconds=value.microsecond)
 
 

@@ -30,6 +30,8 @@ CHUNK_SIZE = 50
 
 
 class AttemptState(str, Enum):
+    """Where an attempt stands, as far as the checkpoint and the listing tell."""
+
     SENDING = "sending"  # write-ahead recorded; the outcome of the request is not known yet
     PLACED = "placed"  # the service accepted it, or the listing shows it
     NOT_PLACED = "not_placed"  # concluded not placed (throttled, or unlisted past the tolerance)
@@ -38,7 +40,7 @@ class AttemptState(str, Enum):
 
 
 def attempt_correlation_id(campaign_id: str, key: str, number: int) -> str:
-    """The correlation id of attempt ``number`` of recipient ``key``: stable across every try."""
+    """Return the correlation id of attempt ``number`` of recipient ``key`` (the same on every try)."""
     source = f"{campaign_id}\x1f{key}\x1f{number}"
     return "af-" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
 
@@ -87,7 +89,7 @@ class Ledger:
     dirty: set[int] = field(default_factory=set)
 
     def by_key(self) -> dict[str, list[Attempt]]:
-        """Attempts per recipient key, in attempt order."""
+        """Return the attempts per recipient key, in attempt order."""
         index: dict[str, list[Attempt]] = {}
         for attempt in self.attempts.values():
             index.setdefault(attempt.key, []).append(attempt)
@@ -119,7 +121,7 @@ class Ledger:
 
     @classmethod
     def restore(cls, header: Mapping[str, Any], chunk: Callable[[int], Mapping[str, Any] | None]) -> Ledger:
-        """The ledger from its header and a reader of chunk ``i``."""
+        """Return the ledger rebuilt from its header and a reader of chunk ``i``."""
         ledger = cls(str(header["campaign_id"]), float(header["started_at"]), chunks=int(header["chunks"]))
         for number in range(ledger.chunks):
             for cid, data in (chunk(number) or {}).items():
@@ -170,20 +172,24 @@ class Ledger:
             attempt.joined, attempt.answered_at = joined(attempt, instance)
 
     def active(self) -> list[Attempt]:
-        """Attempts that hold (or may hold) one of the agent's call slots."""
+        """Return the attempts that hold (or may hold) one of the agent's call slots."""
         return [a for a in self.attempts.values() if a.state in (AttemptState.SENDING, AttemptState.PLACED)]
 
 
 def iso_epoch(epoch: float | None) -> str | None:
+    """Return epoch seconds as ISO-8601 UTC (``Z``), or None."""
     from datetime import datetime, timezone
 
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
+    from airflow_provider_ice.api.validation import iso
+
+    return None if epoch is None else iso(datetime.fromtimestamp(epoch, timezone.utc))
 
 
 def outcome_of(attempt: Attempt) -> str:
-    """``reached``, ``not_reached``, ``unknown``, ``refused``, ``not_placed`` or ``in_progress``."""
+    """Return the attempt's outcome for the results.
+
+    One of ``reached``, ``not_reached``, ``unknown``, ``refused``, ``not_placed``, ``in_progress``.
+    """
     if attempt.state is AttemptState.FINISHED:
         return {True: "reached", False: "not_reached"}.get(attempt.joined, "unknown")  # type: ignore[arg-type]
     if attempt.state is AttemptState.REFUSED:

@@ -66,7 +66,7 @@ class CallingWindow:
         return local >= self.start or local < self.end
 
     def next_open(self, now: datetime, tz: str) -> datetime:
-        """The first instant at or after ``now`` at which the window is open (aware UTC)."""
+        """Return the first instant at or after ``now`` at which the window is open (aware UTC)."""
         if self.is_open(now, tz):
             return now
         zone = ZoneInfo(tz)
@@ -124,6 +124,8 @@ class Next(str, Enum):
 
 @dataclass(frozen=True)
 class Decision:
+    """What one recipient needs next: the step, the attempt number, and for LATER the epoch time."""
+
     next: Next
     number: int = 0
     at: float | None = None
@@ -137,7 +139,7 @@ def decide(
     window: CallingWindow | None,
     tz: str,
 ) -> Decision:
-    """The next step for one recipient, given its attempts in order (see :class:`Next`)."""
+    """Decide the next step for one recipient, given its attempts in order (see :class:`Next`)."""
     if not attempts:
         return _call_when_open(1, now, window, tz)
     last = attempts[-1]

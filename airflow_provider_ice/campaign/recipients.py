@@ -81,7 +81,7 @@ class RecipientSpec:
 
 
 def detect_format(name: str, given: str | None = None) -> str:
-    """The file format: ``given``, else from the name's suffix (``.jsonl``/``.ndjson``/``.csv``)."""
+    """Return the file format: ``given``, else from the suffix (``.jsonl``/``.ndjson``/``.csv``)."""
     if given:
         if given not in FORMATS:
             raise IceValidationError("recipients_format", f"must be one of {list(FORMATS)}, got {given!r}")
@@ -97,7 +97,7 @@ def detect_format(name: str, given: str | None = None) -> str:
 
 
 def parse_lines(lines: Iterable[str], fmt: str) -> Iterator[Any]:
-    """The raw recipients of a JSONL or CSV text, in order (blank JSONL lines are skipped)."""
+    """Yield the raw recipients of a JSONL or CSV text, in order (blank JSONL lines are skipped)."""
     if fmt == "csv":
         yield from csv.DictReader(lines if not isinstance(lines, str) else io.StringIO(lines))
         return
@@ -166,7 +166,7 @@ def _field(item: Mapping[str, Any], name: str, position: int) -> Any:
 
 
 def _renderer(template: dict[str, Any] | str | None) -> Any:
-    """A function ``(fields, position) -> dict`` rendering ``template`` strictly with Jinja."""
+    """Return a function ``(fields, position) -> dict`` that renders ``template`` strictly with Jinja."""
     from jinja2 import StrictUndefined, TemplateError
     from jinja2.sandbox import SandboxedEnvironment
 

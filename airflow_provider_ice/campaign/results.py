@@ -62,7 +62,7 @@ def _row(position: int, attempt: Attempt, agent_id: str, kind: str) -> dict[str,
 
 
 def summarise(rows: list[dict[str, Any]], *, recipients: int) -> dict[str, Any]:
-    """Counts over the result rows: recipients by final outcome, attempts by outcome and number."""
+    """Count the result rows: recipients by final outcome, attempts by outcome and by number."""
     final: dict[str, dict[str, Any]] = {}
     for row in rows:
         final[row["key"] if row["attempt"] else f"#{row['position']}"] = row  # rows are in attempt order

@@ -16,8 +16,7 @@ and ``ice_connection`` fixtures from :mod:`airflow_provider_ice.emulator.pytest_
 
 from __future__ import annotations
 
-from airflow_provider_ice.emulator.config import ACTIONS, EmulatorConfig, FaultConfig
+from airflow_provider_ice.emulator.config import ACTIONS, SCENARIO_KEY, EmulatorConfig, FaultConfig
 from airflow_provider_ice.emulator.server import IceEmulator
-from airflow_provider_ice.emulator.store import SCENARIO_KEY
 
 __all__ = ["ACTIONS", "SCENARIO_KEY", "EmulatorConfig", "FaultConfig", "IceEmulator"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_ice.emulator.calllogs import CallLogSigner
+from airflow_provider_ice.emulator.call_log import CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig
 from airflow_provider_ice.emulator.faults import FaultInjector
 from airflow_provider_ice.emulator.secrets import SecretLedger
@@ -217,7 +217,7 @@ class Actions:
         return instance
 
     def _view(self, instance: Instance, now: float, base_url: str) -> dict[str, Any]:
-        """The fields List and Describe share (List returns no InstanceId)."""
+        """Return the fields List and Describe share (List returns no InstanceId)."""
         status = instance.status(now)
         ident = identity_of(self._config.seed, instance)
         self._ledger.record(ident.auth_token, "AuthToken")
@@ -267,7 +267,7 @@ class Actions:
         return info
 
     def _rtc_token(self, instance: Instance, channel_id: str, user_id: str) -> str:
-        """An ARTC-style join token: base64 JSON with an HMAC-like digest (not a real credential)."""
+        """Return an ARTC-style join token: base64 JSON with an HMAC-like digest (not a real credential)."""
         core = derive(self._config.seed, instance.instance_id, "rtc-token", 32)
         payload = {
             "appid": "ice-emulator",

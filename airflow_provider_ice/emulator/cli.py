@@ -46,6 +46,7 @@ def _history(text: str) -> tuple[str, int, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser of ``airflow-ice-emulator``."""
     parser = argparse.ArgumentParser(
         prog="airflow-ice-emulator",
         description="Run a local Alibaba Cloud ICE AI-agent service (real V3 signatures, simulated calls).",
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """Return the emulator configuration the parsed command line asks for."""
     fault_actions = None
     if args.fault_actions:
         fault_actions = frozenset(a.strip() for a in args.fault_actions.split(",") if a.strip())

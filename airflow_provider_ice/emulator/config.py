@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,8 +18,6 @@ ACTIONS = (
     "StartAIAgentInstance",
     "StartAIAgentOutboundCall",
 )
-#: Actions that create an instance (the ones "slow create" delays after creating).
-CREATING_ACTIONS = frozenset({"GenerateAIAgentCall", "StartAIAgentInstance", "StartAIAgentOutboundCall"})
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -99,7 +98,7 @@ class FaultConfig:
         return self.actions is None or action in self.actions
 
     def replace(self, **changes: Any) -> FaultConfig:
-        """A copy with ``changes`` applied; unknown names raise ``TypeError`` naming the allowed ones."""
+        """Return a copy with ``changes`` applied; an unknown name raises ``TypeError`` naming the others."""
         allowed = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - allowed)
         if unknown:
@@ -192,3 +191,35 @@ class EmulatorConfig:
         if faults:
             kwargs["faults"] = kwargs.get("faults", FaultConfig()).replace(**faults)
         return cls(**kwargs)
+
+
+#: The UserData key under which a caller scripts one call (see :mod:`.store`).
+SCENARIO_KEY = "EmulatorScenario"
+
+
+def scenario_seconds(config: dict[str, Any] | None, key: str, default: float) -> float:
+    """Return ``config[key]`` when it is a number of seconds, else ``default``."""
+    value = (config or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How the simulated user behaves on one call."""
+
+    join_delay: float
+    duration: float
+    no_show: bool = False
+    idle: bool = False
+
+
+def scenario_of(user_data: str | None) -> dict[str, Any]:
+    """Return the ``EmulatorScenario`` object a caller put into UserData, or ``{}``."""
+    if not user_data or SCENARIO_KEY not in user_data:
+        return {}
+    try:
+        loaded = json.loads(user_data)
+    except ValueError:
+        return {}
+    script = loaded.get(SCENARIO_KEY) if isinstance(loaded, dict) else None
+    return script if isinstance(script, dict) else {}

@@ -15,42 +15,30 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from airflow_provider_ice.emulator.config import FaultConfig
-from airflow_provider_ice.emulator.store import FINISHED, Instance, identity_of, iso_utc
-
-if TYPE_CHECKING:
-    from airflow_provider_ice.emulator.server import IceEmulator
+from airflow_provider_ice.emulator.faults import FaultInjector
 
 PREFIX = "/_emulator"
 
 
-def instance_state(
-    seed: int, instance: Instance, now: float, downloads: int, expired_refusals: int
-) -> dict[str, Any]:
-    """One instance as the introspection endpoint shows it (no tokens)."""
-    status = instance.status(now)
-    ident = identity_of(seed, instance)
-    return {
-        "InstanceId": instance.instance_id,
-        "AIAgentId": instance.agent_id,
-        "ChannelId": ident.channel_id,
-        "AIAgentUserId": ident.agent_user_id,
-        "UserId": ident.user_id,
-        "UserData": instance.user_data,
-        "SessionId": instance.session_id,
-        "Kind": instance.kind,
-        "Status": status,
-        "CreatedAt": iso_utc(instance.created_at),
-        "ModifiedAt": iso_utc(instance.modified_at(now)),
-        "EndReason": instance.final_reason() if status == FINISHED else None,
-        "UserJoined": instance.user_joined() if status == FINISHED else None,
-        "CallLogDownloads": downloads,
-        "CallLogExpiredRefusals": expired_refusals,
-    }
+class Controlled(Protocol):
+    """What the control plane drives: :class:`~.server.IceEmulator` (named here without importing it)."""
+
+    faults: FaultInjector
+
+    def state(self, agent_id: str | None = None) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+    def set_faults(self, faults: FaultConfig | None = None, **changes: Any) -> FaultConfig: ...
+
+    def force_faults(self, action: str, kind: str, count: int = 1) -> list[str]: ...
+
+    def seed_history(self, agent_id: str, count: int, start: float, end: float) -> list[str]: ...
 
 
 def _bad_request(message: str) -> web.Response:
@@ -78,7 +66,7 @@ def _moment(value: Any, name: str) -> float:
     raise ValueError(f"{name}: expected an ISO 8601 time or epoch seconds")
 
 
-def add_control_routes(app: web.Application, emulator: IceEmulator) -> None:
+def add_control_routes(app: web.Application, emulator: Controlled) -> None:
     """Register the control endpoints of ``emulator`` on ``app``."""
 
     async def health(request: web.Request) -> web.Response:

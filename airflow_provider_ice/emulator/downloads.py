@@ -12,7 +12,7 @@ import json
 
 from aiohttp import web
 
-from airflow_provider_ice.emulator.calllogs import CallLogSigner, build_call_log, oss_error_xml
+from airflow_provider_ice.emulator.call_log import CallLogSigner, build_call_log, oss_error_xml
 from airflow_provider_ice.emulator.config import EmulatorConfig
 from airflow_provider_ice.emulator.faults import CALLLOG_ACTION, FaultInjector
 from airflow_provider_ice.emulator.store import FINISHED, Store, iso_utc

@@ -17,7 +17,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_ice.emulator.config import ACTIONS, CREATING_ACTIONS, FaultConfig
+from airflow_provider_ice.api.protocol import CREATING_ACTIONS
+from airflow_provider_ice.emulator.config import ACTIONS, FaultConfig
 from airflow_provider_ice.emulator.wire import ApiError
 
 #: The pseudo-action under which call-log downloads are counted (and their faults forced).
@@ -63,7 +64,7 @@ class CallLogFaults:
 
 
 def forceable_kinds(action: str) -> tuple[str, ...]:
-    """The fault kinds :meth:`FaultInjector.force` accepts for ``action`` (empty if it is unknown)."""
+    """Return the fault kinds :meth:`FaultInjector.force` accepts for ``action`` (empty if it is unknown)."""
     if action == CALLLOG_ACTION:
         return FORCEABLE_CALLLOG_KINDS
     if action not in ACTIONS:
@@ -86,7 +87,7 @@ def _forced_config(config: FaultConfig, kind: str) -> FaultConfig:
 def _api_decision(
     config: FaultConfig, action: str, draws: tuple[float, float, float, float]
 ) -> tuple[ApiFaults, list[str]]:
-    """The decision for one API call from its four draws, and the fault kinds it injects."""
+    """Return the decision for one API call from its four draws, and the fault kinds it injects."""
     u_drop, u_throttle, u_error, u_slow = draws
     delay = config.latency
     if not config.targets(action):
@@ -121,7 +122,9 @@ def _api_decision(
 
 
 class FaultInjector:
-    """Holds the current :class:`FaultConfig`, draws decisions from the seeded stream, applies forced
+    """Decide which faults each call meets: seeded draws, forced faults, and a count of each.
+
+    Holds the current :class:`FaultConfig`, draws decisions from the seeded stream, applies forced
     faults and counts every fault injected.
 
     :param config: the initial faults.
@@ -154,8 +157,10 @@ class FaultInjector:
             self._forced.clear()
 
     def force(self, action: str, kind: str, count: int = 1) -> list[str]:
-        """The next ``count`` calls of ``action`` meet fault ``kind`` for sure (after what is already
-        forced); returns every kind still forced on ``action``, in order.
+        """Make the next ``count`` calls of ``action`` meet fault ``kind`` for sure.
+
+        Forcing queues after what is already forced; returns every kind still forced on ``action``,
+        in order.
 
         :raises ValueError: naming the allowed values, for an unknown action, a kind that cannot
             happen to it, or a count below 1.
@@ -212,8 +217,11 @@ class FaultInjector:
         return decision
 
     def for_calllog(self) -> CallLogFaults:
-        """The drawn faults of one download; :meth:`settle_calllog` applies forcing and counts them
-        once the download reaches the object (a refused URL meets neither)."""
+        """Return the drawn faults of one download.
+
+        :meth:`settle_calllog` applies forcing and counts them once the download reaches the object
+        (a refused URL meets neither).
+        """
         with self._lock:
             config = self.config
             u_error, u_truncate = self._rng.random(), self._rng.random()
@@ -224,7 +232,7 @@ class FaultInjector:
         )
 
     def settle_calllog(self, drawn: CallLogFaults) -> CallLogFaults:
-        """The faults a download that reached its object really meets (forced ones first), counted."""
+        """Return the faults a download that reached its object really meets (forced ones first), counted."""
         with self._lock:
             forced = self._take_forced(CALLLOG_ACTION)
             if forced is not None:

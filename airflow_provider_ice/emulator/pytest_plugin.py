@@ -37,6 +37,7 @@ FAST_SETTINGS: dict[str, Any] = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``ice_emulator`` marker."""
     config.addinivalue_line(
         "markers",
         "ice_emulator(**settings): settings of the ice_emulator fixture (EmulatorConfig fields and "
@@ -66,7 +67,7 @@ def ice_emulator_factory() -> Iterator[Callable[..., IceEmulator]]:
 def ice_emulator(
     request: pytest.FixtureRequest, ice_emulator_factory: Callable[..., IceEmulator]
 ) -> IceEmulator:
-    """A running emulator, configured by the ``ice_emulator`` marker or indirect parametrization."""
+    """Return a running emulator, configured by the ``ice_emulator`` marker or indirect parametrization."""
     settings: dict[str, Any] = {}
     for marker in reversed(list(request.node.iter_markers("ice_emulator"))):
         settings.update(marker.kwargs)

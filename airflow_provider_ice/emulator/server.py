@@ -23,9 +23,9 @@ from aiohttp import web
 from airflow_provider_ice.api.signing import FORM_CONTENT_TYPE, Credentials
 from airflow_provider_ice.emulator.actions import Actions
 from airflow_provider_ice.emulator.auth import Authenticator
-from airflow_provider_ice.emulator.calllogs import CALLLOG_PREFIX, CallLogSigner
+from airflow_provider_ice.emulator.call_log import CALLLOG_PREFIX, CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig, FaultConfig
-from airflow_provider_ice.emulator.control import add_control_routes, instance_state
+from airflow_provider_ice.emulator.control import add_control_routes
 from airflow_provider_ice.emulator.downloads import CallLogDownloads
 from airflow_provider_ice.emulator.faults import FaultInjector
 from airflow_provider_ice.emulator.secrets import SecretLedger
@@ -106,7 +106,7 @@ class IceEmulator:
         return Credentials(self.access_key_id, self.access_key_secret, self.config.security_token)
 
     def airflow_conn_json(self) -> str:
-        """The ``AIRFLOW_CONN_ICE_DEFAULT`` value that points an Airflow connection at this emulator."""
+        """Return the ``AIRFLOW_CONN_ICE_DEFAULT`` value that points a connection at this emulator."""
         extra: dict[str, Any] = {"endpoint": self.url, "region": self.config.region}
         if self.config.security_token:
             extra["security_token"] = self.config.security_token
@@ -120,26 +120,17 @@ class IceEmulator:
         )
 
     def state(self, agent_id: str | None = None) -> dict[str, Any]:
-        """Every instance (optionally of one agent) with its call-log downloads and expired-URL
-        refusals, request/error counts, and the faults: settings, injected, still forced.
+        """Return what the emulator holds: instances, request and error counts, and the faults.
+
+        Every instance (optionally of one agent) comes with its call-log downloads and expired-URL
+        refusals; the faults with their settings, what was injected and what is still forced.
 
         ``faults_injected`` is ``{kind: {action: n}}`` over every kind (throttled, server_error_5xx,
         dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired; downloads
         under the action ``CallLogDownload``), ``faults_injected_total`` is ``{kind: n}``.
         """
-        now = self.store.now()
         store = self.store
-        instances = [
-            instance_state(
-                self.config.seed,
-                instance,
-                now,
-                store.downloads[instance.instance_id],
-                store.expired_refusals[instance.instance_id],
-            )
-            for instance in store
-            if agent_id is None or instance.agent_id == agent_id
-        ]
+        instances = store.instance_states(agent_id)
         with self._counts_lock:
             request_counts, error_counts = dict(self.request_counts), dict(self.error_counts)
         with store.lock:
@@ -158,8 +149,10 @@ class IceEmulator:
         }
 
     def force_faults(self, action: str, kind: str, count: int = 1) -> list[str]:
-        """The next ``count`` calls of ``action`` meet fault ``kind`` for sure, whatever the rates and
-        the targeted actions; returns the kinds still forced on ``action``, in order.
+        """Make the next ``count`` calls of ``action`` meet fault ``kind`` for sure.
+
+        Whatever the rates and the targeted actions; returns the kinds still forced on ``action``,
+        in order.
 
         The seeded stream is drawn as usual for those calls, so the faults after them are the same
         as without forcing. ``action`` is an API action (kinds throttled, server_error_5xx,
@@ -183,8 +176,10 @@ class IceEmulator:
         return {**self._secrets.snapshot(), **values}
 
     def reset(self) -> None:
-        """Forget every instance, count, nonce, forced fault and recorded secret; faults go back to
-        the configured ones."""
+        """Forget every instance, count, nonce, forced fault and recorded secret.
+
+        The faults go back to the configured ones.
+        """
         self.store.reset()
         self.auth.nonces.clear()
         self.faults.reset(self.config.faults)

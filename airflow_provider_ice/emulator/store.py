@@ -2,18 +2,14 @@
 
 No instance owns a timer or a task: its status at any moment follows from when it was created, when
 the simulated user joins (never, for a no-show), when the conversation ends on its own, and when it
-was stopped. That keeps 10,000+ instances cheap (a few hundred bytes each) and makes the lifecycle
-exact under an injected clock.
+was stopped. That keeps 10,000+ instances cheap and the lifecycle exact under an injected clock.
 
-Lifecycle (all times relative to creation, seconds):
-
-* the user joins after ``user_join_delay`` → ``Executing``; the conversation lasts ``call_duration``,
-  then the user hangs up → ``Finished`` (EndReason ``UserHangup``);
-* a no-show (``no_show_rate``, or the per-call scenario) never joins → ``Finished`` after the call's
-  ``AgentConfig.UserOnlineTimeout`` (default 60) with EndReason ``UserOnlineTimeout``;
-* an idle user (``idle_rate``, or the scenario) joins and stays silent → ``Finished`` after
-  ``AgentConfig.MaxIdleTime`` (default 600) with EndReason ``MaxIdleTime``;
-* StopAIAgentInstance → ``Finished`` at once (EndReason ``Stopped``); stopping again changes nothing.
+Lifecycle (seconds after creation): the user joins after ``user_join_delay`` (``Executing``) and
+hangs up ``call_duration`` later (``Finished``, EndReason ``UserHangup``); a no-show never joins
+(``Finished`` after ``AgentConfig.UserOnlineTimeout``, default 60, EndReason ``UserOnlineTimeout``);
+an idle user stays silent (``Finished`` after ``AgentConfig.MaxIdleTime``, default 600, EndReason
+``MaxIdleTime``); StopAIAgentInstance finishes it at once (EndReason ``Stopped``), and again changes
+nothing. ``no_show_rate`` and ``idle_rate`` draw no-shows and idle users.
 
 A caller can script one call through its UserData (a JSON object) under the key ``EmulatorScenario``:
 ``{"EmulatorScenario": {"NoShow": true}}``, ``{"Idle": true}``, ``{"UserJoinDelay": 0.5,
@@ -23,7 +19,6 @@ A caller can script one call through its UserData (a JSON object) under the key 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import threading
 from bisect import bisect_left, bisect_right
@@ -34,9 +29,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY
-from airflow_provider_ice.emulator.config import EmulatorConfig
+from airflow_provider_ice.emulator.config import EmulatorConfig, Scenario, scenario_of, scenario_seconds
 
-SCENARIO_KEY = "EmulatorScenario"
 CREATED, EXECUTING, FINISHED = "Created", "Executing", "Finished"
 
 
@@ -47,27 +41,12 @@ def iso_utc(epoch: float) -> str:
 
 
 def derive(seed: int, instance_id: str, purpose: str, size: int = 16) -> str:
-    """A stable pseudo-random hex string for one instance (ids, tokens) without storing it."""
+    """Return a stable pseudo-random hex string for one instance (ids, tokens) without storing it."""
     return hashlib.blake2b(f"{seed}:{instance_id}:{purpose}".encode(), digest_size=size).hexdigest()
 
 
 def _uniform(seed: int, instance_id: str, purpose: str) -> float:
     return int(derive(seed, instance_id, purpose, 8), 16) / 2.0**64
-
-
-def _seconds(config: dict[str, Any] | None, key: str, default: float) -> float:
-    value = (config or {}).get(key)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """How the simulated user behaves on one call."""
-
-    join_delay: float
-    duration: float
-    no_show: bool = False
-    idle: bool = False
 
 
 class Instance:
@@ -171,8 +150,9 @@ class _AgentIndex:
 
 
 class Store:
-    """All instances, by id and by agent, plus per-instance call-log downloads served and downloads
-    refused because the URL had expired. Thread-safe.
+    """Hold every instance, by id and by agent, and count its call-log downloads (thread-safe).
+
+    Per instance: the call-log downloads served and those refused because the URL had expired.
 
     :param config: the emulator configuration (seed, timings, rates, clock).
     """
@@ -205,7 +185,7 @@ class Store:
     def scenario(
         self, instance_id: str, user_data: str | None, agent_config: dict[str, Any] | None
     ) -> Scenario:
-        """The simulated user's behaviour: configured defaults, seeded rates, then UserData overrides."""
+        """Return how the simulated user behaves: configured defaults, seeded rates, UserData overrides."""
         config = self._config
         seed = config.seed
         values: dict[str, Any] = {
@@ -214,9 +194,9 @@ class Store:
             "no_show": _uniform(seed, instance_id, "no-show") < config.no_show_rate,
             "idle": _uniform(seed, instance_id, "idle") < config.idle_rate,
         }
-        script = _scenario_of(user_data)
+        script = scenario_of(user_data)
         for key, name in (("UserJoinDelay", "join_delay"), ("CallDuration", "duration")):
-            values[name] = _seconds(script, key, values[name])
+            values[name] = scenario_seconds(script, key, values[name])
         for key, name in (("NoShow", "no_show"), ("Idle", "idle")):
             if isinstance(script.get(key), bool):
                 values[name] = script[key]
@@ -255,8 +235,10 @@ class Store:
 
     def _plan(self, instance: Instance, scenario: Scenario) -> None:
         config = self._config
-        online_timeout = _seconds(instance.agent_config, "UserOnlineTimeout", config.user_online_timeout)
-        max_idle = _seconds(instance.agent_config, "MaxIdleTime", config.max_idle_time)
+        online_timeout = scenario_seconds(
+            instance.agent_config, "UserOnlineTimeout", config.user_online_timeout
+        )
+        max_idle = scenario_seconds(instance.agent_config, "MaxIdleTime", config.max_idle_time)
         created = instance.created_at
         if scenario.no_show:
             instance.join_at = None
@@ -348,23 +330,42 @@ class Store:
             index.extend(created)
             return [i.instance_id for i in created]
 
+    def instance_states(self, agent_id: str | None = None) -> list[dict[str, Any]]:
+        """Return every instance (optionally of one agent) as the control plane shows it (no tokens)."""
+        now, seed = self.now(), self._config.seed
+        states = []
+        for instance in self:
+            if agent_id is not None and instance.agent_id != agent_id:
+                continue
+            status, ident, iid = instance.status(now), identity_of(seed, instance), instance.instance_id
+            finished = status == FINISHED
+            states.append(
+                {
+                    "InstanceId": iid,
+                    "AIAgentId": instance.agent_id,
+                    "ChannelId": ident.channel_id,
+                    "AIAgentUserId": ident.agent_user_id,
+                    "UserId": ident.user_id,
+                    "UserData": instance.user_data,
+                    "SessionId": instance.session_id,
+                    "Kind": instance.kind,
+                    "Status": status,
+                    "CreatedAt": iso_utc(instance.created_at),
+                    "ModifiedAt": iso_utc(instance.modified_at(now)),
+                    "EndReason": instance.final_reason() if finished else None,
+                    "UserJoined": instance.user_joined() if finished else None,
+                    "CallLogDownloads": self.downloads[iid],
+                    "CallLogExpiredRefusals": self.expired_refusals[iid],
+                }
+            )
+        return states
+
     def __iter__(self) -> Iterator[Instance]:
         with self.lock:
             return iter(list(self.by_id.values()))
 
     def __len__(self) -> int:
         return len(self.by_id)
-
-
-def _scenario_of(user_data: str | None) -> dict[str, Any]:
-    if not user_data or SCENARIO_KEY not in user_data:
-        return {}
-    try:
-        loaded = json.loads(user_data)
-    except ValueError:
-        return {}
-    script = loaded.get(SCENARIO_KEY) if isinstance(loaded, dict) else None
-    return script if isinstance(script, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -378,6 +379,7 @@ class Identity:
 
 
 def identity_of(seed: int, instance: Instance) -> Identity:
+    """Return the channel names of ``instance``: given at creation, else derived from its id."""
     runtime = instance.runtime or {}
     iid = instance.instance_id
     return Identity(

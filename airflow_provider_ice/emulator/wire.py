@@ -12,7 +12,7 @@ JSON_CONTENT_TYPE = "application/json;charset=utf-8"
 
 
 def new_request_id() -> str:
-    """A request id in the service's format (upper-case UUID)."""
+    """Return a request id in the service's format (upper-case UUID)."""
     return str(uuid.uuid4()).upper()
 
 
@@ -34,14 +34,17 @@ class ApiError(Exception):
 
 
 def invalid_parameter(name: str, message: str) -> ApiError:
+    """Return the service's ``InvalidParameter`` error for ``name``."""
     return ApiError(400, "InvalidParameter", f"The specified parameter {name} is not valid: {message}")
 
 
 def missing_parameter(name: str) -> ApiError:
+    """Return the service's ``MissingParameter`` error for ``name``."""
     return ApiError(400, "MissingParameter", f"The input parameter {name} that is mandatory is not supplied.")
 
 
 def json_response(body: dict[str, Any], request_id: str, status: int = 200, **headers: str) -> web.Response:
+    """Return a JSON answer carrying ``request_id`` as the service sends it."""
     return web.Response(
         status=status,
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
@@ -50,7 +53,7 @@ def json_response(body: dict[str, Any], request_id: str, status: int = 200, **he
 
 
 def error_response(error: ApiError, request_id: str, host_id: str) -> web.Response:
-    """The gateway's error body: ``RequestId``, ``HostId``, ``Code``, ``Message``, ``Recommend``."""
+    """Return the gateway's error body: ``RequestId``, ``HostId``, ``Code``, ``Message``, ``Recommend``."""
     body = {
         "RequestId": request_id,
         "HostId": host_id,

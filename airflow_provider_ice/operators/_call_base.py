@@ -13,40 +13,44 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.errors import IceOutcomeUnknownError
-from airflow_provider_ice.api.validation import require_non_empty
-from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
-
-from ._agent_wait import (
+from airflow_provider_ice.api.validation import (
+    iso,
+    parse_time,
+    positive_seconds,
+    require_non_empty,
+    utcnow,
+    validate_int_range,
+)
+from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     Action,
+    InstanceTarget,
+    WaitTracker,
+    find_instance,
+    poll_step,
+)
+from airflow_provider_ice.exceptions import (
     IceAgentCallError,
     IceAgentWaitTimeout,
     IceTriggerEventError,
-    InstanceTarget,
-    Step,
-    WaitTracker,
-    event_failure,
-    failure,
-    iso,
-    poll_once,
-    positive_seconds,
-    to_utc,
-    utcnow,
-    validate_event,
+    wait_failure,
 )
+from airflow_provider_ice.hooks.ice import IceHookMixin
+from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
+from airflow_provider_ice.task_state import load_state, save_state
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from airflow.sdk import Context
 
     from airflow_provider_ice.api.models import AIAgentInstance
-    from airflow_provider_ice.hooks.ice import IceHook
 
 #: task_state_store key holding the call record, so a retry adopts the call even without UserData.
 STATE_KEY = "ice_agent_call"
@@ -56,7 +60,7 @@ CALL_XCOM_KEY = "ice_agent_call"
 UNKNOWN_OUTCOME_LOOKUPS = 3
 
 
-class IceAgentCallBaseOperator(BaseOperator):
+class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
     """Exactly-once placement, adoption and waiting shared by the ICE call operators.
 
     Subclasses implement :meth:`validate_request` (checks before any request) and :meth:`send`
@@ -123,18 +127,10 @@ class IceAgentCallBaseOperator(BaseOperator):
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout")
         self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
-        if max_consecutive_errors < 0:
-            raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
-        self.max_consecutive_errors = max_consecutive_errors
+        self.max_consecutive_errors = validate_int_range(max_consecutive_errors, "max_consecutive_errors", 0)
         self.stop_on_kill = stop_on_kill
         self.lookback = lookback
         self._instance_id: str | None = None
-
-    @cached_property
-    def hook(self) -> IceHook:
-        from airflow_provider_ice.hooks.ice import IceHook
-
-        return IceHook(ice_conn_id=self.ice_conn_id)
 
     # -- to implement -------------------------------------------------------------------------
 
@@ -185,7 +181,7 @@ class IceAgentCallBaseOperator(BaseOperator):
         session_id: str | None = None,
         adopted: bool = False,
     ) -> dict[str, Any]:
-        """The XCom return value: identifiers only, never the ARTC Token."""
+        """Return the XCom return value: identifiers only, never the ARTC Token."""
         return {
             "agent_id": self.agent_id,
             "instance_id": instance_id,
@@ -203,7 +199,7 @@ class IceAgentCallBaseOperator(BaseOperator):
         """On a retry: the call an earlier try placed, from the task state store or by lookup."""
         if getattr(context["ti"], "try_number", 1) <= 1:
             return None
-        stored = self._state_get(context)
+        stored = load_state(context, STATE_KEY)
         if isinstance(stored, dict) and stored.get("agent_id") == self.agent_id:
             self.log.info("Adopting agent instance %s placed by an earlier try", stored.get("instance_id"))
             return {**stored, "adopted": True}
@@ -250,30 +246,23 @@ class IceAgentCallBaseOperator(BaseOperator):
         )
         return record
 
-    def _find(self, correlation_id: str, since: Any, *, attempts: int = 1) -> AIAgentInstance | None:
-        from airflow_provider_ice.api.lookup import find_instance
-
+    def _find(self, correlation_id: str, since: datetime, *, attempts: int = 1) -> AIAgentInstance | None:
+        target = InstanceTarget(agent_id=self.agent_id, correlation_id=correlation_id, window_start=since)
         for attempt in range(attempts):
             if attempt:
                 time.sleep(min(self.poll_interval, 5.0))
-            found = find_instance(
-                self.hook,  # type: ignore[arg-type]  # same method names as IceClient
-                self.agent_id,
-                correlation_id=correlation_id,
-                start_time=since,
-                end_time=utcnow() + WINDOW_MARGIN,
-            )
+            found = find_instance(self.hook, target)
             if found is not None:
                 return found
         return None
 
-    def _adopt(self, instance: AIAgentInstance, correlation_id: str, since: Any) -> dict[str, Any]:
+    def _adopt(self, instance: AIAgentInstance, correlation_id: str, since: datetime) -> dict[str, Any]:
         runtime = instance.runtime_config.resolved()
         record = self.record(
             instance_id=instance.instance_id,
             correlation_id=correlation_id,
             # ListAIAgentInstance has no creation time: the search start keeps sensor windows right.
-            created_at=iso(instance.gmt_create or to_utc(since)),
+            created_at=iso(instance.gmt_create or since),
             channel_id=instance.channel_id,
             ai_agent_user_id=runtime.agent_user_id,
             user_id=getattr(self, "user_id", None),
@@ -290,31 +279,16 @@ class IceAgentCallBaseOperator(BaseOperator):
             self.log.warning("ListAIAgentInstance gives no InstanceId: it cannot be stopped on kill")
         return record
 
-    def _lookup_start(self, context: Context) -> Any:
+    def _lookup_start(self, context: Context) -> datetime:
         dag_run = context.get("dag_run")
         started = getattr(dag_run, "start_date", None)
         if started is not None:
-            return to_utc(started) - WINDOW_MARGIN
+            return parse_time(started, "dag_run.start_date") - WINDOW_MARGIN
         return utcnow() - self.lookback
-
-    def _state_get(self, context: Context) -> Any:
-        store = context.get("task_state_store")
-        if store is None:
-            return None
-        try:
-            return store.get(STATE_KEY)
-        except Exception:
-            self.log.warning("Could not read the task state store", exc_info=True)
-            return None
 
     def _remember(self, context: Context, record: dict[str, Any]) -> None:
         """Task state store (for retries) and the console link; both best effort."""
-        store = context.get("task_state_store")
-        if store is not None:
-            try:
-                store.set(STATE_KEY, {k: v for k, v in record.items() if k != "adopted"})
-            except Exception:
-                self.log.warning("Could not record the instance in the task state store", exc_info=True)
+        save_state(context, STATE_KEY, {k: v for k, v in record.items() if k != "adopted"})
         try:
             url = console_url(self.hook.region, self.agent_id, record.get("instance_id"))
             IceAIAgentInstanceLink.persist(context, url)
@@ -329,13 +303,13 @@ class IceAgentCallBaseOperator(BaseOperator):
             correlation_id=record.get("correlation_id"),
             channel_id=record.get("channel_id"),
             instance_id=record.get("instance_id"),
-            window_start=to_utc(record["created_at"]) - WINDOW_MARGIN,
+            window_start=parse_time(record["created_at"], "created_at") - WINDOW_MARGIN,
         )
         now = time.time()
         end_time = now + self.timeout
         tracker = WaitTracker(target, now + self.not_found_timeout, self.max_consecutive_errors)
         # Check once before deferring: a short call may already be over.
-        step = self._poll(tracker, target)
+        step = poll_step(tracker, self.hook)
         if step.action is Action.WAIT and self.deferrable:
             from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
 
@@ -343,17 +317,11 @@ class IceAgentCallBaseOperator(BaseOperator):
             # (dag.test() for one) hands the defer kwargs back to execute_complete.
             context["ti"].xcom_push(key=CALL_XCOM_KEY, value=record)
             self.defer(
-                trigger=IceAIAgentInstanceTrigger(
+                trigger=IceAIAgentInstanceTrigger.for_wait(
+                    tracker,
                     ice_conn_id=self.ice_conn_id,
-                    agent_id=self.agent_id,
-                    correlation_id=target.correlation_id,
-                    channel_id=target.channel_id,
-                    instance_id=target.instance_id,
-                    window_start=iso(target.window_start),
                     poll_interval=self.poll_interval,
                     end_time=end_time,
-                    not_found_deadline=tracker.not_found_deadline,
-                    max_consecutive_errors=self.max_consecutive_errors,
                     stop_on_kill=self.stop_on_kill,
                     coalesce=self.coalesce_polls,
                 ),
@@ -373,23 +341,18 @@ class IceAgentCallBaseOperator(BaseOperator):
                     f"(last status: {tracker.last_status})"
                 )
             time.sleep(min(self.poll_interval, remaining))
-            step = self._poll(tracker, target)
+            step = poll_step(tracker, self.hook)
         if step.action is Action.FAIL:
-            raise failure(step)
+            raise wait_failure(step)
         self.log.info("%s", step.message)
         return record
-
-    def _poll(self, tracker: WaitTracker, target: InstanceTarget) -> Step:
-        try:
-            observation = poll_once(self.hook, target)
-        except Exception as error:
-            return tracker.on_error(error)
-        return tracker.on_observation(observation, time.time())
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, call: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Resume after the trigger: success returns the call record; timeout stops, then fails."""
+        from airflow_provider_ice.triggers.agent_instance import event_failure, validate_event
+
         event = validate_event(event)
         call = call or self._deferred_call(context) or {}
         if call and event.get("agent_id") != call.get("agent_id"):

@@ -23,6 +23,7 @@ from airflow_provider_ice.api.errors import (
     IceServerError,
     IceThrottlingError,
 )
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN
 from airflow_provider_ice.campaign.ledger import (
     CHUNK_SIZE,
     Attempt,
@@ -35,7 +36,6 @@ from airflow_provider_ice.campaign.plan import Next, decide
 from airflow_provider_ice.campaign.recipients import Recipient, RecipientSpec, prepare
 from airflow_provider_ice.campaign.results import result_rows, summarise
 
-from ._agent_wait import WINDOW_MARGIN
 from ._campaign_io import Checkpoint, JoinedProbe, campaign_client, list_campaign_instances, read_recipients
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ class CampaignCycle:
     # -- results --------------------------------------------------------------------------------
 
     def _finish(self) -> dict[str, Any]:
-        from airflow_provider_ice.operators import _publish
+        from airflow_provider_ice import storage
 
         rows = result_rows(
             self.recipients, self.rejected, self.ledger, agent_id=self.op.agent_id, kind=self.op.call_type
@@ -307,29 +307,27 @@ class CampaignCycle:
         summary = summarise(rows, recipients=len(self.recipients) + len(self.rejected))
         summary.update(campaign_id=self.campaign_id, agent_id=self.op.agent_id, call_type=self.op.call_type)
         final = self._partition()
-        with _publish.staged_partition(final) as staging:
+        with storage.staged_partition(final) as staging:
             with (staging / RESULTS_FILE).open("w", encoding="utf-8") as handle:
                 for row in rows:
                     handle.write(json.dumps(row, sort_keys=True) + "\n")
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            summary["uri"] = _publish.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+            summary["uri"] = storage.swap_partition(staging, final, commit_last=SUMMARY_FILE)
         log.info("Campaign %s done: %s", self.campaign_id, json.dumps(summary, sort_keys=True))
         return summary
 
     def _partition(self) -> Any:
-        from airflow_provider_ice.operators import _publish
+        from airflow_provider_ice import storage
 
         root = (
-            self.op.destination
-            if self.op.destination not in (None, "")
-            else _publish.data_dir() / "campaigns"
+            self.op.destination if self.op.destination not in (None, "") else storage.data_dir() / "campaigns"
         )
         ti = self.context["ti"]
         parts = [f"dag_id={ti.dag_id}", f"task_id={ti.task_id}", f"run_id={_safe(ti.run_id)}"]
         if ti.map_index is not None and ti.map_index >= 0:
             parts.append(f"map_index={ti.map_index}")
-        target = _publish.resolve(root, self.op.destination_conn_id)
+        target = storage.resolve(root, self.op.destination_conn_id)
         for part in parts:
             target = target / part
         return target

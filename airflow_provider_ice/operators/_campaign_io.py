@@ -32,6 +32,9 @@ CHECKPOINT_KEY = "ice_campaign"
 class Checkpoint:
     """Where the ledger survives: the task state store (across retries), else XCom (across deferrals).
 
+    Unlike :mod:`airflow_provider_ice.task_state` (best effort), a failed write raises: a write-ahead
+    record that did not land must stop the calls it announces.
+
     On Airflow versions without a task state store the XCom copy lasts only for one try; a retry then
     rebuilds the ledger from the listing (see the operator's docstring for what that weakens).
     """
@@ -57,7 +60,7 @@ class Checkpoint:
             self.ti.xcom_push(key=key, value=value)
 
     def load(self, campaign_id: str) -> tuple[Ledger | None, dict[str, Any]]:
-        """The ledger of ``campaign_id`` and the header's extra fields, or ``(None, {})``."""
+        """Return the ledger of ``campaign_id`` and the header's extra fields, or ``(None, {})``."""
         header = self._get(CHECKPOINT_KEY)
         if not isinstance(header, Mapping) or header.get("campaign_id") != campaign_id:
             return None, {}
@@ -73,12 +76,12 @@ class Checkpoint:
 
 
 def read_recipients(source: Any, fmt: str | None, conn_id: str | None) -> Iterable[Any]:
-    """The raw recipients of ``source``: a list as given, or the lines of a JSONL/CSV file."""
+    """Return the raw recipients of ``source``: a list as given, or the rows of a JSONL/CSV file."""
     if isinstance(source, (list, tuple)):
         return source
-    from airflow_provider_ice.operators import _publish
+    from airflow_provider_ice import storage
 
-    path = _publish.resolve(source, conn_id)
+    path = storage.resolve(source, conn_id)
     kind = detect_format(str(path), fmt)
     with path.open("rb") as handle:
         text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
@@ -89,13 +92,13 @@ def read_recipients(source: Any, fmt: str | None, conn_id: str | None) -> Iterab
 def list_campaign_instances(
     client: IceClient, agent_id: str, ledger: Ledger, expected: Mapping[str, Any]
 ) -> dict[str, AIAgentInstance]:
-    """The listed instances of this campaign (by correlation id), over the campaign's window.
+    """Return the listed instances of this campaign (by correlation id), over the campaign's window.
 
     ``expected`` maps every correlation id the campaign may have used; the newest listing entry wins.
     """
     from datetime import datetime, timezone
 
-    from ._agent_wait import WINDOW_MARGIN
+    from airflow_provider_ice.api.waiting import WINDOW_MARGIN
 
     start = datetime.fromtimestamp(ledger.started_at, timezone.utc) - WINDOW_MARGIN
     end = datetime.now(timezone.utc) + WINDOW_MARGIN
@@ -108,7 +111,7 @@ def list_campaign_instances(
 
 
 def campaign_client(hook: IceHook) -> IceClient:
-    """A sync client for the campaign that masks the connection's credentials only.
+    """Return a sync client for the campaign that masks the connection's credentials only.
 
     The hook's client registers every Token and AuthToken it receives with Airflow's secrets masker,
     which rebuilds one regular expression over all of them each time: quadratic over a campaign of
@@ -155,7 +158,7 @@ class JoinedProbe:
         if instance.call_log_url is None:
             return None, None
         from airflow_provider_ice.analytics.metrics import user_joined
-        from airflow_provider_ice.api.calllog import parse_call_log
+        from airflow_provider_ice.api.call_log import parse_call_log
         from airflow_provider_ice.api.download import CallLogDownloader
 
         if self._downloader is None:

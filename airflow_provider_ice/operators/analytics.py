@@ -8,16 +8,21 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_ice import storage
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.validation import parse_time
-from airflow_provider_ice.operators import _publish
-from airflow_provider_ice.operators.call_log import IceCallLogError
+from airflow_provider_ice.api.validation import (
+    parse_time,
+    validate_download_limits,
+    validate_int_range,
+    validate_page_size,
+)
+from airflow_provider_ice.exceptions import IceCallLogError
+from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,10 +30,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_ice.analytics.collect import CollectStats
-    from airflow_provider_ice.hooks.ice import IceHook
 
 SESSIONS_FILE = "sessions.jsonl"
 SUMMARY_FILE = "summary.json"
+#: Downloads in flight at once, at the most.
+MAX_CONCURRENCY = 256
 _AGENT_SPLIT = re.compile(r"[\s,]+")
 
 
@@ -54,7 +60,7 @@ def _agent_list(agent_ids: Any) -> list[str]:
     raise IceValidationError("agent_ids", f"must be an agent id or a list of them, got {agent_ids!r}")
 
 
-class IceSessionAnalyticsOperator(BaseOperator):
+class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
     """Compute session analytics for one interval and write them as one replaceable partition.
 
     Lists every instance of ``agent_ids`` created in ``[start_time, end_time)`` (all pages, with the
@@ -106,14 +112,9 @@ class IceSessionAnalyticsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 1 <= page_size <= 100:
-            raise ValueError(f"page_size: must be between 1 and 100, got {page_size!r}")
-        if not 1 <= concurrency <= 256:
-            raise ValueError(f"concurrency: must be between 1 and 256, got {concurrency!r}")
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes: must be a positive number of bytes, got {max_bytes!r}")
-        if max_url_refreshes < 0 or download_retries < 0:
-            raise ValueError("max_url_refreshes and download_retries: must be 0 or more")
+        validate_page_size(page_size, "page_size")
+        validate_int_range(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+        validate_download_limits(max_bytes, max_url_refreshes, download_retries)
         self.agent_ids = agent_ids
         self.start_time = start_time
         self.end_time = end_time
@@ -126,12 +127,6 @@ class IceSessionAnalyticsOperator(BaseOperator):
         self.download_retries = download_retries
         self.download_timeout = download_timeout
         self.page_size = page_size
-
-    @cached_property
-    def hook(self) -> IceHook:
-        from airflow_provider_ice.hooks.ice import IceHook
-
-        return IceHook(ice_conn_id=self.ice_conn_id)
 
     def interval(self, context: Context) -> tuple[datetime, datetime]:
         """``[start, end)`` in UTC, from the parameters or the run's data interval."""
@@ -147,9 +142,9 @@ class IceSessionAnalyticsOperator(BaseOperator):
             raise IceValidationError("end_time", f"must be after start_time ({start_utc} >= {end_utc})")
         return start_utc, end_utc
 
-    def partition(self, start: datetime, end: datetime) -> _publish.Target:
-        root = self.destination if self.destination not in (None, "") else _publish.data_dir() / "sessions"
-        return _publish.resolve(root, self.destination_conn_id) / partition_name(start, end)
+    def partition(self, start: datetime, end: datetime) -> storage.Target:
+        root = self.destination if self.destination not in (None, "") else storage.data_dir() / "sessions"
+        return storage.resolve(root, self.destination_conn_id) / partition_name(start, end)
 
     def execute(self, context: Context) -> dict[str, Any]:
         start, end = self.interval(context)
@@ -163,7 +158,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
             "verify": self.hook.settings.verify,
         }
         self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
-        with _publish.staged_partition(final) as staging:
+        with storage.staged_partition(final) as staging:
             summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, download_settings))
             if stats.download_failures:
                 raise IceCallLogError(
@@ -172,7 +167,7 @@ class IceSessionAnalyticsOperator(BaseOperator):
                 )
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            uri = _publish.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+            uri = storage.swap_partition(staging, final, commit_last=SUMMARY_FILE)
         by_status = summary["by_status"]
         self.log.info(
             "Wrote %d session(s) (%s), %d pending, %d call-log error(s), %d duplicate(s) dropped to %s",

@@ -7,52 +7,36 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_provider_ice.api.calllog import CallLog, CallLogFormatError, parse_call_log
-from airflow_provider_ice.api.download import (
-    DEFAULT_MAX_BYTES,
-    CallLogDownloader,
+from airflow_provider_ice import storage
+from airflow_provider_ice.api.call_log import CallLog, parse_call_log
+from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES, CallLogDownloader, DownloadResult
+from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
+    CallLogFormatError,
     CallLogTooLargeError,
     CallLogUrlError,
     CallLogUrlExpiredError,
-    DownloadResult,
+    IceValidationError,
 )
-from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.operators import _publish
-from airflow_provider_ice.operators._agent_wait import InstanceTarget, Outcome, poll_once, to_utc
+from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_download_limits
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, Outcome, poll_instance
+from airflow_provider_ice.exceptions import IceCallLogError, IceCallLogInvalidError, IceCallLogNotReadyError
+from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_ice.hooks.ice import IceHook
 
 log = logging.getLogger(__name__)
 
 #: The asset a fetch emits when the user names none.
 CALL_LOG_ASSET_PREFIX = "ice://call-logs/"
-#: Look for the instance from a little before it was created (clocks drift between Airflow and ICE).
-CREATED_MARGIN = timedelta(minutes=5)
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-class IceCallLogError(AirflowException):
-    """The call log could not be fetched (the task may be retried)."""
-
-
-class IceCallLogNotReadyError(IceCallLogError):
-    """The instance is not Finished, or its CallLogUrl stayed empty for ``empty_url_timeout``."""
-
-
-class IceCallLogInvalidError(AirflowFailException):
-    """The call log is not a valid call-log JSON document (malformed, truncated, or too large)."""
 
 
 def default_asset(agent_id: str | None) -> Asset:
@@ -61,7 +45,7 @@ def default_asset(agent_id: str | None) -> Asset:
     return Asset(name=f"ice_call_logs_{fixed}", uri=f"{CALL_LOG_ASSET_PREFIX}{fixed}")
 
 
-class IceFetchCallLogOperator(BaseOperator):
+class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
     """Fetch a fresh CallLogUrl for one agent instance and stream the call log to ``destination``.
 
     The URL is looked up at fetch time (ListAIAgentInstance by correlation id / ChannelId, or
@@ -132,15 +116,7 @@ class IceFetchCallLogOperator(BaseOperator):
         if "outlets" not in kwargs:
             kwargs["outlets"] = [default_asset(agent_id)]
         super().__init__(**kwargs)
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes: must be a positive number of bytes, got {max_bytes!r}")
-        if max_url_refreshes < 0 or download_retries < 0:
-            raise ValueError("max_url_refreshes and download_retries: must be 0 or more")
-        if empty_url_timeout < 0 or empty_url_poll_interval <= 0:
-            raise ValueError(
-                "empty_url_timeout must be >= 0 and empty_url_poll_interval > 0 seconds, "
-                f"got {empty_url_timeout!r} and {empty_url_poll_interval!r}"
-            )
+        validate_download_limits(max_bytes, max_url_refreshes, download_retries)
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
@@ -152,19 +128,13 @@ class IceFetchCallLogOperator(BaseOperator):
         self.ice_conn_id = ice_conn_id
         self.max_bytes = max_bytes
         self.max_url_refreshes = max_url_refreshes
-        self.empty_url_timeout = empty_url_timeout
-        self.empty_url_poll_interval = empty_url_poll_interval
+        self.empty_url_timeout = positive_seconds(empty_url_timeout, "empty_url_timeout", allow_zero=True)
+        self.empty_url_poll_interval = positive_seconds(empty_url_poll_interval, "empty_url_poll_interval")
         self.download_retries = download_retries
         self.download_timeout = download_timeout
 
-    @cached_property
-    def hook(self) -> IceHook:
-        from airflow_provider_ice.hooks.ice import IceHook
-
-        return IceHook(ice_conn_id=self.ice_conn_id)
-
     def target(self) -> InstanceTarget:
-        """The instance to fetch, from ``call`` or the explicit identifiers (explicit ones win)."""
+        """Return the instance to fetch, from ``call`` or the explicit identifiers (explicit ones win)."""
         call = self.call or {}
         if isinstance(call, str):
             import json
@@ -177,13 +147,11 @@ class IceFetchCallLogOperator(BaseOperator):
             raise ValueError(f"call: must be a dict (operator or sensor output), got {type(call).__name__}")
         created = None
         if self.created_after not in (None, ""):
-            from airflow_provider_ice.api.validation import parse_time
-
             # Refuses naive values, as the sensor and the client do: "UTC or local?" is ambiguous.
             created = parse_time(self.created_after, "created_after")
         try:
             if created is None and call.get("created_at"):
-                created = to_utc(call["created_at"]) - CREATED_MARGIN
+                created = parse_time(call["created_at"], "created_after") - WINDOW_MARGIN
         except (TypeError, ValueError):
             raise IceValidationError(
                 "created_after", "must be an ISO-8601 time or a datetime (also call['created_at'])"
@@ -197,15 +165,15 @@ class IceFetchCallLogOperator(BaseOperator):
             **extra,
         )
 
-    def final_path(self, target: InstanceTarget, channel_id: str | None = None) -> _publish.Target:
+    def final_path(self, target: InstanceTarget, channel_id: str | None = None) -> storage.Target:
         """Where the call log goes (see ``destination``); ``channel_id`` is the found instance's."""
         key = channel_id or target.channel_id or target.instance_id or target.correlation_id or "call"
         file_name = _SAFE.sub("_", key) + ".json"
         if self.destination in (None, ""):
-            base = _publish.data_dir() / "call_logs" / _SAFE.sub("_", target.agent_id)
+            base = storage.data_dir() / "call_logs" / _SAFE.sub("_", target.agent_id)
             return base / file_name
         text = self.destination if not isinstance(self.destination, str) else self.destination.strip()
-        resolved = _publish.resolve(text, self.destination_conn_id)
+        resolved = storage.resolve(text, self.destination_conn_id)
         if (isinstance(text, str) and text.endswith("/")) or resolved.is_dir():
             return resolved / file_name
         return resolved
@@ -254,7 +222,7 @@ class IceFetchCallLogOperator(BaseOperator):
             assert instance.call_log_url is not None
             url = instance.call_log_url.get_secret_value()
             self._mask(url)
-            with _publish.spool_for(final) as spool:
+            with storage.spool_for(final) as spool:
                 try:
                     result = downloader.download(url, spool)
                 except CallLogUrlExpiredError as err:
@@ -272,7 +240,7 @@ class IceFetchCallLogOperator(BaseOperator):
                     last_problem, body_invalid = str(err), True
                     self.log.warning("Downloaded call log is invalid (%s); downloading again", err)
                     continue
-                uri = _publish.publish_file(spool, final)
+                uri = storage.publish_file(spool, final)
             return instance, result, call_log, uri
         message = (
             f"call log of {target.describe()} still failing after {self.max_url_refreshes + 1} "
@@ -290,11 +258,11 @@ class IceFetchCallLogOperator(BaseOperator):
         return parse_call_log(raw)
 
     def _finished_instance_with_url(self, target: InstanceTarget) -> AIAgentInstance:
-        """The Finished instance with a non-empty CallLogUrl, waiting for the URL with backoff."""
+        """Return the Finished instance with a non-empty CallLogUrl, waiting for the URL with backoff."""
         deadline = time.monotonic() + self.empty_url_timeout
         delay = self.empty_url_poll_interval
         while True:
-            observation = poll_once(self.hook, target)
+            observation = poll_instance(self.hook, target)
             instance = observation.instance
             if observation.outcome is Outcome.NOT_FOUND or instance is None:
                 raise IceCallLogNotReadyError(f"no instance found for {target.describe()}")

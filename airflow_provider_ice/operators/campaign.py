@@ -9,12 +9,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ice.api.errors import IceValidationError
+from airflow_provider_ice.api.validation import positive_seconds
 from airflow_provider_ice.campaign.plan import CallingWindow, RedialPolicy
+from airflow_provider_ice.exceptions import IceAgentCallError, IceCampaignInputError, IceTriggerEventError
 
-from ._agent_wait import IceAgentCallError, IceTriggerEventError, positive_seconds
 from ._campaign_cycle import CampaignCycle
 
 if TYPE_CHECKING:
@@ -23,21 +23,6 @@ if TYPE_CHECKING:
     from airflow_provider_ice.hooks.ice import IceHook
 
 CALL_TYPES = ("app", "phone")
-
-
-class IceCampaignInputError(IceAgentCallError, AirflowFailException):
-    """Raise when the recipients or the campaign's settings are wrong: fails before any call, no retry."""
-
-
-def _seconds(value: Any, parameter: str, *, allow_zero: bool = False) -> float:
-    """``value`` (seconds or a timedelta) checked like every duration, as a typed, named error."""
-    try:
-        return positive_seconds(value, parameter, allow_zero=allow_zero)
-    except (TypeError, ValueError):
-        kind = "non-negative" if allow_zero else "positive"
-        raise IceValidationError(
-            parameter, f"must be a {kind}, finite number of seconds or a timedelta, got {value!r}"
-        ) from None
 
 
 class IceAgentCallCampaignOperator(BaseOperator):
@@ -173,11 +158,11 @@ class IceAgentCallCampaignOperator(BaseOperator):
                 "calls_per_second", f"must be a finite number > 0, got {calls_per_second!r}"
             )
         self.calls_per_second = float(calls_per_second)
-        self.lookup_tolerance = _seconds(lookup_tolerance, "lookup_tolerance", allow_zero=True)
-        self.not_found_timeout = _seconds(not_found_timeout, "not_found_timeout")
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.lookback = _seconds(lookback, "lookback")
-        redial_seconds = _seconds(redial_after, "redial_after", allow_zero=True)
+        self.lookup_tolerance = positive_seconds(lookup_tolerance, "lookup_tolerance", allow_zero=True)
+        self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.lookback = positive_seconds(lookback, "lookback")
+        redial_seconds = positive_seconds(redial_after, "redial_after", allow_zero=True)
         self.policy = RedialPolicy(max_attempts=max_attempts, redial_after=redial_seconds)
         self.window = CallingWindow.parse(calling_window)
         self.agent_id = agent_id
@@ -239,4 +224,4 @@ class IceAgentCallCampaignOperator(BaseOperator):
             cycle.close()
 
 
-__all__ = ["IceAgentCallCampaignOperator", "IceCampaignInputError"]
+__all__ = ["IceAgentCallCampaignOperator", "IceCampaignInputError"]  # the error is re-exported

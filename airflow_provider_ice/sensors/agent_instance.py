@@ -5,38 +5,34 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.operators._agent_wait import (
+from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_int_range
+from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     Action,
     InstanceTarget,
     WaitTracker,
-    event_failure,
-    failure,
     instance_record,
-    iso,
-    poll_once,
-    positive_seconds,
-    to_utc,
-    validate_event,
+    poll_instance,
+    poll_step,
 )
+from airflow_provider_ice.exceptions import wait_failure
+from airflow_provider_ice.hooks.ice import IceHookMixin
+from airflow_provider_ice.task_state import load_state, save_state
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_provider_ice.hooks.ice import IceHook
 
 #: task_state_store key of the error count, so reschedule mode keeps its error budget across pokes.
 ERRORS_STATE_KEY = "ice_sensor_consecutive_errors"
 
 
-class IceAIAgentInstanceSensor(BaseSensorOperator):
+class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
     """Wait for an ICE AI agent instance to reach ``Finished``.
 
     The instance is identified by the correlation id in its UserData and/or its ChannelId, in a
@@ -111,30 +107,22 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         self.created_after = created_after
         self.ice_conn_id = ice_conn_id
         self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout", allow_zero=True)
-        if max_consecutive_errors < 0:
-            raise ValueError(f"max_consecutive_errors must be >= 0, got {max_consecutive_errors}")
-        self.max_consecutive_errors = max_consecutive_errors
+        self.max_consecutive_errors = validate_int_range(max_consecutive_errors, "max_consecutive_errors", 0)
         self.include_call_log_url = include_call_log_url
         self.deferrable = deferrable
         self.lookback = lookback
         self._tracker: WaitTracker | None = None
-
-    @cached_property
-    def hook(self) -> IceHook:
-        from airflow_provider_ice.hooks.ice import IceHook
-
-        return IceHook(ice_conn_id=self.ice_conn_id)
 
     def _started_at(self, context: Context) -> float:
         """When waiting began: the first reschedule in reschedule mode, else now (first poke)."""
         if self.reschedule:
             first = context["ti"].get_first_reschedule_date(context)
             if first is not None:
-                return to_utc(first).timestamp()
+                return parse_time(first, "first_reschedule_date").timestamp()
         return time.time()
 
     def target(self, started_at: float) -> InstanceTarget:
-        """The rendered identifiers; errors name the parameter."""
+        """Return the instance to wait for, from the rendered identifiers; errors name the parameter."""
         call = self.call
         if call is not None:
             if not isinstance(call, dict) or not call.get("agent_id"):
@@ -148,8 +136,6 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
             agent_id, channel_id, correlation_id = self.agent_id, self.channel_id, self.correlation_id
             instance_id, created = None, self.created_after
         if created is not None:
-            from airflow_provider_ice.api.validation import parse_time
-
             window_start = parse_time(created, "created_after") - WINDOW_MARGIN
         else:
             window_start = datetime.fromtimestamp(started_at, tz=timezone.utc) - self.lookback
@@ -162,6 +148,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        """Poll once; return the instance record when it is Finished."""
         if self._tracker is None:
             started_at = self._started_at(context)
             self._tracker = WaitTracker(
@@ -171,16 +158,12 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
                 consecutive_errors=self._load_errors(context),
             )
         tracker = self._tracker
-        try:
-            observation = poll_once(self.hook, tracker.target)
-        except Exception as error:
-            step = tracker.on_error(error)
-        else:
-            step = tracker.on_observation(observation, time.time())
-            self._mask_url(observation.instance)
+        step = poll_step(tracker, self.hook)
+        if step.observation is not None:
+            self._mask_url(step.observation.instance)
         self._save_errors(context, tracker.consecutive_errors)
         if step.action is Action.FAIL:
-            raise failure(step)
+            raise wait_failure(step)
         if step.action is Action.WAIT:
             self.log.info("%s", step.message)
             return False
@@ -201,25 +184,15 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
             mask_secret(instance.call_log_url.get_secret_value())
 
     def _load_errors(self, context: Context) -> int:
-        store = context.get("task_state_store") if self.reschedule else None
-        if store is None:
-            return 0
-        try:
-            value = store.get(ERRORS_STATE_KEY)
-        except Exception:
-            return 0
+        value = load_state(context, ERRORS_STATE_KEY) if self.reschedule else None
         return value if isinstance(value, int) else 0
 
     def _save_errors(self, context: Context, count: int) -> None:
-        store = context.get("task_state_store") if self.reschedule else None
-        if store is None:
-            return
-        try:
-            store.set(ERRORS_STATE_KEY, count)
-        except Exception:
-            self.log.debug("Could not record the error count in the task state store", exc_info=True)
+        if self.reschedule:
+            save_state(context, ERRORS_STATE_KEY, count)
 
     def execute(self, context: Context) -> Any:
+        """Poke, reschedule, or poke once and then defer to the trigger."""
         if not self.deferrable:
             return super().execute(context)
         started_at = time.time()
@@ -231,21 +204,14 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
 
         tracker = self._tracker
         assert tracker is not None
-        target = tracker.target
         self.defer(
-            trigger=IceAIAgentInstanceTrigger(
+            trigger=IceAIAgentInstanceTrigger.for_wait(
+                tracker,
                 ice_conn_id=self.ice_conn_id,
-                agent_id=target.agent_id,
-                correlation_id=target.correlation_id,
-                channel_id=target.channel_id,
-                instance_id=target.instance_id,
-                window_start=iso(target.window_start),
                 poll_interval=self.poke_interval,
                 # A backstop only: Airflow's deferral timeout normally fires first and becomes
                 # AirflowSensorTimeout (with soft_fail) in resume_execution.
                 end_time=started_at + self.timeout + self.poke_interval + 60,
-                not_found_deadline=tracker.not_found_deadline,
-                max_consecutive_errors=self.max_consecutive_errors,
                 stop_on_kill=False,  # the sensor does not own the call
                 coalesce=self.coalesce_polls,
             ),
@@ -254,25 +220,26 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger: the instance record, or a clear failure."""
+        """Resume after the trigger: return the instance record, or raise a clear failure."""
+        from airflow_provider_ice.triggers.agent_instance import (
+            event_failure,
+            record_from_event,
+            validate_event,
+        )
+
         event = validate_event(event)
         if event["status"] == "timeout":
             raise AirflowSensorTimeout(event["message"])
         if event["status"] == "error":
             raise event_failure(event)
         self.log.info("%s", event["message"])
-        record = {
-            key: event.get(key)
-            for key in ("agent_id", "instance_id", "channel_id", "user_data", "correlation_id")
-        }
-        record["status"] = event.get("instance_status")
-        record["call_log_available"] = bool(event.get("call_log_available"))
+        record = record_from_event(event)
         if self.include_call_log_url:
             record.update(self._fresh_call_log_url(event))
         return record
 
     def _fresh_call_log_url(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The URL never travels in trigger events (they are stored): fetch it on the worker."""
+        """Return a fresh CallLogUrl: the URL never travels in (stored) trigger events."""
         target = InstanceTarget(
             agent_id=event["agent_id"],
             correlation_id=event.get("correlation_id"),
@@ -280,7 +247,7 @@ class IceAIAgentInstanceSensor(BaseSensorOperator):
             instance_id=event.get("instance_id"),
             window_start=self.target(time.time()).window_start,
         )
-        observation = poll_once(self.hook, target)
+        observation = poll_instance(self.hook, target)
         self._mask_url(observation.instance)
         record = instance_record(target, observation, include_call_log_url=True)
         return {"call_log_url": record.get("call_log_url")}

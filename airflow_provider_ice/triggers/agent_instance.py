@@ -1,8 +1,11 @@
-"""Deferrable wait for an ICE agent instance to reach ``Finished``.
+"""Deferrable wait for an ICE agent instance to reach ``Finished``, and the events it sends.
 
 The trigger only reads (ListAIAgentInstance, or DescribeAIAgentInstance by InstanceId): the call is
 always placed on the worker, so a triggerer restart can never place a second call. It may run twice
 at once (HA triggerers), which is harmless for reads.
+
+The event format lives here with its inverse: :func:`make_event` writes an event,
+:func:`validate_event`, :func:`record_from_event` and :func:`event_failure` read one on the worker.
 """
 
 from __future__ import annotations
@@ -14,23 +17,84 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_ice.operators._agent_wait import (
-    REASON_FINISHED,
-    REASON_NOT_FOUND,
-    REASON_POLL_ERROR,
-    REASON_TIMEOUT,
+from airflow_provider_ice.api.validation import iso, parse_time
+from airflow_provider_ice.api.waiting import (
     Action,
     InstanceTarget,
     Observation,
+    Outcome,
     WaitTracker,
-    apoll_once,
-    make_event,
-    to_utc,
+    apoll_instance,
+    instance_record,
+)
+from airflow_provider_ice.exceptions import (
+    IceAgentCallError,
+    IceAgentInstanceNotFoundError,
+    IceTriggerEventError,
 )
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.hooks.ice import IceHook
+
+#: The statuses a trigger event may carry; anything else (or None) fails ``execute_complete``.
+EVENT_STATUSES = frozenset({"success", "error", "timeout"})
+#: ``reason`` of an event: why the wait ended.
+REASON_FINISHED = "finished"
+REASON_NOT_FOUND = "not_found"
+REASON_POLL_ERROR = "poll_error"
+REASON_TIMEOUT = "timeout"
+#: The record fields an event carries under the same name (``status`` travels as ``instance_status``).
+_EVENT_RECORD_FIELDS = ("agent_id", "instance_id", "channel_id", "correlation_id", "user_data")
+
+
+def make_event(
+    status: str,
+    message: str,
+    target: InstanceTarget,
+    observation: Observation | None = None,
+    *,
+    reason: str,
+    instance_status: str | None = None,
+) -> dict[str, Any]:
+    """Return the one event shape every trigger event has (``call_log_url`` never travels in one)."""
+    record = instance_record(target, observation or Observation(Outcome.NOT_FOUND))
+    return {
+        "status": status,
+        "message": message,
+        "reason": reason,
+        **{key: record[key] for key in _EVENT_RECORD_FIELDS},
+        "instance_status": record["status"] or instance_status,
+        "call_log_available": record["call_log_available"],
+    }
+
+
+def record_from_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Return the instance record (as :func:`~..api.waiting.instance_record` gives it) of an event."""
+    record = {key: event.get(key) for key in _EVENT_RECORD_FIELDS}
+    record["status"] = event.get("instance_status")
+    record["call_log_available"] = bool(event.get("call_log_available"))
+    return record
+
+
+def validate_event(event: Any) -> dict[str, Any]:
+    """Return the event, or raise :class:`IceTriggerEventError` for None, a non-dict or a bad status."""
+    if event is None:
+        raise IceTriggerEventError("Trigger error: the event is None")
+    if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
+        raise IceTriggerEventError(
+            f"Trigger error: unexpected event {event!r}; expected a dict whose status is one of "
+            f"{sorted(EVENT_STATUSES)}"
+        )
+    return event
+
+
+def event_failure(event: dict[str, Any]) -> IceAgentCallError:
+    """Return the exception for an ``error`` event, chosen by its ``reason`` (never by message text)."""
+    message = str(event.get("message"))
+    if event.get("reason") == REASON_NOT_FOUND:
+        return IceAgentInstanceNotFoundError(message)
+    return IceAgentCallError(message)
 
 
 class InstancePoller(Protocol):
@@ -43,13 +107,17 @@ class InstancePoller(Protocol):
     blocks in ``poll_once`` until it has news or a deadline comes, so the loop does not sleep after it.
     """
 
-    async def poll_once(self, target: InstanceTarget) -> Observation: ...
+    async def poll_once(self, target: InstanceTarget) -> Observation:
+        """Return one observation of ``target``."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release what the poller holds."""
+        ...
 
 
 class _HookAsyncSource:
-    """The hook's async methods under the client's names, as :func:`apoll_once` expects them."""
+    """The hook's async methods under the client's names, as :func:`apoll_instance` expects them."""
 
     def __init__(self, hook: IceHook) -> None:
         self.hook = hook
@@ -57,9 +125,11 @@ class _HookAsyncSource:
     def list_ai_agent_instances(
         self, agent_id: str, *, start_time: Any = None, end_time: Any = None
     ) -> AsyncIterator[AIAgentInstance]:
+        """Return the hook's async listing."""
         return self.hook.alist_ai_agent_instances(agent_id, start_time=start_time, end_time=end_time)
 
     async def describe_ai_agent_instance(self, instance_id: str) -> AIAgentInstance:
+        """Return the hook's DescribeAIAgentInstance answer."""
         return await self.hook.adescribe_ai_agent_instance(instance_id)
 
 
@@ -74,9 +144,11 @@ class DirectInstancePoller:
         self._source = _HookAsyncSource(hook)
 
     async def poll_once(self, target: InstanceTarget) -> Observation:
-        return await apoll_once(self._source, target)
+        """Return one observation of ``target`` from this trigger's own ListAIAgentInstance round."""
+        return await apoll_instance(self._source, target)
 
     async def aclose(self) -> None:
+        """Close this trigger's hook."""
         # This trigger's hook owns its async client (and connection pool): release it.
         await self.hook.aclose()
 
@@ -139,8 +211,40 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         self.stop_on_kill = bool(stop_on_kill)
         self.coalesce = bool(coalesce)
 
+    @classmethod
+    def for_wait(
+        cls,
+        tracker: WaitTracker,
+        *,
+        ice_conn_id: str,
+        poll_interval: float,
+        end_time: float | None,
+        stop_on_kill: bool,
+        coalesce: bool,
+    ) -> IceAIAgentInstanceTrigger:
+        """Return the trigger that carries on the wait ``tracker`` started on the worker.
+
+        The operator and the sensor both defer through here, so the target, the not-found deadline
+        and the error budget reach the triggerer the same way.
+        """
+        target = tracker.target
+        return cls(
+            ice_conn_id=ice_conn_id,
+            agent_id=target.agent_id,
+            correlation_id=target.correlation_id,
+            channel_id=target.channel_id,
+            instance_id=target.instance_id,
+            window_start=iso(target.window_start),
+            poll_interval=poll_interval,
+            end_time=end_time,
+            not_found_deadline=tracker.not_found_deadline,
+            max_consecutive_errors=tracker.max_consecutive_errors,
+            stop_on_kill=stop_on_kill,
+            coalesce=coalesce,
+        )
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Identifiers, the poll interval and absolute deadlines; never credentials or tokens."""
+        """Serialize identifiers, the poll interval and absolute deadlines; never credentials or tokens."""
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
@@ -161,21 +265,23 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
     @property
     def target(self) -> InstanceTarget:
+        """Return the instance this trigger waits for."""
         return InstanceTarget(
             agent_id=self.agent_id,
             correlation_id=self.correlation_id,
             channel_id=self.channel_id,
             instance_id=self.instance_id,
-            window_start=to_utc(self.window_start),
+            window_start=parse_time(self.window_start, "window_start"),
         )
 
     def make_hook(self) -> IceHook:
+        """Return a new hook for this trigger's connection."""
         from airflow_provider_ice.hooks.ice import IceHook
 
         return IceHook(ice_conn_id=self.ice_conn_id)
 
     def make_poller(self) -> InstancePoller:
-        """The poller used by :meth:`run`; override (or replace) to share polls between triggers."""
+        """Return the poller :meth:`run` uses; override (or replace) it to share polls between triggers."""
         if self.coalesce and self.target.uses_listing:
             from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
 
@@ -189,6 +295,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         return DirectInstancePoller(self.make_hook())
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the instance is Finished, missing too long, failing, or past the deadline."""
         target = self.target
         tracker = WaitTracker(
             target=target,

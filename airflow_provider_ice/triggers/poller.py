@@ -1,9 +1,8 @@
 """Coalesced polling: one ListAIAgentInstance sweep per (connection, agent) serves every waiting trigger.
 
-Naive waiting costs one ListAIAgentInstance request per waiting task per poll interval. A page of
-ListAIAgentInstance returns up to 100 instances of one agent, so in one triggerer process all waits on
-the same (connection, agent) share one sweep per interval: about ``ceil(instances in window / 100)``
-requests, whatever the number of waiting tasks.
+Naive waiting costs one request per waiting task per poll interval. A ListAIAgentInstance page holds
+up to 100 instances of one agent, so all waits of a triggerer on one (connection, agent) share one
+sweep per interval: about ``ceil(instances in window / 100)`` requests, whatever the number of tasks.
 
 How it works:
 
@@ -13,19 +12,16 @@ How it works:
   Pollers are keyed per event loop: the triggerer runs one loop, tests create many.
 * Each sweep lists the window from the earliest waiter's ``window_start`` to now, pages of 100
   (the service returns newest first), matches every instance against the waiters by correlation id or
-  ChannelId (:func:`~airflow_provider_ice.api.lookup.instance_matches`; the first, i.e. newest, match
-  wins, as in :func:`~airflow_provider_ice.api.lookup.afind_instance`) and stops paging as soon as
+  ChannelId (:func:`~airflow_provider_ice.api.waiting.instance_matches`; the first, i.e. newest, match
+  wins, as in :func:`~airflow_provider_ice.api.waiting.afind_instance`) and stops paging as soon as
   every waiter is matched.
-* Each waiter then receives a :class:`SweepResult`: the instance it matched, ``None`` when it is not
-  in the window (so the trigger keeps its not-found timeout), or the sweep's error (so the trigger
-  keeps its consecutive-failure tolerance). To spare thousands of coroutine wake-ups per interval, a
-  waiter is only woken when there is something new for it: a status it has not seen, not-found, or a
-  failure. Repeating ``Created``/``Executing`` observations are not delivered.
-* Poll interval: **the smallest ``poll_interval`` among the current waiters**, measured from the start
-  of one sweep to the start of the next. No waiter is polled less often than it asked, so detection
-  latency stays within one poll interval plus one sweep; a waiter with a longer interval just gets
-  fresher data for free. (A fixed per-poller interval would either break the shortest waiter's
-  promise or need configuration nobody would tune.)
+* Each :class:`~.waiter.Waiter` then receives a :class:`~.waiter.SweepResult`: the instance it
+  matched, ``None`` when it is not in the window (the trigger keeps its not-found timeout), or the
+  sweep's error (the trigger keeps its error tolerance). A waiter is only woken for news: a status it
+  has not seen, not-found, or a failure (no wake-up for a repeated ``Created``/``Executing``).
+* Poll interval: **the smallest ``poll_interval`` among the current waiters**, from the start of one
+  sweep to the start of the next: no waiter is polled less often than it asked, and one with a
+  longer interval gets fresher data for free.
 * Waiters may join and leave at any time. A waiter joining during a sweep is served from the next one
   (its window may lie before pages already read); a leaving waiter is dropped from the sweep, and the
   sweep stops paging when nobody is left. Several triggerer processes simply run one poller each.
@@ -40,22 +36,20 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ice.api import operations as ops
+from airflow_provider_ice.api import params as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
-from airflow_provider_ice.api.errors import IceResponseError
-from airflow_provider_ice.api.lookup import instance_matches
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.operators._agent_wait import (
+from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     InstanceTarget,
     Observation,
     Outcome,
     observe,
 )
+from airflow_provider_ice.triggers.waiter import Waiter
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.client import AsyncIceClient
@@ -70,101 +64,6 @@ PAGE_SIZE = 100
 MAX_PAGES = 100
 #: Pages of one sweep requested at once (see CoalescedPoller._list).
 PREFETCH_PAGES = 4
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What one sweep saw for one waiter.
-
-    :param instance: the matching instance, or None when it was not in the window (and no error).
-    :param error: the exception that made the sweep fail before this waiter was matched, or None.
-    :param consecutive_failures: failed sweeps in a row for this waiter, this one included (0 on success).
-    """
-
-    instance: AIAgentInstance | None
-    error: Exception | None = None
-    consecutive_failures: int = 0
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    @property
-    def found(self) -> bool:
-        return self.instance is not None
-
-
-class Waiter:
-    """One trigger's registration with a :class:`CoalescedPoller`.
-
-    :param correlation_id: the correlation id in the instance's UserData, if known.
-    :param channel_id: the instance's ChannelId, if known (at least one of the two is required).
-    :param window_start: aware datetime; the instance was created after it.
-    :param poll_interval: seconds; the poller sweeps at least this often while this waiter is registered.
-    """
-
-    def __init__(
-        self,
-        *,
-        correlation_id: str | None,
-        channel_id: str | None,
-        window_start: datetime,
-        poll_interval: float,
-    ) -> None:
-        if not correlation_id and not channel_id:
-            raise ValueError("Waiter: give correlation_id, channel_id or both")
-        if poll_interval <= 0:
-            raise ValueError(f"Waiter: poll_interval must be > 0 seconds, got {poll_interval!r}")
-        if window_start.tzinfo is None:
-            raise ValueError("Waiter: window_start must be timezone-aware")
-        self.correlation_id = correlation_id
-        self.channel_id = channel_id
-        self.window_start = window_start
-        self.poll_interval = float(poll_interval)
-        self._pending: SweepResult | None = None
-        self._ready = asyncio.Event()
-        self._last_status: str | None = None
-        self._failures = 0
-        self._poller: CoalescedPoller | None = None
-
-    def matches(self, instance: AIAgentInstance) -> bool:
-        return instance_matches(instance, correlation_id=self.correlation_id, channel_id=self.channel_id)
-
-    def _offer(self, instance: AIAgentInstance | None, error: Exception | None) -> None:
-        """Record a sweep's result; wake the waiter only when it carries news."""
-        if error is not None:
-            self._failures += 1
-            self._last_status = None
-            self._deliver(SweepResult(None, error, self._failures))
-            return
-        self._failures = 0
-        status = None if instance is None else str(instance.status)
-        if instance is not None and status == self._last_status:
-            return  # still Created/Executing: nothing for the trigger to do
-        self._last_status = status
-        self._deliver(SweepResult(instance))
-
-    def _deliver(self, observation: SweepResult) -> None:
-        # Latest wins: the failure count travels inside the observation, so nothing is lost by it.
-        self._pending = observation
-        self._ready.set()
-
-    async def next_result(self, timeout: float | None = None) -> SweepResult | None:
-        """The next news from the poller, or None if ``timeout`` seconds pass first."""
-        if self._pending is None:
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except asyncio.TimeoutError:
-                return None
-        observation, self._pending = self._pending, None
-        self._ready.clear()
-        return observation
-
-    def leave(self) -> None:
-        """Unregister (idempotent); a cancelled trigger leaves the sweep this way."""
-        if self._poller is not None:
-            self._poller.unregister(self)
-            self._poller = None
 
 
 class CoalescedPoller:
@@ -208,9 +107,7 @@ class CoalescedPoller:
 
     def register(self, waiter: Waiter) -> Waiter:
         """Add a waiter; it is served from the next sweep that starts after this call."""
-        if waiter._poller is not None:
-            raise RuntimeError("Waiter is already registered")
-        waiter._poller = self
+        waiter.attach(self.unregister)
         self._waiters[id(waiter)] = waiter
         self._changed.set()  # a shorter poll_interval may move the next sweep earlier
         if self._task is None or self._task.done():
@@ -220,6 +117,7 @@ class CoalescedPoller:
         return waiter
 
     def unregister(self, waiter: Waiter) -> None:
+        """Drop a waiter (also from a sweep under way); the poller stops when none is left."""
         self._waiters.pop(id(waiter), None)
         if self._sweep_remaining is not None:
             self._sweep_remaining.discard(id(waiter))
@@ -245,7 +143,7 @@ class CoalescedPoller:
         except Exception as exc:  # a bug here must not leave triggers waiting forever
             log.exception("Coalesced poller for agent %s stopped unexpectedly", self.agent_id)
             for waiter in list(self._waiters.values()):
-                waiter._offer(None, exc)
+                waiter.offer(None, exc)
         finally:
             # No await between the emptiness check above and leaving the registry: a waiter
             # registering from now on gets a fresh poller.
@@ -274,7 +172,7 @@ class CoalescedPoller:
             async with contextlib.aclosing(self._list(window_start)) as listing:
                 async for item in listing:
                     # Raw entries: a model is built only for the few that may be someone's (parsing
-                    # 100 models per page was most of a sweep's client CPU).
+                    # every entry of a page dominated a sweep's client CPU; see benchmarks/).
                     candidates: list[Waiter] = []
                     instance = item if isinstance(item, AIAgentInstance) else None
                     if by_correlation:
@@ -312,9 +210,9 @@ class CoalescedPoller:
             if wid not in self._waiters:
                 continue  # left during the sweep
             if wid in matched:
-                waiter._offer(matched[wid], None)
+                waiter.offer(matched[wid], None)
             else:
-                waiter._offer(None, error)
+                waiter.offer(None, error)
 
     async def _list(self, window_start: datetime) -> AsyncGenerator[dict[str, Any] | AIAgentInstance, None]:
         if self._client is None:
@@ -346,7 +244,7 @@ class CoalescedPoller:
                 if page not in inflight:
                     inflight[page] = fetch(page)
                     ahead = max(ahead, page + 1)
-                items = _instances_of(await inflight.pop(page))
+                items = ops.listed_instances(await inflight.pop(page))
                 for item in items:
                     yield item
                 if len(items) < self.page_size:
@@ -366,18 +264,6 @@ class CoalescedPoller:
             yield instance
 
 
-def _instances_of(page: dict[str, Any]) -> list[dict[str, Any]]:
-    items = page.get("Instances")
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise IceResponseError(
-            f"ListAIAgentInstance: Instances is {type(items).__name__}, expected a list",
-            action=ops.LIST_INSTANCES,
-        )
-    return [item for item in items if isinstance(item, dict)]
-
-
 # Keyed per event loop: a poller's task, events and client belong to the loop that created them.
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], CoalescedPoller]] = (
     weakref.WeakKeyDictionary()
@@ -391,7 +277,7 @@ def _forget(poller: CoalescedPoller) -> None:
 
 
 def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> CoalescedPoller:
-    """The running loop's poller for ``(conn_id, agent_id)``, created on first use."""
+    """Return the running loop's poller for ``(conn_id, agent_id)``, created on first use."""
     pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
     poller = pollers.get((conn_id, agent_id))
     if poller is None:
@@ -400,7 +286,7 @@ def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> Co
 
 
 def active_pollers() -> list[CoalescedPoller]:
-    """The running loop's pollers (for diagnostics, tests and benchmarks)."""
+    """Return the running loop's pollers (for diagnostics, tests and benchmarks)."""
     return list(_POLLERS.get(asyncio.get_running_loop(), {}).values())
 
 

@@ -62,7 +62,7 @@ with DAG(
 
         from airflow.sdk import ObjectStoragePath
 
-        from airflow_provider_ice.api.calllog import parse_call_log
+        from airflow_provider_ice.api.call_log import parse_call_log
 
         raw = ObjectStoragePath(fetched["uri"]).read_bytes()
         if hashlib.sha256(raw).hexdigest() != fetched["sha256"]:

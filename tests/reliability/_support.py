@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.emulator import IceEmulator
-from airflow_provider_ice.emulator.calllogs import build_call_log
+from airflow_provider_ice.emulator.call_log import build_call_log
 
 #: Figures of this session, by section; written out by the ``reliability_report`` fixture.
 FIGURES: dict[str, Any] = {}

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_ice import storage
 from airflow_provider_ice.api.correlation import make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
-from airflow_provider_ice.operators import _publish
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
 from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor
 from tests.reliability._support import audit_run, task_tries, xcom_value
@@ -88,9 +88,9 @@ def _fail_once(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, *, run_fi
 STEP_FAILURES: dict[str, tuple[Any, str, bool]] = {
     "place_call": (IceGenerateAIAgentCallOperator, "send", True),
     "wait_for_call": (IceAIAgentInstanceSensor, "execute_complete", False),
-    "fetch_call_log": (_publish, "publish_file", True),
+    "fetch_call_log": (storage, "publish_file", True),
     "summarise_conversation": (
-        importlib.import_module("airflow_provider_ice.api.calllog"),
+        importlib.import_module("airflow_provider_ice.api.call_log"),
         "parse_call_log",
         False,
     ),

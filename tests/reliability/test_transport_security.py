@@ -23,12 +23,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_ice.api.client import AsyncIceClient, IceClient
-from airflow_provider_ice.api.download import (
-    AsyncCallLogDownloader,
-    CallLogDownloader,
-    CallLogUnavailableError,
-)
-from airflow_provider_ice.api.errors import IceTransportError
+from airflow_provider_ice.api.download import AsyncCallLogDownloader, CallLogDownloader
+from airflow_provider_ice.api.errors import CallLogUnavailableError, IceTransportError
 from airflow_provider_ice.api.signing import Credentials
 from airflow_provider_ice.hooks.ice import IceHook
 

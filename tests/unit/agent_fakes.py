@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from unittest.mock import MagicMock
 
-from airflow_provider_ice.api.correlation import CORRELATION_KEY
+from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.api.models import AIAgentInstance, GenerateAIAgentCallResponse
 
 AGENT_ID = "39f8e0bc005e4f309379701645f4abcd"
@@ -111,3 +111,17 @@ def listing(*batches: list[AIAgentInstance] | BaseException):
 def logged(caplog: Any, capsys: Any) -> str:
     """Everything logged: Airflow's task loggers print through structlog, stdlib ones reach caplog."""
     return caplog.text + capsys.readouterr().out
+
+
+def make_op(**kwargs: Any) -> Any:
+    """Return an ``IceGenerateAIAgentCallOperator`` with test defaults (task ``call``, fast polls)."""
+    from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
+
+    kwargs.setdefault("task_id", "call")
+    kwargs.setdefault("agent_id", AGENT_ID)
+    kwargs.setdefault("poll_interval", 0.01)
+    return IceGenerateAIAgentCallOperator(**kwargs)
+
+
+#: The correlation id of the task instance that :func:`context` describes (try 1, not cleared).
+CID = make_correlation_id("dag", "run-1", "call", -1)

@@ -12,9 +12,15 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_ice.api.calllog import CallLog, CallLogFormatError, parse_call_log
+from airflow_provider_ice.api.call_log import CallLog, parse_call_log
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, correlation_id_of, make_correlation_id
-from airflow_provider_ice.api.errors import IceApiError, IceResponseError, error_from_response, scrub
+from airflow_provider_ice.api.errors import (
+    CallLogFormatError,
+    IceApiError,
+    IceResponseError,
+    error_from_response,
+    scrub,
+)
 from airflow_provider_ice.api.models import (
     AIAgentInstance,
     DescribeAIAgentInstanceResponse,
@@ -23,7 +29,8 @@ from airflow_provider_ice.api.models import (
     ListAIAgentInstanceResponse,
     StartAIAgentOutboundCallResponse,
 )
-from airflow_provider_ice.api.operations import parse_model
+from airflow_provider_ice.api.params import parse_model
+from airflow_provider_ice.api.protocol import RequestBuilder, parse_endpoint
 from airflow_provider_ice.api.signing import (
     Credentials,
     canonical_query,
@@ -31,7 +38,6 @@ from airflow_provider_ice.api.signing import (
     parse_authorization,
     sign_request,
 )
-from airflow_provider_ice.api.transport import RequestBuilder, parse_endpoint
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -16,7 +16,7 @@ from airflow_provider_ice.analytics.metrics import (
     session_metrics,
     turns_by_role,
 )
-from airflow_provider_ice.api.calllog import CallLog, parse_call_log
+from airflow_provider_ice.api.call_log import CallLog, parse_call_log
 from airflow_provider_ice.api.models import AIAgentInstance
 
 

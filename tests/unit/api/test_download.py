@@ -13,15 +13,13 @@ import pytest
 from pydantic import SecretStr
 
 from airflow_provider_ice.api import download as dl
-from airflow_provider_ice.api.download import (
-    AsyncCallLogDownloader,
-    CallLogDownloader,
+from airflow_provider_ice.api.download import AsyncCallLogDownloader, CallLogDownloader, check_call_log_url
+from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
     CallLogTooLargeError,
     CallLogUnavailableError,
     CallLogUrlError,
     CallLogUrlExpiredError,
-    check_call_log_url,
 )
 
 SIGNATURE = "c2lnbmF0dXJlLXNlY3JldA"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from airflow_provider_ice.api.client import AsyncIceClient, IceClient
-from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.pagination import IcePaginationError, ListingPlan, PageRequest
+from airflow_provider_ice.api.errors import IcePaginationError, IceValidationError
+from airflow_provider_ice.api.pagination import ListingPlan, PageRequest
 from airflow_provider_ice.api.validation import ICE_TIME_FORMAT
 
 from .fakes import CREDENTIALS, ENDPOINT

@@ -17,12 +17,12 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_ice.api.errors import IceAuthError, IceServerError, IceValidationError
-from airflow_provider_ice.hooks.ice import IceHook
-from airflow_provider_ice.operators._agent_wait import (
+from airflow_provider_ice.exceptions import (
     IceAgentCallError,
     IceAgentInstanceNotFoundError,
     IceTriggerEventError,
 )
+from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.sensors.agent_instance import ERRORS_STATE_KEY, IceAIAgentInstanceSensor
 from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
 from tests.unit.agent_fakes import (

@@ -14,8 +14,8 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_ice.api.errors import IceAuthError, IceNotFoundError, IceServerError, IceTransportError
 from airflow_provider_ice.api.models import AIAgentInstance
+from airflow_provider_ice.api.waiting import InstanceTarget, Observation, Outcome
 from airflow_provider_ice.hooks.ice import IceHook
-from airflow_provider_ice.operators._agent_wait import InstanceTarget, Observation, Outcome
 from airflow_provider_ice.triggers.agent_instance import DirectInstancePoller, IceAIAgentInstanceTrigger
 from tests.unit.agent_fakes import (
     AGENT_ID,

@@ -3,109 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
-from airflow_provider_ice.triggers import poller as poller_mod
-from airflow_provider_ice.triggers.poller import (
-    CoalescedPoller,
-    Waiter,
-    active_pollers,
-    coalesced_wait,
-    get_poller,
+from airflow_provider_ice.triggers.poller import CoalescedPoller, active_pollers, coalesced_wait, get_poller
+from tests.unit.triggers.poller_fakes import (
+    AGENT,
+    T0,
+    FakeClient,
+    WaiterStack,
+    client_factory,
+    listed_instance,
+    wait_for,
 )
-
-AGENT = "agent-1"
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def _instance(n: int, status: str = "Executing") -> dict[str, Any]:
-    return {
-        "Status": status,
-        "UserData": json.dumps({CORRELATION_KEY: f"corr-{n}", "n": n}),
-        "RuntimeConfig": {"ChannelId": f"chan-{n}", "AgentUserId": f"agent-user-{n}"},
-    }
-
-
-class FakeClient:
-    """ListAIAgentInstance over a list kept newest first; counts pages and can fail or block."""
-
-    def __init__(self, count: int = 0) -> None:
-        self.instances = [_instance(n) for n in reversed(range(count))]
-        self.pages: list[int] = []
-        self.fail_pages = 0
-        self.gate: asyncio.Event | None = None
-        self.page_started = asyncio.Event()
-        self.closed = False
-
-    def set_status(self, n: int, status: str) -> None:
-        for item in self.instances:
-            if json.loads(item["UserData"])["n"] == n:
-                item["Status"] = status
-
-    async def list_ai_agent_instances_page(
-        self, agent_id: str, *, start_time: Any, end_time: Any, page_size: int, page_number: int
-    ) -> ListAIAgentInstanceResponse:
-        assert agent_id == AGENT
-        assert start_time is not None
-        assert end_time is not None
-        self.pages.append(page_number)
-        self.page_started.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_pages:
-            self.fail_pages -= 1
-            raise IceServerError("try later", code="ServiceUnavailable", request_id="r", http_status=503)
-        chunk = self.instances[(page_number - 1) * page_size : page_number * page_size]
-        return ListAIAgentInstanceResponse.model_validate({"RequestId": "r", "Instances": chunk})
-
-    async def call_api(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        """The raw page, as the real client's call_api returns it (the poller pages raw)."""
-        assert action == "ListAIAgentInstance"
-        response = await self.list_ai_agent_instances_page(
-            params["AIAgentId"],
-            start_time=params.get("StartTime"),
-            end_time=params.get("EndTime"),
-            page_size=params["PageSize"],
-            page_number=params["PageNumber"],
-        )
-        return response.to_wire()
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-def _factory(client: FakeClient) -> poller_mod.ClientFactory:
-    async def make() -> Any:
-        return client
-
-    return make
-
-
-def _wait(client: FakeClient, n: int, *, interval: float = 0.05, by: str = "corr") -> Any:
-    return coalesced_wait(
-        conn_id="c",
-        agent_id=AGENT,
-        client_factory=_factory(client),
-        correlation_id=f"corr-{n}" if by in ("corr", "both") else None,
-        channel_id=f"chan-{n}" if by in ("chan", "both") else None,
-        window_start=T0,
-        poll_interval=interval,
-    )
 
 
 async def test_one_sweep_serves_all_waiters_with_ceil_n_over_100_pages() -> None:
     client = FakeClient(250)
-    async with _wait(client, 0, interval=30) as w0:
+    async with wait_for(client, 0, interval=30) as w0:
         poller = active_pollers()[0]
         waiters = [w0]
-        async with contextlib_stack(client, range(1, 250), interval=30) as others:
+        async with WaiterStack(client, range(1, 250), interval=30) as others:
             waiters += others
             observations = await asyncio.gather(*(w.next_result(timeout=5) for w in waiters))
     assert all(o is not None and o.found and not o.failed for o in observations)
@@ -119,27 +41,9 @@ async def test_one_sweep_serves_all_waiters_with_ceil_n_over_100_pages() -> None
     assert active_pollers() == []
 
 
-class contextlib_stack:
-    """Register many waiters at once (an AsyncExitStack over coalesced_wait)."""
-
-    def __init__(self, client: FakeClient, numbers: Any, **kw: Any) -> None:
-        import contextlib
-
-        self._stack = contextlib.AsyncExitStack()
-        self._client, self._numbers, self._kw = client, list(numbers), kw
-
-    async def __aenter__(self) -> list[Waiter]:
-        return [
-            await self._stack.enter_async_context(_wait(self._client, n, **self._kw)) for n in self._numbers
-        ]
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
-
 async def test_sweep_stops_paging_once_every_waiter_is_matched() -> None:
     client = FakeClient(1000)
-    async with contextlib_stack(client, [999, 950, 901], interval=30) as waiters:
+    async with WaiterStack(client, [999, 950, 901], interval=30) as waiters:
         for w in waiters:
             assert (await w.next_result(timeout=5)) is not None
         assert client.pages == [1]
@@ -147,7 +51,7 @@ async def test_sweep_stops_paging_once_every_waiter_is_matched() -> None:
 
 async def test_channel_only_and_both_identifiers_match() -> None:
     client = FakeClient(5)
-    async with _wait(client, 1, by="chan") as by_chan, _wait(client, 2, by="both") as by_both:
+    async with wait_for(client, 1, by="chan") as by_chan, wait_for(client, 2, by="both") as by_both:
         o1 = await by_chan.next_result(timeout=5)
         o2 = await by_both.next_result(timeout=5)
     assert o1 is not None
@@ -160,7 +64,7 @@ async def test_channel_only_and_both_identifiers_match() -> None:
 
 async def test_unchanged_status_is_not_delivered_but_finished_is() -> None:
     client = FakeClient(3)
-    async with _wait(client, 1, interval=0.02) as w:
+    async with wait_for(client, 1, interval=0.02) as w:
         first = await w.next_result(timeout=5)
         assert first is not None
         assert first.instance is not None
@@ -179,7 +83,7 @@ async def test_unchanged_status_is_not_delivered_but_finished_is() -> None:
 async def test_unknown_status_is_delivered_once_then_its_change() -> None:
     client = FakeClient(2)
     client.set_status(0, "Paused")
-    async with _wait(client, 0, interval=0.02) as w:
+    async with wait_for(client, 0, interval=0.02) as w:
         obs = await w.next_result(timeout=5)
         assert obs is not None
         assert obs.instance is not None
@@ -194,14 +98,14 @@ async def test_unknown_status_is_delivered_once_then_its_change() -> None:
 
 async def test_not_found_is_reported_every_sweep() -> None:
     client = FakeClient(3)
-    async with _wait(client, 42, interval=0.02) as w:
+    async with wait_for(client, 42, interval=0.02) as w:
         for _ in range(3):
             obs = await w.next_result(timeout=5)
             assert obs is not None
             assert not obs.found
             assert not obs.failed
         # The instance shows up later (e.g. the service is eventually consistent).
-        client.instances.insert(0, _instance(42, "Finished"))
+        client.instances.insert(0, listed_instance(42, "Finished"))
         while True:
             obs = await w.next_result(timeout=5)
             assert obs is not None
@@ -214,7 +118,7 @@ async def test_not_found_is_reported_every_sweep() -> None:
 async def test_transient_sweep_failures_are_counted_then_recovered() -> None:
     client = FakeClient(3)
     client.fail_pages = 2
-    async with _wait(client, 1, interval=0.02) as w:
+    async with wait_for(client, 1, interval=0.02) as w:
         first = await w.next_result(timeout=5)
         second = await w.next_result(timeout=5)
         third = await w.next_result(timeout=5)
@@ -231,7 +135,7 @@ async def test_transient_sweep_failures_are_counted_then_recovered() -> None:
 
 async def test_failure_midway_still_delivers_waiters_matched_before_it() -> None:
     client = FakeClient(250)
-    async with contextlib_stack(client, [249, 0]) as (newest, oldest):
+    async with WaiterStack(client, [249, 0]) as (newest, oldest):
         client.fail_pages = 0
         # Fail on page 2 only: the newest waiter was matched on page 1.
         original = client.list_ai_agent_instances_page
@@ -255,11 +159,11 @@ async def test_failure_midway_still_delivers_waiters_matched_before_it() -> None
 async def test_join_during_sweep_is_served_by_next_sweep_and_leave_drops_out() -> None:
     client = FakeClient(250)
     client.gate = asyncio.Event()
-    async with _wait(client, 0, interval=0.05) as first:
+    async with wait_for(client, 0, interval=0.05) as first:
         await asyncio.wait_for(client.page_started.wait(), 5)  # sweep 1 is in flight
         poller = active_pollers()[0]
-        async with _wait(client, 100) as joined:
-            leaving_cm = _wait(client, 200)
+        async with wait_for(client, 100) as joined:
+            leaving_cm = wait_for(client, 200)
             leaving = await leaving_cm.__aenter__()
             await leaving_cm.__aexit__(None, None, None)  # leaves during the same sweep
             client.gate.set()
@@ -278,7 +182,7 @@ async def test_join_during_sweep_is_served_by_next_sweep_and_leave_drops_out() -
 async def test_everyone_leaving_mid_sweep_stops_paging_and_the_poller() -> None:
     client = FakeClient(1000)
     client.gate = asyncio.Event()
-    cm = _wait(client, 0)
+    cm = wait_for(client, 0)
     await cm.__aenter__()
     await asyncio.wait_for(client.page_started.wait(), 5)
     poller = active_pollers()[0]
@@ -295,7 +199,7 @@ async def test_cancelled_waiter_leaves_the_poller() -> None:
     client = FakeClient(3)
 
     async def trigger_like() -> None:
-        async with _wait(client, 1, interval=0.02) as w:
+        async with wait_for(client, 1, interval=0.02) as w:
             while True:
                 await w.next_result()
 
@@ -314,13 +218,13 @@ async def test_cancelled_waiter_leaves_the_poller() -> None:
 
 async def test_interval_is_min_of_waiters_intervals() -> None:
     client = FakeClient(3)
-    async with _wait(client, 1, interval=10) as slow:
+    async with wait_for(client, 1, interval=10) as slow:
         await slow.next_result(timeout=5)
         poller = active_pollers()[0]
         assert poller.sweeps == 1
         await asyncio.sleep(0.2)
         assert poller.sweeps == 1  # 10 s interval: no second sweep yet
-        async with _wait(client, 2, interval=0.05):
+        async with wait_for(client, 2, interval=0.05):
             await asyncio.sleep(0.5)
             fast_sweeps = poller.sweeps
         assert 4 <= fast_sweeps <= 12
@@ -330,13 +234,13 @@ async def test_interval_is_min_of_waiters_intervals() -> None:
 
 async def test_pollers_are_per_key_and_per_event_loop() -> None:
     client = FakeClient(1)
-    a = get_poller("c", AGENT, _factory(client))
-    assert get_poller("c", AGENT, _factory(client)) is a
-    assert get_poller("other", AGENT, _factory(client)) is not a
+    a = get_poller("c", AGENT, client_factory(client))
+    assert get_poller("c", AGENT, client_factory(client)) is a
+    assert get_poller("other", AGENT, client_factory(client)) is not a
 
     def other_loop() -> CoalescedPoller:
         async def inner() -> CoalescedPoller:
-            return get_poller("c", AGENT, _factory(client))
+            return get_poller("c", AGENT, client_factory(client))
 
         return asyncio.run(inner())
 
@@ -387,84 +291,18 @@ async def test_window_start_is_min_of_waiters() -> None:
         coalesced_wait(
             conn_id="c",
             agent_id=AGENT,
-            client_factory=_factory(client),
+            client_factory=client_factory(client),
             correlation_id="corr-0",
             channel_id=None,
             window_start=early,
             poll_interval=0.02,
         ) as a,
-        _wait(client, 1) as b,
+        wait_for(client, 1) as b,
     ):
         await a.next_result(timeout=5)
         await b.next_result(timeout=5)
     assert seen
     assert all(s == "2025-12-31T23:00:00Z" for s in seen)
-
-
-def test_waiter_validation() -> None:
-    with pytest.raises(ValueError, match="correlation_id, channel_id"):
-        Waiter(correlation_id=None, channel_id=None, window_start=T0, poll_interval=1)
-    with pytest.raises(ValueError, match="poll_interval"):
-        Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=0)
-    with pytest.raises(ValueError, match="timezone-aware"):
-        Waiter(correlation_id="x", channel_id=None, window_start=datetime(2026, 1, 1), poll_interval=1)
-
-
-def _target(n: int) -> Any:
-    from airflow_provider_ice.operators._agent_wait import InstanceTarget
-
-    return InstanceTarget(agent_id=AGENT, correlation_id=f"corr-{n}", window_start=T0)
-
-
-async def test_instance_poller_seam_returns_on_news_and_raises_sweep_errors() -> None:
-    from airflow_provider_ice.operators._agent_wait import Outcome
-    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
-
-    client = FakeClient(3)
-    seam = CoalescedInstancePoller(conn_id="c", client_factory=_factory(client), poll_interval=0.02)
-    try:
-        assert (await seam.poll_once(_target(1))).outcome is Outcome.WAITING
-        client.fail_pages = 1
-        with pytest.raises(IceServerError):
-            await seam.poll_once(_target(1))
-        client.set_status(1, "Finished")
-        done = await seam.poll_once(_target(1))
-        assert done.outcome is Outcome.FINISHED
-    finally:
-        await seam.aclose()
-    assert active_pollers()[0].waiter_count == 0
-
-
-async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> None:
-    import time
-
-    from airflow_provider_ice.operators._agent_wait import Outcome
-    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
-
-    client = FakeClient(3)
-    end = time.time() + 0.3
-    seam = CoalescedInstancePoller(
-        conn_id="c", client_factory=_factory(client), poll_interval=0.02, end_time=end
-    )
-    try:
-        assert (await seam.poll_once(_target(1))).outcome is Outcome.WAITING
-        # Executing never changes: no news, so the call returns at the deadline with the last status.
-        again = await asyncio.wait_for(seam.poll_once(_target(1)), 5)
-        assert again.outcome is Outcome.WAITING
-        assert time.time() >= end
-    finally:
-        await seam.aclose()
-
-    missing = CoalescedInstancePoller(
-        conn_id="c", client_factory=_factory(client), poll_interval=10, not_found_deadline=time.time() + 0.2
-    )
-    try:
-        assert (await missing.poll_once(_target(77))).outcome is Outcome.NOT_FOUND
-        # Interval 10 s, but the not-found deadline bounds the wait.
-        second = await asyncio.wait_for(missing.poll_once(_target(77)), 2)
-        assert second.outcome is Outcome.NOT_FOUND
-    finally:
-        await missing.aclose()
 
 
 async def test_later_sweeps_prefetch_the_pages_the_last_sweep_needed_in_order() -> None:
@@ -483,7 +321,7 @@ async def test_later_sweeps_prefetch_the_pages_the_last_sweep_needed_in_order() 
         return await original(agent_id, **kw)
 
     client.list_ai_agent_instances_page = slow  # type: ignore[method-assign]
-    async with _wait(client, 0, interval=0.05) as oldest:
+    async with wait_for(client, 0, interval=0.05) as oldest:
         poller = active_pollers()[0]
         first = await oldest.next_result(timeout=5)
         assert first is not None
@@ -502,12 +340,12 @@ async def test_later_sweeps_prefetch_the_pages_the_last_sweep_needed_in_order() 
 
 async def test_early_stop_cancels_prefetched_pages() -> None:
     client = FakeClient(1000)
-    async with _wait(client, 0, interval=30) as oldest:
+    async with wait_for(client, 0, interval=30) as oldest:
         await oldest.next_result(timeout=5)
         poller = active_pollers()[0]
     assert client.pages == list(range(1, 11))
     # A newcomer on page 1 now: the hint says 10 pages, but only PREFETCH_PAGES are ever in flight.
-    async with _wait(client, 999, interval=30) as newest:
+    async with wait_for(client, 999, interval=30) as newest:
         poller = active_pollers()[0]
         poller._pages_hint = 10
         await newest.next_result(timeout=5)
@@ -524,7 +362,7 @@ async def test_a_window_beyond_100_full_pages_is_handed_to_the_client_listing() 
             yield ListAIAgentInstanceResponse.model_validate({"Instances": [item]}).instances[0]
 
     client.list_ai_agent_instances = list_ai_agent_instances  # type: ignore[attr-defined]
-    async with _wait(client, 3, interval=30) as oldest:
+    async with wait_for(client, 3, interval=30) as oldest:
         result = await oldest.next_result(timeout=10)
     assert result is not None
     assert result.instance is not None

@@ -12,19 +12,16 @@ import httpx
 import pytest
 from airflow.sdk import Asset, ObjectStoragePath
 
-from airflow_provider_ice.api.calllog import parse_call_log
+from airflow_provider_ice.api.call_log import parse_call_log
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.models import AIAgentInstance
+from airflow_provider_ice.api.waiting import Observation, Outcome
 from airflow_provider_ice.emulator import IceEmulator
+from airflow_provider_ice.exceptions import IceCallLogError, IceCallLogInvalidError, IceCallLogNotReadyError
 from airflow_provider_ice.operators import call_log as call_log_module
-from airflow_provider_ice.operators._agent_wait import Observation, Outcome
-from airflow_provider_ice.operators.call_log import (
-    IceCallLogError,
-    IceCallLogInvalidError,
-    IceCallLogNotReadyError,
-    IceFetchCallLogOperator,
-    default_asset,
-)
+from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator, default_asset
+
+pytestmark = pytest.mark.integration
 
 AGENT = "agent-fetch"
 YESTERDAY = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
@@ -204,7 +201,7 @@ def test_waits_with_backoff_for_an_empty_call_log_url(
         url = client.describe_ai_agent_instance(instance["InstanceId"]).call_log_url
     assert url is not None
     answers = [_finished(None), _finished(None), _finished(url.get_secret_value())]
-    monkeypatch.setattr(call_log_module, "poll_once", lambda _hook, _target: answers.pop(0))
+    monkeypatch.setattr(call_log_module, "poll_instance", lambda _hook, _target: answers.pop(0))
     sleeps: list[float] = []
     monkeypatch.setattr(call_log_module.time, "sleep", sleeps.append)
     result = operator(channel_id="ch-x", destination=str(tmp_path) + "/", empty_url_poll_interval=2).execute(
@@ -215,7 +212,7 @@ def test_waits_with_backoff_for_an_empty_call_log_url(
 
 
 def test_gives_up_when_the_url_stays_empty(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(call_log_module, "poll_once", lambda _hook, _target: _finished(None))
+    monkeypatch.setattr(call_log_module, "poll_instance", lambda _hook, _target: _finished(None))
     clock = iter(range(0, 1000, 7))
     monkeypatch.setattr(call_log_module.time, "monotonic", lambda: float(next(clock)))
     monkeypatch.setattr(call_log_module.time, "sleep", lambda _s: None)

@@ -1,4 +1,4 @@
-"""Call logs: OSS-style signed, expiring URLs on the emulator itself, and a deterministic document.
+r"""Call logs: OSS-style signed, expiring URLs on the emulator itself, and a deterministic document.
 
 A Finished instance's ``CallLogUrl`` looks like an OSS signed URL::
 
@@ -6,7 +6,7 @@ A Finished instance's ``CallLogUrl`` looks like an OSS signed URL::
 
 ``Signature`` is OSS V1 style (base64 HMAC-SHA1 of ``GET\\n\\n\\n<Expires>\\n/<bucket>/<key>``). A URL
 past ``Expires`` or with a changed part is answered 403 with OSS's XML error. The document follows
-:mod:`airflow_provider_ice.api.calllog` and is rebuilt on every download from the instance id and
+:mod:`airflow_provider_ice.api.call_log` and is rebuilt on every download from the instance id and
 the global seed, so it is identical each time and costs no memory while nobody downloads it.
 """
 
@@ -21,7 +21,7 @@ from itertools import pairwise
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from airflow_provider_ice.api.calllog import (
+from airflow_provider_ice.api.call_log import (
     ROLE_AGENT,
     ROLE_USER,
     SCHEMA_VERSION,
@@ -162,7 +162,7 @@ def _metrics(rng: random.Random, turns: list[CallLogTurn]) -> CallLogMetrics:
 
 
 def build_call_log(seed: int, instance: Instance) -> CallLog:
-    """The call log of a Finished instance, identical for the same seed and instance id."""
+    """Return the call log of a Finished instance, identical for the same seed and instance id."""
     rng = random.Random(f"{seed}:{instance.instance_id}:calllog")
     ident = identity_of(seed, instance)
     end_ms = _ms(instance.finished_at - instance.created_at)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from airflow_provider_ice.api.calllog import parse_call_log
+from airflow_provider_ice.api.call_log import parse_call_log
 from airflow_provider_ice.api.errors import error_from_response
 from airflow_provider_ice.emulator import IceEmulator
 from tests.emulator.conftest import FakeClock, send, signed

@@ -156,3 +156,16 @@ def parse_model(model: type[M], data: dict[str, Any], action: str) -> M:
             http_status=200,
             request_id=data.get("RequestId") if isinstance(data.get("RequestId"), str) else None,
         ) from None
+
+
+def listed_instances(page: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the raw entries of one ListAIAgentInstance page (``Instances``), unparsed."""
+    items = page.get("Instances")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise IceResponseError(
+            f"ListAIAgentInstance: Instances is {type(items).__name__}, expected a list",
+            action=LIST_INSTANCES,
+        )
+    return [item for item in items if isinstance(item, dict)]

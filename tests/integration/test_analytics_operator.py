@@ -13,8 +13,10 @@ import pytest
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.emulator import IceEmulator
+from airflow_provider_ice.exceptions import IceCallLogError
 from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator, partition_name
-from airflow_provider_ice.operators.call_log import IceCallLogError
+
+pytestmark = pytest.mark.integration
 
 AGENT = "agent-stats"
 DAY = (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)

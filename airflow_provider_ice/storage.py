@@ -41,7 +41,7 @@ def data_dir() -> Path:
 
 
 def resolve(destination: Any, conn_id: str | None = None) -> Target:
-    """A local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
+    """Return a local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
     from airflow.sdk import ObjectStoragePath
 
     if isinstance(destination, ObjectStoragePath):
@@ -57,6 +57,7 @@ def resolve(destination: Any, conn_id: str | None = None) -> Target:
 
 
 def is_local(target: Target) -> bool:
+    """Return True for a local path (not object storage)."""
     return isinstance(target, Path)
 
 
@@ -68,7 +69,7 @@ def _temp_name(name: str) -> str:
 
 @contextlib.contextmanager
 def spool_for(final: Target) -> Iterator[IO[bytes]]:
-    """A writable temporary file for content bound for ``final``; removed if not published.
+    """Return a writable temporary file for content bound for ``final``; removed if not published.
 
     Local targets get it next to ``final`` (same filesystem, so :func:`publish_file` is a rename).
     """
@@ -114,7 +115,7 @@ def publish_file(spool: IO[bytes], final: Target) -> str:
 
 @contextlib.contextmanager
 def staged_partition(final: Target) -> Iterator[Path]:
-    """A fresh local directory to build a partition in; removed unless :func:`swap_partition` took it.
+    """Return a fresh local directory to build a partition in; removed unless :func:`swap_partition` took it.
 
     For a local ``final`` it is a hidden sibling (same filesystem: the swap is a rename); for object
     storage it is a local temporary directory whose files are uploaded by the swap.

@@ -1,4 +1,4 @@
-"""Waiting for an agent instance to finish: one decision logic for the operator, sensor and trigger.
+"""Waiting for an agent instance to finish: the rules the operator, sensor and trigger share.
 
 The operator's sync wait, the sensor's ``poke`` and the trigger's loop all do the same thing: list
 the agent's instances over a bounded window, pick the one that is ours (correlation id and/or
@@ -6,44 +6,36 @@ ChannelId, or DescribeAIAgentInstance by InstanceId when nothing else identifies
 :class:`WaitTracker` turns observations and errors into "done / keep waiting / fail", so every
 mode applies the same not-found timeout, error tolerance and unknown-status warning.
 
-Nothing here imports Airflow beyond its exception classes, and no HTTP client at import time.
+ListAIAgentInstance carries no InstanceId, so a listed instance is recognised by what it echoes:
+the correlation id inside ``UserData`` (see :mod:`.correlation`) and ``RuntimeConfig.ChannelId``.
+
+No Airflow here: the adapters turn a FAIL step into their own exceptions
+(:mod:`airflow_provider_ice.exceptions`) and observations into trigger events.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
-from airflow_provider_ice.api.errors import (
-    IceAuthError,
-    IceInvalidParameterError,
-    IceNotFoundError,
-    IceValidationError,
-)
+from .correlation import correlation_id_of
+from .errors import IceAuthError, IceInvalidParameterError, IceNotFoundError, IceValidationError
+from .validation import iso, utcnow
 
 if TYPE_CHECKING:
-    # Models (pydantic) and lookups load lazily: DAG files import this module at parse time.
-    from airflow_provider_ice.api.models import AIAgentInstance
+    # Models (pydantic) load lazily: DAG files import this module at parse time.
+    from .models import AIAgentInstance
 
 log = logging.getLogger(__name__)
 
 #: ListAIAgentInstance's StartTime/EndTime semantics are undocumented and clocks drift, so every
 #: window is widened by this much on both sides.
 WINDOW_MARGIN = timedelta(minutes=5)
-#: The statuses a trigger event may carry; anything else (or None) fails ``execute_complete``.
-EVENT_STATUSES = frozenset({"success", "error", "timeout"})
-#: ``reason`` of an event: why the wait ended.
-REASON_FINISHED = "finished"
-REASON_NOT_FOUND = "not_found"
-REASON_POLL_ERROR = "poll_error"
-REASON_TIMEOUT = "timeout"
 #: Errors that polling again cannot fix: fail at once instead of burning the error budget.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     IceAuthError,
@@ -52,53 +44,15 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class IceAgentCallError(AirflowException):
-    """The agent call could not be placed, found or waited for."""
-
-
-class IceAgentInstanceNotFoundError(IceAgentCallError, AirflowFailException):
-    """No instance matched within ``not_found_timeout``.
-
-    Fails without retries: a retry of a call operator could not find the instance either and would
-    place a second call; for a sensor, ``soft_fail`` applies.
-    """
-
-
-class IceAgentWaitTimeout(IceAgentCallError):
-    """The instance did not finish within the operator's ``timeout``."""
-
-
-class IceTriggerEventError(IceAgentCallError):
-    """A trigger event was missing or malformed (e.g. triggerer and worker run different versions)."""
-
-
-def positive_seconds(value: float | timedelta, parameter: str, *, allow_zero: bool = False) -> float:
-    """``value`` (seconds or a timedelta) as finite seconds > 0 (>= 0 with ``allow_zero``).
-
-    Raises ``ValueError`` naming ``parameter`` and the allowed range.
-    """
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{parameter} must be a {kind}, finite number of seconds, got {value!r}")
-    return seconds
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def to_utc(value: datetime | str) -> datetime:
-    """An aware UTC datetime from a datetime or ISO-8601 string (naive values are taken as UTC)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def iso(value: datetime) -> str:
-    """ISO-8601 UTC with a ``Z`` suffix, second precision kept as given."""
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+def instance_matches(
+    instance: AIAgentInstance, *, correlation_id: str | None = None, channel_id: str | None = None
+) -> bool:
+    """Return True when every identifier given matches; at least one identifier is required."""
+    if not correlation_id and not channel_id:
+        raise ValueError("instance_matches: give correlation_id, channel_id or both")
+    if correlation_id and correlation_id_of(instance.user_data) != correlation_id:
+        return False
+    return not (channel_id and instance.channel_id != channel_id)
 
 
 @dataclass(frozen=True)
@@ -130,14 +84,19 @@ class InstanceTarget:
 
     @property
     def uses_listing(self) -> bool:
+        """Return True when the instance is found in ListAIAgentInstance (else by Describe)."""
         return bool(self.correlation_id or self.channel_id)
 
+    def matches(self, instance: AIAgentInstance) -> bool:
+        """Return True when a listed instance is the one this target identifies."""
+        return instance_matches(instance, correlation_id=self.correlation_id, channel_id=self.channel_id)
+
     def window(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        """``(start, end)`` for ListAIAgentInstance: from ``window_start`` to a little after now."""
+        """Return ``(start, end)`` for ListAIAgentInstance: ``window_start`` to a little after now."""
         return self.window_start, (now or utcnow()) + WINDOW_MARGIN
 
     def describe(self, now: datetime | None = None) -> str:
-        """Human-readable: which agent, channel and window were searched (for failure messages)."""
+        """Return which agent, channel and window were searched, for failure messages."""
         start, end = self.window(now)
         parts = [f"agent {self.agent_id!r}"]
         if self.channel_id:
@@ -152,6 +111,8 @@ class InstanceTarget:
 
 
 class Outcome(str, Enum):
+    """What one poll found."""
+
     FINISHED = "finished"
     WAITING = "waiting"
     UNKNOWN_STATUS = "unknown_status"
@@ -167,13 +128,14 @@ class Observation:
 
     @property
     def status(self) -> str | None:
+        """Return the instance's status as a string, or None when unknown."""
         if self.instance is None or self.instance.status is None:
             return None
         return str(self.instance.status)
 
 
 def observe(instance: AIAgentInstance | None) -> Observation:
-    """Decide from the matching instance (or None): Finished is done, Created/Executing wait."""
+    """Classify the matching instance (or None): Finished is done, Created/Executing wait."""
     if instance is None:
         return Observation(Outcome.NOT_FOUND)
     status = instance.status
@@ -185,7 +147,7 @@ def observe(instance: AIAgentInstance | None) -> Observation:
 
 
 class SyncInstanceSource(Protocol):
-    """An :class:`~..api.client.IceClient` or :class:`~..hooks.ice.IceHook`."""
+    """Where a sync poll reads instances: an :class:`~.client.IceClient` or an ``IceHook``."""
 
     def list_ai_agent_instances(
         self, agent_id: str, *, start_time: Any = None, end_time: Any = None
@@ -195,7 +157,7 @@ class SyncInstanceSource(Protocol):
 
 
 class AsyncInstanceSource(Protocol):
-    """An :class:`~..api.client.AsyncIceClient`."""
+    """Where an async poll reads instances: an :class:`~.client.AsyncIceClient`."""
 
     def list_ai_agent_instances(
         self, agent_id: str, *, start_time: Any = None, end_time: Any = None
@@ -204,53 +166,51 @@ class AsyncInstanceSource(Protocol):
     async def describe_ai_agent_instance(self, instance_id: str) -> AIAgentInstance: ...
 
 
-def poll_once(source: SyncInstanceSource, target: InstanceTarget) -> Observation:
-    """One poll: ListAIAgentInstance over the target's window (or Describe by InstanceId)."""
-    from airflow_provider_ice.api.lookup import find_instance
+# The sync and async twins below differ only in their I/O (``for`` vs ``async for``, a call vs an
+# await); what matches and what an answer means is decided once, in InstanceTarget and observe().
 
-    if not target.uses_listing:
-        return _describe(lambda: source.describe_ai_agent_instance(target.instance_id or ""))
+
+def find_instance(source: SyncInstanceSource, target: InstanceTarget) -> AIAgentInstance | None:
+    """Return the first (newest) listed instance in the target's window that matches, or None."""
     start, end = target.window()
-    found = find_instance(
-        source,  # type: ignore[arg-type]  # IceHook has the client's method names
-        target.agent_id,
-        correlation_id=target.correlation_id,
-        channel_id=target.channel_id,
-        start_time=start,
-        end_time=end,
-    )
-    return observe(found)
+    for instance in source.list_ai_agent_instances(target.agent_id, start_time=start, end_time=end):
+        if target.matches(instance):
+            return instance
+    return None
 
 
-async def apoll_once(source: AsyncInstanceSource, target: InstanceTarget) -> Observation:
-    """Async twin of :func:`poll_once`."""
-    from airflow_provider_ice.api.lookup import afind_instance
-
-    if not target.uses_listing:
-        try:
-            return observe(await source.describe_ai_agent_instance(target.instance_id or ""))
-        except IceNotFoundError:
-            return Observation(Outcome.NOT_FOUND)
+async def afind_instance(source: AsyncInstanceSource, target: InstanceTarget) -> AIAgentInstance | None:
+    """Return what :func:`find_instance` returns, listing asynchronously."""
     start, end = target.window()
-    found = await afind_instance(
-        source,  # type: ignore[arg-type]
-        target.agent_id,
-        correlation_id=target.correlation_id,
-        channel_id=target.channel_id,
-        start_time=start,
-        end_time=end,
-    )
-    return observe(found)
+    async for instance in source.list_ai_agent_instances(target.agent_id, start_time=start, end_time=end):
+        if target.matches(instance):
+            return instance
+    return None
 
 
-def _describe(fetch: Any) -> Observation:
+def poll_instance(source: SyncInstanceSource, target: InstanceTarget) -> Observation:
+    """Poll once: ListAIAgentInstance over the target's window, or Describe by InstanceId."""
+    if target.uses_listing:
+        return observe(find_instance(source, target))
     try:
-        return observe(fetch())
+        return observe(source.describe_ai_agent_instance(target.instance_id or ""))
+    except IceNotFoundError:
+        return Observation(Outcome.NOT_FOUND)
+
+
+async def apoll_instance(source: AsyncInstanceSource, target: InstanceTarget) -> Observation:
+    """Poll once as :func:`poll_instance` does, asynchronously."""
+    if target.uses_listing:
+        return observe(await afind_instance(source, target))
+    try:
+        return observe(await source.describe_ai_agent_instance(target.instance_id or ""))
     except IceNotFoundError:
         return Observation(Outcome.NOT_FOUND)
 
 
 class Action(str, Enum):
+    """What the waiter does next."""
+
     DONE = "done"
     WAIT = "wait"
     FAIL = "fail"
@@ -266,6 +226,7 @@ class Step:
 
     @property
     def not_found(self) -> bool:
+        """Return True when the step fails or waits because nothing matched."""
         return self.observation is not None and self.observation.outcome is Outcome.NOT_FOUND
 
 
@@ -287,6 +248,7 @@ class WaitTracker:
     last_status: str | None = None
 
     def on_observation(self, observation: Observation, now: float) -> Step:
+        """Return the step after a successful poll at epoch ``now``."""
         # A successful poll, whatever it found, ends a run of errors.
         self.consecutive_errors = 0
         self.last_status = observation.status or self.last_status
@@ -311,6 +273,7 @@ class WaitTracker:
         return Step(Action.WAIT, f"Instance status is {observation.status}", observation)
 
     def on_error(self, error: BaseException) -> Step:
+        """Return the step after a failed poll: fail on a permanent error or too many in a row."""
         if isinstance(error, PERMANENT_ERRORS):
             return Step(Action.FAIL, f"Polling {self.target.describe()} failed: {error}")
         self.consecutive_errors += 1
@@ -331,25 +294,10 @@ class WaitTracker:
         return Step(Action.WAIT, f"transient error: {error}")
 
 
-def failure(step: Step) -> IceAgentCallError:
-    """The exception for a FAIL step: a typed "not found", or the polling error."""
-    return IceAgentInstanceNotFoundError(step.message) if step.not_found else IceAgentCallError(step.message)
-
-
-def event_failure(event: dict[str, Any]) -> IceAgentCallError:
-    """The exception for an ``error`` event, chosen by its ``reason`` (never by message text)."""
-    message = str(event.get("message"))
-    if event.get("reason") == REASON_NOT_FOUND:
-        return IceAgentInstanceNotFoundError(message)
-    return IceAgentCallError(message)
-
-
 def instance_record(
     target: InstanceTarget, observation: Observation, *, include_call_log_url: bool = False
 ) -> dict[str, Any]:
-    """The instance as downstream tasks get it: no AuthToken, CallLogUrl only when asked for."""
-    from airflow_provider_ice.api.correlation import correlation_id_of
-
+    """Return the instance as downstream tasks get it: no AuthToken, CallLogUrl only when asked for."""
     instance = observation.instance
     carried = correlation_id_of(instance.user_data) if instance else None
     record: dict[str, Any] = {
@@ -366,38 +314,10 @@ def instance_record(
     return record
 
 
-def make_event(
-    status: str,
-    message: str,
-    target: InstanceTarget,
-    observation: Observation | None = None,
-    *,
-    reason: str,
-    instance_status: str | None = None,
-) -> dict[str, Any]:
-    """The one event shape every trigger event has (``call_log_url`` never travels in an event)."""
-    record = instance_record(target, observation or Observation(Outcome.NOT_FOUND))
-    return {
-        "status": status,
-        "message": message,
-        "reason": reason,
-        "agent_id": record["agent_id"],
-        "instance_id": record["instance_id"],
-        "channel_id": record["channel_id"],
-        "correlation_id": record["correlation_id"],
-        "instance_status": record["status"] or instance_status,
-        "user_data": record["user_data"],
-        "call_log_available": record["call_log_available"],
-    }
-
-
-def validate_event(event: Any) -> dict[str, Any]:
-    """The event, or :class:`IceTriggerEventError` for None, a non-dict or an unknown status."""
-    if event is None:
-        raise IceTriggerEventError("Trigger error: the event is None")
-    if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-        raise IceTriggerEventError(
-            f"Trigger error: unexpected event {event!r}; expected a dict whose status is one of "
-            f"{sorted(EVENT_STATUSES)}"
-        )
-    return event
+def poll_step(tracker: WaitTracker, source: SyncInstanceSource) -> Step:
+    """Poll the tracker's target once and return what to do next (a poll error is a step too)."""
+    try:
+        observation = poll_instance(source, tracker.target)
+    except Exception as error:
+        return tracker.on_error(error)
+    return tracker.on_observation(observation, time.time())

@@ -32,6 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .errors import CallLogFormatError
+
 SCHEMA_VERSION = "1"
 ROLE_AGENT = "agent"
 ROLE_USER = "user"
@@ -82,12 +84,8 @@ class CallLog(_Tolerant):
     metrics: CallLogMetrics = Field(default_factory=CallLogMetrics, alias="Metrics")
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON document as the service (and the emulator) serves it."""
+        """Return the JSON document as the service (and the emulator) serves it."""
         return self.model_dump(by_alias=True, mode="json", exclude_none=True)
-
-
-class CallLogFormatError(ValueError):
-    """The bytes behind a CallLogUrl are not a call log (not UTF-8 JSON, truncated, wrong types)."""
 
 
 def parse_call_log(raw: bytes) -> CallLog:

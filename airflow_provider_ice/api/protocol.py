@@ -1,7 +1,8 @@
-"""What the sync and the async client share below the API methods: endpoint and TLS set-up,
-signing a request and reading a response.
+"""What the sync and the async client share below the API methods, without I/O.
 
-No I/O happens here; :mod:`.senders` puts requests on the wire.
+Endpoint and TLS set-up, signing a request, reading a response, and :class:`ClientBase`: the
+configuration and the decisions of a call (retry or not, outcome unknown or not), written once.
+:mod:`.senders` puts requests on the wire and :mod:`.client` drives them, sync and async.
 """
 
 from __future__ import annotations
@@ -11,20 +12,32 @@ import logging
 import os
 import platform
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from . import params as ops
 from .errors import (
+    IceError,
     IceResponseError,
     IceValidationError,
-    _excerpt,
     error_from_response,
+    excerpt,
 )
+from .retry import BackoffWait, is_retryable, outcome_unknown, retry_kwargs
 from .signing import FORM_CONTENT_TYPE, Credentials, SignedRequest, sign_request
+from .validation import positive_seconds, validate_int_range
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .senders import RawResponse
+
+    M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +52,7 @@ SecretCallback = Callable[[str], None]
 
 
 def is_safe_to_repeat(action: str) -> bool:
-    """True for read-only/stop actions; unknown actions count as creating (the conservative side)."""
+    """Return True for read-only/stop actions; unknown actions count as creating (the conservative side)."""
     return action not in CREATING_ACTIONS and action.startswith(SAFE_ACTION_PREFIXES)
 
 
@@ -85,7 +98,7 @@ def parse_endpoint(endpoint: str) -> Endpoint:
 
 
 def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    """``True`` (system CAs), a CA bundle path, or ``False`` (warned about: anyone can impersonate ICE)."""
+    """Return ``True`` (system CAs), a CA bundle path, or ``False`` (warned: anyone can impersonate ICE)."""
     if verify is True:
         return True
     if verify is False:
@@ -105,6 +118,7 @@ def tls_verify(verify: bool | str) -> bool | ssl.SSLContext:
 
 
 def default_user_agent() -> str:
+    """Return ``airflow-provider-ice/<version>`` with the Python and platform versions."""
     from airflow_provider_ice import __version__
 
     return (
@@ -157,7 +171,7 @@ class RequestBuilder:
             self.on_secret(value)
 
     def sign(self, action: str, params: Mapping[str, Any]) -> SignedRequest:
-        """A freshly signed request: a new date and nonce every call, so every attempt is unique."""
+        """Return a freshly signed request: a new date and nonce every call, so every attempt is unique."""
         return sign_request(
             self.credentials,
             host=self.endpoint.host,
@@ -168,7 +182,7 @@ class RequestBuilder:
         )
 
     def parse(self, action: str, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        """The JSON object of a 2xx response, or the typed error for anything else."""
+        """Return the JSON object of a 2xx response, or the typed error for anything else."""
         if not 200 <= status < 300:
             raise error_from_response(status, body, dict(headers), action=action)
         try:
@@ -178,7 +192,7 @@ class RequestBuilder:
         if not isinstance(data, dict):
             raise IceResponseError(
                 f"HTTP {status} response is not a JSON object "
-                f"({headers.get('content-type', 'unknown content type')}): {_excerpt(body)!r}",
+                f"({headers.get('content-type', 'unknown content type')}): {excerpt(body)!r}",
                 http_status=status,
                 action=action,
             )
@@ -198,3 +212,103 @@ class RequestBuilder:
         elif isinstance(value, list):
             for item in value:
                 self._report_response_secrets(item)
+
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_RETRIES = 3
+
+
+#: The longest request timeout the client accepts, in seconds.
+MAX_TIMEOUT = 3600.0
+
+
+class ClientBase:
+    """Configuration and call decisions shared by both clients (no I/O in the constructor).
+
+    A subclass opens its sender in :meth:`_open` and drives :meth:`_first_failure`,
+    :meth:`_raise_final`, :meth:`_finish` and :meth:`_parse` around its own I/O.
+    """
+
+    #: Sign a ``content-type`` header (a sender that adds one to a body-less POST needs it).
+    sign_content_type = False
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        endpoint: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        verify: bool | str = True,
+        user_agent: str | None = None,
+        on_secret: SecretCallback | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 20.0,
+        transport: Any = None,
+    ) -> None:
+        if not isinstance(credentials, Credentials):
+            raise TypeError("credentials must be an airflow_provider_ice.api.signing.Credentials")
+        self._endpoint = parse_endpoint(endpoint)
+        self.timeout = httpx.Timeout(
+            positive_seconds(timeout, "timeout", maximum=MAX_TIMEOUT),
+            connect=positive_seconds(connect_timeout, "connect_timeout", maximum=MAX_TIMEOUT),
+        )
+        self.max_retries = validate_int_range(max_retries, "max_retries", 0, 20)
+        self._verify = tls_verify(verify) if self._endpoint.scheme == "https" else True
+        agent = default_user_agent()
+        self.user_agent = f"{agent} {user_agent}" if user_agent else agent
+        self._builder = RequestBuilder(
+            credentials, self._endpoint, self.user_agent, on_secret, sign_content_type=self.sign_content_type
+        )
+        self._wait = BackoffWait(backoff_base, backoff_cap)
+        self._retry = {
+            safe: retry_kwargs(self.max_retries, self._wait, safe_to_repeat=safe) for safe in (True, False)
+        }
+        self._open(transport)
+
+    def _open(self, transport: Any) -> None:
+        """Create the sender (and the retry sleep) of this client; no I/O."""
+        raise NotImplementedError
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL, e.g. ``https://ice.cn-shanghai.aliyuncs.com``."""
+        return self._endpoint.url
+
+    def _parse(self, model: type[M], data: dict[str, Any], action: str) -> M:
+        try:
+            return ops.parse_model(model, data, action)
+        except IceError as exc:
+            converted = outcome_unknown(exc, action, safe_to_repeat=is_safe_to_repeat(action))
+            if converted is exc:
+                raise
+            raise converted from exc
+
+    def _finish(self, action: str, response: RawResponse, started: float) -> dict[str, Any]:
+        status, headers, body = response
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "ICE %s -> HTTP %d in %.1f ms (RequestId %s)",
+                action,
+                status,
+                (time.perf_counter() - started) * 1000,
+                headers.get("x-acs-request-id", "-"),
+            )
+        return self._builder.parse(action, status, headers, body)
+
+    def _first_failure(self, exc: IceError, action: str) -> None:
+        """After a failed first attempt: raise the final error unless tenacity should take over."""
+        if self.max_retries == 0 or not is_retryable(exc, safe_to_repeat=is_safe_to_repeat(action)):
+            self._raise_final(exc, action)
+
+    @staticmethod
+    def _raise_final(exc: IceError, action: str) -> None:
+        converted = outcome_unknown(exc, action, safe_to_repeat=is_safe_to_repeat(action))
+        if converted is exc:
+            raise exc
+        raise converted from exc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.endpoint!r})"

@@ -1,0 +1,88 @@
+"""Unit tests of a waiter's registration and of the trigger's coalesced poller seam."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from airflow_provider_ice.api.errors import IceServerError
+from airflow_provider_ice.triggers.poller import active_pollers
+from airflow_provider_ice.triggers.waiter import Waiter
+from tests.unit.triggers.poller_fakes import (
+    AGENT,
+    T0,
+    FakeClient,
+    client_factory,
+)
+
+
+def test_waiter_validation() -> None:
+    with pytest.raises(ValueError, match="correlation_id, channel_id"):
+        Waiter(correlation_id=None, channel_id=None, window_start=T0, poll_interval=1)
+    with pytest.raises(ValueError, match="poll_interval"):
+        Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Waiter(correlation_id="x", channel_id=None, window_start=datetime(2026, 1, 1), poll_interval=1)
+
+
+def _target(n: int) -> Any:
+    from airflow_provider_ice.api.waiting import InstanceTarget
+
+    return InstanceTarget(agent_id=AGENT, correlation_id=f"corr-{n}", window_start=T0)
+
+
+async def test_instance_poller_seam_returns_on_news_and_raises_sweep_errors() -> None:
+    from airflow_provider_ice.api.waiting import Outcome
+    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+
+    client = FakeClient(3)
+    seam = CoalescedInstancePoller(conn_id="c", client_factory=client_factory(client), poll_interval=0.02)
+    try:
+        assert (await seam.poll_once(_target(1))).outcome is Outcome.WAITING
+        client.fail_pages = 1
+        with pytest.raises(IceServerError):
+            await seam.poll_once(_target(1))
+        client.set_status(1, "Finished")
+        done = await seam.poll_once(_target(1))
+        assert done.outcome is Outcome.FINISHED
+    finally:
+        await seam.aclose()
+    assert active_pollers()[0].waiter_count == 0
+
+
+async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> None:
+    import time
+
+    from airflow_provider_ice.api.waiting import Outcome
+    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+
+    client = FakeClient(3)
+    end = time.time() + 0.3
+    seam = CoalescedInstancePoller(
+        conn_id="c", client_factory=client_factory(client), poll_interval=0.02, end_time=end
+    )
+    try:
+        assert (await seam.poll_once(_target(1))).outcome is Outcome.WAITING
+        # Executing never changes: no news, so the call returns at the deadline with the last status.
+        again = await asyncio.wait_for(seam.poll_once(_target(1)), 5)
+        assert again.outcome is Outcome.WAITING
+        assert time.time() >= end
+    finally:
+        await seam.aclose()
+
+    missing = CoalescedInstancePoller(
+        conn_id="c",
+        client_factory=client_factory(client),
+        poll_interval=10,
+        not_found_deadline=time.time() + 0.2,
+    )
+    try:
+        assert (await missing.poll_once(_target(77))).outcome is Outcome.NOT_FOUND
+        # Interval 10 s, but the not-found deadline bounds the wait.
+        second = await asyncio.wait_for(missing.poll_once(_target(77)), 2)
+        assert second.outcome is Outcome.NOT_FOUND
+    finally:
+        await missing.aclose()
