@@ -6,10 +6,14 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from airflow_provider_ice.api.client import AsyncIceClient
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.triggers.campaign import IceCampaignTrigger
 from airflow_provider_ice.triggers.poller import active_pollers
+
+pytestmark = pytest.mark.integration
 
 AGENT = "agent-campaign-trigger"
 
