@@ -168,7 +168,9 @@ class CampaignCycle:
         self.checkpoint.save(self.ledger, **self.extra)
         if not active and not later and not calls:
             return StepOutcome(summary=self._finish())
-        wake = [*later]
+        # A redial or window coming due matters only if a slot will be free for it: with more calls
+        # due than free slots, finished calls (which the trigger reports) are what wakes the task.
+        wake = [*later] if len(calls) < self.op.max_active_calls - len(active) else []
         wake += [
             (a.sent_by or 0) + self.op.lookup_tolerance for a in active if a.state is AttemptState.SENDING
         ]
