@@ -70,12 +70,22 @@ def get_provider_info() -> dict[str, Any]:
                     "region": {
                         "label": "Region",
                         "description": "Region ID; the endpoint is ice.<region>.aliyuncs.com over HTTPS.",
-                        "schema": {"type": ["string", "null"], "default": "cn-shanghai"},
+                        # The form shows no placeholder for extra fields; "examples" become its
+                        # suggestions ("Start typing to see options").
+                        "schema": {
+                            "type": ["string", "null"],
+                            "default": "cn-shanghai",
+                            "examples": ["cn-shanghai", "cn-beijing", "cn-hangzhou", "ap-southeast-1"],
+                        },
                     },
                     "endpoint": {
                         "label": "Endpoint",
-                        "description": "A host, or a full URL (plain http:// only when written so).",
-                        "schema": {"type": ["string", "null"]},
+                        "description": "Optional. A host, or a full URL (plain http:// only when "
+                        "written so); default ice.<region>.aliyuncs.com.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "examples": ["ice.cn-shanghai.aliyuncs.com", "http://127.0.0.1:8765"],
+                        },
                     },
                     "security_token": {
                         "label": "STS security token",
@@ -95,18 +105,24 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "verify": {
                         "label": "Verify TLS",
-                        "description": "true (default), false (logs a warning), or a CA bundle path.",
-                        "schema": {"type": ["boolean", "string", "null"], "default": True},
+                        "description": "Check the server's certificate (off logs a warning).",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "ca_bundle": {
+                        "label": "CA bundle path",
+                        "description": "Optional. A PEM file of CA certificates to verify TLS with, "
+                        "instead of the system's.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "examples": ["/etc/ssl/certs/ca-certificates.crt"],
+                        },
                     },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "port", "schema"],
                     "relabeling": {"login": "AccessKey ID", "password": "AccessKey secret"},
-                    "placeholders": {
-                        "login": "LTAI...",
-                        "region": "cn-shanghai",
-                        "endpoint": "ice.cn-shanghai.aliyuncs.com or http://127.0.0.1:8765",
-                    },
+                    # Airflow's form applies placeholders to the standard fields only.
+                    "placeholders": {"login": "LTAI..."},
                 },
             }
         ],

@@ -12,19 +12,31 @@ The hierarchy::
         +-- IceCallLogNotReadyError         not Finished, or no CallLogUrl in time
     AirflowFailException
     +-- IceCallLogInvalidError              the call log is not valid (no retry)
+    +-- IceNonRetryableError                any failure no retry can fix (see fail_without_retry)
 
 The client's own errors (``IceError`` and below) are in :mod:`airflow_provider_ice.api.errors`.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_ice.api.errors import NON_RETRYABLE_ERRORS
 from airflow_provider_ice.api.waiting import Step
 
 
 class IceAgentCallError(AirflowException):
-    """The agent call could not be placed, found or waited for."""
+    """The agent call could not be placed, found or waited for.
+
+    ``permanent`` is true when the cause was an error no retry can fix (then the task fails without
+    retries, see :func:`fail_without_retry`).
+    """
+
+    permanent: bool = False
 
 
 class IceAgentInstanceNotFoundError(IceAgentCallError, AirflowFailException):
@@ -61,4 +73,68 @@ class IceCallLogInvalidError(AirflowFailException):
 
 def wait_failure(step: Step) -> IceAgentCallError:
     """Return the exception for a FAIL step: a typed "not found", or the polling error."""
-    return IceAgentInstanceNotFoundError(step.message) if step.not_found else IceAgentCallError(step.message)
+    if step.not_found:
+        return IceAgentInstanceNotFoundError(step.message)
+    error = IceAgentCallError(step.message)
+    error.permanent = step.permanent
+    return error
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+
+class IceNonRetryableError(AirflowFailException):
+    """A failure no retry can fix (a rejected parameter, no interval, refused credentials).
+
+    What a task raises is also an instance of the original error's class, with its attributes and
+    message (``except IceValidationError`` still catches it, ``.parameter`` is still there).
+    """
+
+
+_NON_RETRYABLE_CLASSES: dict[type[Exception], type[Exception]] = {}
+
+
+def _non_retryable_class(error_class: type[Exception]) -> type[Exception]:
+    cls = _NON_RETRYABLE_CLASSES.get(error_class)
+    if cls is None:
+        namespace = {"__module__": error_class.__module__}
+        cls = type(error_class.__name__, (error_class, IceNonRetryableError), namespace)
+        _NON_RETRYABLE_CLASSES[error_class] = cls
+    return cls
+
+
+def as_non_retryable(error: Exception) -> Exception:
+    """Return ``error`` as an :class:`IceNonRetryableError` of the same class, attributes and message."""
+    cls = _non_retryable_class(type(error))
+    converted = cls.__new__(cls)
+    converted.__dict__.update(error.__dict__)
+    converted.args = error.args
+    return converted
+
+
+def is_non_retryable(error: BaseException) -> bool:
+    """Return whether retrying cannot help: a non-retryable ICE error, or one marked ``permanent``.
+
+    A wait that failed on such an error (in the worker or in the triggerer) carries
+    ``permanent = True``, since a trigger event cannot carry the error itself.
+    """
+    return isinstance(error, NON_RETRYABLE_ERRORS) or getattr(error, "permanent", False) is True
+
+
+def fail_without_retry(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Decorate an operator's or sensor's execute path: a non-retryable failure fails at once."""
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except AirflowFailException:
+            raise
+        except Exception as error:
+            if not is_non_retryable(error):
+                raise
+            raise as_non_retryable(error) from error
+
+    return wrapper

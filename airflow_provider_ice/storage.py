@@ -56,6 +56,13 @@ def resolve(destination: Any, conn_id: str | None = None) -> Target:
     return path
 
 
+def new_file_mode() -> int:
+    """Return the mode ``open(path, "w")`` gives a new file under the process umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def is_local(target: Target) -> bool:
     """Return True for a local path (not object storage)."""
     return isinstance(target, Path)
@@ -79,6 +86,9 @@ def spool_for(final: Target) -> Iterator[IO[bytes]]:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, name kept for the rename
             dir=final.parent, prefix=f".{final.name}.", suffix=".part", delete=False
         )
+        # mkstemp creates 0600; the published file gets what a plain open() would give (0644 under
+        # the usual umask 022), like the partition files, so readers running as another user can read it.
+        os.fchmod(handle.fileno(), new_file_mode())
     else:
         handle = tempfile.NamedTemporaryFile(prefix="ice-spool-", suffix=".part", delete=False)  # noqa: SIM115
     try:

@@ -4,7 +4,9 @@ Settings, all optional:
 
 * ``ICE_AGENT_ID`` (env) or the ``agent_id`` param: the AIAgentId to call (default ``demo-agent``);
 * ``ICE_DATA_DIR`` (env) or the ``destination`` param: where call logs go (default
-  ``$AIRFLOW_HOME/ice_data``); files land in ``<destination>/call_logs/<ds>/<ChannelId>.json``;
+  ``$AIRFLOW_HOME/ice_data``); files land in ``<destination>/call_logs/<date>/<ChannelId>.json``,
+  ``<date>`` being the run's logical date, or the day it was triggered when it has none;
+* the ``poke_interval`` param: seconds between the sensor's polls (default 5);
 * the ``customer`` param: carried in UserData (templated) so the call log can be traced back.
 
 The connection is ``ice_default`` (type ``alibaba_ice``); for a local run, point it at the emulator
@@ -52,14 +54,16 @@ with DAG(
         task_id="wait_for_call",
         call=place_call.output,
         deferrable=True,
-        poke_interval=float(os.environ.get("ICE_POKE_INTERVAL", "5")),
+        poke_interval="{{ params.poke_interval }}",
         timeout=timedelta(hours=1).total_seconds(),
     )
 
     fetch_call_log = IceFetchCallLogOperator(
         task_id="fetch_call_log",
         call=place_call.output,
-        destination="{{ params.destination }}/call_logs/{{ ds }}/",
+        # The run's date, with or without a logical date (`airflow dags trigger` gives none).
+        destination="{{ params.destination }}/call_logs/"
+        "{{ (dag_run.logical_date or dag_run.run_after) | ds }}/",
     )
 
     @task

@@ -280,3 +280,12 @@ def parse_retry_after(headers: dict[str, str]) -> float | None:
     except ValueError:
         return None
     return None
+
+
+#: Failures a retry cannot fix: a parameter rejected before sending, refused credentials or
+#: permissions, a parameter the service rejects. Tasks fail on them without retries.
+NON_RETRYABLE_ERRORS: tuple[type[IceError], ...] = (
+    IceValidationError,
+    IceAuthError,
+    IceInvalidParameterError,
+)

@@ -24,7 +24,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .correlation import correlation_id_of
-from .errors import IceAuthError, IceInvalidParameterError, IceNotFoundError, IceValidationError
+from .errors import NON_RETRYABLE_ERRORS, IceNotFoundError, IceValidationError
 from .validation import iso, utcnow
 
 if TYPE_CHECKING:
@@ -37,11 +37,7 @@ log = logging.getLogger(__name__)
 #: window is widened by this much on both sides.
 WINDOW_MARGIN = timedelta(minutes=5)
 #: Errors that polling again cannot fix: fail at once instead of burning the error budget.
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    IceAuthError,
-    IceInvalidParameterError,
-    IceValidationError,
-)
+PERMANENT_ERRORS = NON_RETRYABLE_ERRORS
 
 
 def instance_matches(
@@ -223,6 +219,8 @@ class Step:
     action: Action
     message: str = ""
     observation: Observation | None = None
+    #: A FAIL no retry can fix (the polling error was non-retryable).
+    permanent: bool = False
 
     @property
     def not_found(self) -> bool:
@@ -275,7 +273,7 @@ class WaitTracker:
     def on_error(self, error: BaseException) -> Step:
         """Return the step after a failed poll: fail on a permanent error or too many in a row."""
         if isinstance(error, PERMANENT_ERRORS):
-            return Step(Action.FAIL, f"Polling {self.target.describe()} failed: {error}")
+            return Step(Action.FAIL, f"Polling {self.target.describe()} failed: {error}", permanent=True)
         self.consecutive_errors += 1
         if self.consecutive_errors > self.max_consecutive_errors:
             return Step(

@@ -161,7 +161,7 @@ def _metrics(rng: random.Random, turns: list[CallLogTurn]) -> CallLogMetrics:
     )
 
 
-def build_call_log(seed: int, instance: Instance) -> CallLog:
+def build_call_log(seed: int | None, instance: Instance) -> CallLog:
     """Return the call log of a Finished instance, identical for the same seed and instance id."""
     rng = random.Random(f"{seed}:{instance.instance_id}:calllog")
     ident = identity_of(seed, instance)

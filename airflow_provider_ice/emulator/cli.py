@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--access-key-id", default=EmulatorConfig.access_key_id)
     net.add_argument("--access-key-secret", default="emulator-access-key-secret")
     net.add_argument("--security-token", default=None, help="require this STS token on every request")
-    net.add_argument("--seed", type=int, default=0, help="seed of ids, faults and call-log content")
+    net.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of ids, faults and call-log content (default: ids unique per process, the rest fixed)",
+    )
 
     life = parser.add_argument_group("simulated calls")
     life.add_argument("--user-join-delay", type=_seconds, default=2.0, help="seconds until the user joins")

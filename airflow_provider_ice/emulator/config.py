@@ -124,7 +124,10 @@ class EmulatorConfig:
     :param access_key_secret: the matching secret.
     :param security_token: when set, requests must carry this STS token in ``x-acs-security-token``.
     :param region: region reported in ``HostId`` of error bodies.
-    :param seed: seed of every random choice (ids, faults, call-log content, no-shows).
+    :param seed: seed of every random choice (ids, faults, call-log content, no-shows). None (the
+        default): ids are drawn from the operating system, so they are unique per emulator (and per
+        reset) and a restarted emulator never reuses an earlier InstanceId or ChannelId; the other
+        choices stay deterministic (fault decisions as under seed 0).
     :param user_join_delay: seconds after creation at which the simulated user joins (Created → Executing).
     :param call_duration: seconds the simulated conversation lasts once the user joined (→ Finished).
     :param no_show_rate: share of calls whose user never joins; they finish after ``UserOnlineTimeout``.
@@ -148,7 +151,7 @@ class EmulatorConfig:
     access_key_secret: str = field(default="emulator-access-key-secret", repr=False)
     security_token: str | None = field(default=None, repr=False)
     region: str = "cn-shanghai"
-    seed: int = 0
+    seed: int | None = None
     user_join_delay: float = 2.0
     call_duration: float = 10.0
     no_show_rate: float = 0.0

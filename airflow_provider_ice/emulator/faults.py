@@ -131,9 +131,9 @@ class FaultInjector:
     :param seed: seed of the decision stream (reset with :meth:`reset`).
     """
 
-    def __init__(self, config: FaultConfig, seed: int) -> None:
-        self._seed = seed
-        self._rng = random.Random(f"faults:{seed}")
+    def __init__(self, config: FaultConfig, seed: int | None) -> None:
+        self._seed = 0 if seed is None else seed  # unseeded: the same decisions as seed 0
+        self._rng = random.Random(f"faults:{self._seed}")
         self._lock = threading.Lock()
         self.config = config
         self._injected: Counter[tuple[str, str]] = Counter()

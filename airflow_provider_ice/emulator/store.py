@@ -40,12 +40,12 @@ def iso_utc(epoch: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
 
 
-def derive(seed: int, instance_id: str, purpose: str, size: int = 16) -> str:
+def derive(seed: int | None, instance_id: str, purpose: str, size: int = 16) -> str:
     """Return a stable pseudo-random hex string for one instance (ids, tokens) without storing it."""
     return hashlib.blake2b(f"{seed}:{instance_id}:{purpose}".encode(), digest_size=size).hexdigest()
 
 
-def _uniform(seed: int, instance_id: str, purpose: str) -> float:
+def _uniform(seed: int | None, instance_id: str, purpose: str) -> float:
     return int(derive(seed, instance_id, purpose, 8), 16) / 2.0**64
 
 
@@ -160,7 +160,7 @@ class Store:
     def __init__(self, config: EmulatorConfig) -> None:
         self._config = config
         self.lock = threading.RLock()
-        self._rng = random.Random(config.seed)
+        self._rng = random.Random(config.seed)  # seed None: from the OS, ids unique per emulator
         self._seq = 0
         self.by_id: dict[str, Instance] = {}
         self._by_agent: dict[str, _AgentIndex] = {}
@@ -378,7 +378,7 @@ class Identity:
     auth_token: str
 
 
-def identity_of(seed: int, instance: Instance) -> Identity:
+def identity_of(seed: int | None, instance: Instance) -> Identity:
     """Return the channel names of ``instance``: given at creation, else derived from its id."""
     runtime = instance.runtime or {}
     iid = instance.instance_id

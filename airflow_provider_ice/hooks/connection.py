@@ -74,21 +74,35 @@ def _integer(extras: Mapping[str, Any], name: str, default: int) -> int:
 
 
 def _verify(extras: Mapping[str, Any]) -> bool | str:
+    """TLS verification from the ``verify`` toggle and the ``ca_bundle`` path.
+
+    ``verify`` written before the form had a CA-bundle field may still hold a path (or "true" /
+    "false" as text); it is read as before.
+    """
     value = extras.get("verify")
+    bundle = str(extras.get("ca_bundle") or "").strip() or None
     if value is None or value == "" or value is True:
-        return True
-    if value is False:
-        return False
-    if isinstance(value, str):
+        verify: bool | str = True
+    elif value is False:
+        verify = False
+    elif isinstance(value, str):
         lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        return value.strip()  # a CA bundle path; the client checks that it exists
-    raise IceValidationError(
-        "verify", f"connection extra must be true, false or a CA bundle path, got {value!r}"
-    )
+        verify = True if lowered in _TRUE else False if lowered in _FALSE else value.strip()
+    else:
+        raise IceValidationError(
+            "verify", f"connection extra must be true, false or a CA bundle path, got {value!r}"
+        )
+    if bundle is None:
+        return verify
+    if verify is False:
+        raise IceValidationError("ca_bundle", "is set while verify is false; clear one of them")
+    if isinstance(verify, str) and verify != bundle:
+        raise IceValidationError(
+            "ca_bundle", f"differs from the CA bundle path in verify ({verify!r}); keep one of them"
+        )
+    if not os.path.isfile(bundle):
+        raise IceValidationError("ca_bundle", f"CA bundle {bundle!r} does not exist (give a PEM file path)")
+    return bundle
 
 
 def _credentials(

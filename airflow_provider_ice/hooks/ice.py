@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -36,28 +37,36 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-def _mask_async(secret: str) -> None:
+def _mask_async(secret: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Register a secret from inside an event loop without the sync supervisor round-trip.
 
     The sync ``mask_secret`` talks to the supervisor with a blocking call, which stalls (or
-    deadlocks) a triggerer's event loop; mask locally now and tell the supervisor asynchronously.
+    deadlocks) a triggerer's event loop; mask locally now and tell the supervisor asynchronously,
+    on ``loop`` when called from a worker thread of that loop.
     """
-    from airflow.sdk.log import amask_secret
-
     try:
         from airflow.sdk.log import _secrets_masker
 
         _secrets_masker().add_mask(secret)
     except ImportError:  # pragma: no cover - older task SDKs
         pass
+    if loop is not None:
+        loop.call_soon_threadsafe(_tell_supervisor, secret)
+        return
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
         from airflow.sdk.log import mask_secret
 
         mask_secret(secret)
         return
-    task = loop.create_task(amask_secret(secret))
+    _tell_supervisor(secret)
+
+
+def _tell_supervisor(secret: str) -> None:
+    from airflow.sdk.log import amask_secret
+
+    task = asyncio.get_running_loop().create_task(amask_secret(secret))
     _PENDING_MASKS.add(task)
     task.add_done_callback(_PENDING_MASKS.discard)
 
@@ -71,7 +80,8 @@ class IceHook(BaseHook):
     Connection (type ``alibaba_ice``): login = AccessKey ID, password = AccessKey secret; extras
     ``region`` (default cn-shanghai), ``endpoint`` (a host or a full URL; plain ``http://`` only
     when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``
-    and ``verify`` (true, false, or a CA bundle path). Without keys on the connection, the
+    ``verify`` (true or false; an older connection's CA bundle path there still works) and
+    ``ca_bundle`` (a CA bundle path to verify with). Without keys on the connection, the
     ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` environment
     variables are used.
 
@@ -163,25 +173,38 @@ class IceHook(BaseHook):
             settings.credentials, transport=self._transport, on_secret=mask_secret, **settings.client_kwargs()
         )
 
+    def _new_async_client(
+        self, settings: IceConnectionSettings, loop: asyncio.AbstractEventLoop
+    ) -> AsyncIceClient:
+        """Return a new async client whose secrets are masked through ``loop``."""
+        from airflow_provider_ice.api.client import AsyncIceClient
+
+        return AsyncIceClient(
+            settings.credentials,
+            transport=self._async_transport,
+            on_secret=functools.partial(_mask_async, loop=loop),
+            **settings.client_kwargs(),
+        )
+
     def get_conn(self) -> IceClient:
         """Return the sync :class:`~airflow_provider_ice.api.client.IceClient`."""
         return self.client
 
     async def aget_async_client(self) -> AsyncIceClient:
-        """Return the async client for the running event loop (one per loop: aiohttp pools are loop-bound)."""
-        from airflow_provider_ice.api.client import AsyncIceClient
+        """Return the async client for the running event loop (one per loop: aiohttp pools are loop-bound).
 
+        It is built in a worker thread: the first one imports aiohttp and every one loads the CA
+        bundle into an SSL context, blocking work that would stall a triggerer's event loop.
+        """
         loop = asyncio.get_running_loop()
         cached = self._async_clients.get(id(loop))
         if cached is not None and cached[0] is loop:
             return cached[1]
         settings = await self.aget_settings()
-        client = AsyncIceClient(
-            settings.credentials,
-            transport=self._async_transport,
-            on_secret=_mask_async,
-            **settings.client_kwargs(),
-        )
+        client = await asyncio.to_thread(self._new_async_client, settings, loop)
+        cached = self._async_clients.get(id(loop))
+        if cached is not None and cached[0] is loop:
+            return cached[1]  # another coroutine built one meanwhile; ours has opened nothing yet
         # Drop clients of closed loops so a long-lived hook does not keep dead pools.
         self._async_clients = {k: v for k, v in self._async_clients.items() if not v[0].is_closed()}
         self._async_clients[id(loop)] = (loop, client)

@@ -39,6 +39,7 @@ from airflow_provider_ice.exceptions import (
     IceAgentCallError,
     IceAgentWaitTimeout,
     IceTriggerEventError,
+    fail_without_retry,
     wait_failure,
 )
 from airflow_provider_ice.hooks.ice import IceHookMixin
@@ -143,6 +144,7 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
 
     # -- execute ------------------------------------------------------------------------------
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         require_non_empty(self.agent_id, "agent_id")
         self.validate_request()
@@ -347,6 +349,7 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
         self.log.info("%s", step.message)
         return record
 
+    @fail_without_retry
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, call: dict[str, Any] | None = None
     ) -> dict[str, Any]:

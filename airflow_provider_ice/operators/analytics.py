@@ -21,7 +21,7 @@ from airflow_provider_ice.api.validation import (
     validate_int_range,
     validate_page_size,
 )
-from airflow_provider_ice.exceptions import IceCallLogError
+from airflow_provider_ice.exceptions import IceCallLogError, fail_without_retry
 from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
@@ -60,6 +60,32 @@ def _agent_list(agent_ids: Any) -> list[str]:
     raise IceValidationError("agent_ids", f"must be an agent id or a list of them, got {agent_ids!r}")
 
 
+def last_complete_interval(expression: str, timezone: str, run_after: datetime) -> tuple[datetime, datetime]:
+    """Return the last whole interval of the cron ``expression`` (in ``timezone``) ending by ``run_after``."""
+    import pendulum
+    from croniter import croniter
+
+    local = pendulum.instance(run_after).in_timezone(timezone)
+    # croniter works on naive wall-clock times; one step back from just after run_after lands on
+    # run_after itself when it is a fire time.
+    cron = croniter(expression, local.naive().add(microseconds=1))
+    end = cron.get_prev(datetime)
+    start = cron.get_prev(datetime)
+    as_utc = [pendulum.instance(moment, tz=timezone).in_timezone("UTC") for moment in (start, end)]
+    return as_utc[0], as_utc[1]
+
+
+def _inferred_interval(context: Context) -> tuple[datetime | None, datetime | None]:
+    dag_run, dag = context.get("dag_run"), context.get("dag")
+    timetable = getattr(dag, "timetable", None)
+    expression = getattr(timetable, "expression", None)
+    run_after = getattr(dag_run, "run_after", None)
+    if not isinstance(expression, str) or run_after is None:
+        return None, None
+    timezone = getattr(timetable, "timezone", "UTC")
+    return last_complete_interval(expression, str(getattr(timezone, "name", timezone)), run_after)
+
+
 class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
     """Compute session analytics for one interval and write them as one replaceable partition.
 
@@ -75,7 +101,9 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
     completes the partition; a call log that is not valid JSON is recorded as an error instead.
 
     :param agent_ids: one agent id, a comma-separated string, or a list. (templated)
-    :param start_time: interval start (ISO-8601 or datetime); default ``data_interval_start``. (templated)
+    :param start_time: interval start (ISO-8601 or datetime); default ``data_interval_start`` or,
+        in a run without a logical date of a cron-scheduled DAG, the start of the last complete
+        interval before the run was triggered. (templated)
     :param end_time: interval end, exclusive; default ``data_interval_end``. (templated)
     :param destination: the dataset root: a local path, a ``file://``/``s3://``/... URI or an
         ``ObjectStoragePath``; default ``$ICE_DATA_DIR/sessions``, else
@@ -129,13 +157,21 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
         self.page_size = page_size
 
     def interval(self, context: Context) -> tuple[datetime, datetime]:
-        """``[start, end)`` in UTC, from the parameters or the run's data interval."""
+        """``[start, end)`` in UTC, from the parameters or the run's data interval.
+
+        A run without a logical date (``airflow dags trigger``) has no data interval; on a cron
+        schedule it then covers the last complete interval before it was triggered, the interval a
+        manual run with a logical date gets.
+        """
         start = self.start_time if self.start_time not in (None, "") else context.get("data_interval_start")
         end = self.end_time if self.end_time not in (None, "") else context.get("data_interval_end")
+        if start is None and end is None:
+            start, end = _inferred_interval(context)
         if start is None or end is None:
             raise IceValidationError(
                 "start_time",
-                "no interval: give start_time and end_time, or run in a DAG run with a data interval",
+                "no interval: give start_time and end_time, or run in a DAG run with a data interval "
+                "(or in a DAG with a cron schedule)",
             )
         start_utc, end_utc = _as_utc("start_time", start), _as_utc("end_time", end)
         if not start_utc < end_utc:
@@ -146,6 +182,7 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
         root = self.destination if self.destination not in (None, "") else storage.data_dir() / "sessions"
         return storage.resolve(root, self.destination_conn_id) / partition_name(start, end)
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         start, end = self.interval(context)
         agent_ids = _agent_list(self.agent_ids)

@@ -25,7 +25,12 @@ from airflow_provider_ice.api.errors import (
 from airflow_provider_ice.api.models import AIAgentInstance
 from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_download_limits
 from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, Outcome, poll_instance
-from airflow_provider_ice.exceptions import IceCallLogError, IceCallLogInvalidError, IceCallLogNotReadyError
+from airflow_provider_ice.exceptions import (
+    IceCallLogError,
+    IceCallLogInvalidError,
+    IceCallLogNotReadyError,
+    fail_without_retry,
+)
 from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
@@ -178,6 +183,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             return resolved / file_name
         return resolved
 
+    @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
         target = self.target()
         with CallLogDownloader(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,7 @@ from airflow_provider_ice.api.waiting import (
     poll_instance,
     poll_step,
 )
-from airflow_provider_ice.exceptions import wait_failure
+from airflow_provider_ice.exceptions import fail_without_retry, wait_failure
 from airflow_provider_ice.hooks.ice import IceHookMixin
 from airflow_provider_ice.task_state import load_state, save_state
 
@@ -30,6 +31,17 @@ if TYPE_CHECKING:
 
 #: task_state_store key of the error count, so reschedule mode keeps its error budget across pokes.
 ERRORS_STATE_KEY = "ice_sensor_consecutive_errors"
+
+
+def _seconds(value: Any, parameter: str) -> float:
+    """Return finite seconds >= 0, as Airflow's sensors take them (a template renders to a string)."""
+    try:
+        seconds = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
+    except ValueError:
+        seconds = math.nan
+    if isinstance(value, bool) or not (math.isfinite(seconds) and seconds >= 0):
+        raise IceValidationError(parameter, f"must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
@@ -56,6 +68,8 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
     :param created_after: When the call was placed (aware datetime or ISO-8601); the window starts
         a few minutes earlier. Defaults to ``lookback`` before the sensor starts. (templated)
     :param ice_conn_id: The ``alibaba_ice`` connection. (templated)
+    :param poke_interval: Seconds between polls, a number or a template such as
+        ``"{{ params.poke_interval }}"``. (templated)
     :param not_found_timeout: Fail if no instance matches this long after the sensor starts.
     :param max_consecutive_errors: Transient API errors tolerated in a row.
     :param include_call_log_url: Put the (secret, expiring) CallLogUrl into the XCom value.
@@ -73,6 +87,7 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
         "correlation_id",
         "created_after",
         "ice_conn_id",
+        "poke_interval",
     )
     template_fields_renderers = {"call": "json"}
     ui_color = "#ffb27a"
@@ -94,7 +109,14 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
         coalesce_polls: bool = True,
         **kwargs: Any,
     ) -> None:
+        # poke_interval may be a template (e.g. "{{ params.poke_interval }}"): BaseSensorOperator
+        # only takes numbers, so a template is kept aside and checked once rendered, in execute.
+        poke_template = kwargs.get("poke_interval")
+        if isinstance(poke_template, str):
+            kwargs["poke_interval"] = 60
         super().__init__(**kwargs)
+        if isinstance(poke_template, str):
+            self.poke_interval = poke_template  # type: ignore[assignment]
         self.coalesce_polls = coalesce_polls
         if call is None and not agent_id:
             raise ValueError("IceAIAgentInstanceSensor: give call=<operator output> or agent_id")
@@ -191,8 +213,10 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
         if self.reschedule:
             save_state(context, ERRORS_STATE_KEY, count)
 
+    @fail_without_retry
     def execute(self, context: Context) -> Any:
         """Poke, reschedule, or poke once and then defer to the trigger."""
+        self.poke_interval = _seconds(self.poke_interval, "poke_interval")
         if not self.deferrable:
             return super().execute(context)
         started_at = time.time()
@@ -219,6 +243,7 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout),
         )
 
+    @fail_without_retry
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: return the instance record, or raise a clear failure."""
         from airflow_provider_ice.triggers.agent_instance import (

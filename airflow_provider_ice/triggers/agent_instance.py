@@ -11,6 +11,7 @@ The event format lives here with its inverse: :func:`make_event` writes an event
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,13 +57,18 @@ def make_event(
     *,
     reason: str,
     instance_status: str | None = None,
+    permanent: bool = False,
 ) -> dict[str, Any]:
-    """Return the one event shape every trigger event has (``call_log_url`` never travels in one)."""
+    """Return the one event shape every trigger event has (``call_log_url`` never travels in one).
+
+    ``permanent`` marks an ``error`` no retry can fix.
+    """
     record = instance_record(target, observation or Observation(Outcome.NOT_FOUND))
     return {
         "status": status,
         "message": message,
         "reason": reason,
+        "permanent": permanent,
         **{key: record[key] for key in _EVENT_RECORD_FIELDS},
         "instance_status": record["status"] or instance_status,
         "call_log_available": record["call_log_available"],
@@ -94,7 +100,24 @@ def event_failure(event: dict[str, Any]) -> IceAgentCallError:
     message = str(event.get("message"))
     if event.get("reason") == REASON_NOT_FOUND:
         return IceAgentInstanceNotFoundError(message)
-    return IceAgentCallError(message)
+    error = IceAgentCallError(message)
+    error.permanent = event.get("permanent") is True
+    return error
+
+
+#: Imported in a worker thread before the first poll: imported cold inside the triggerer's event
+#: loop they would block it for a noticeable time (pydantic models, the client, aiohttp).
+_WAIT_MODULES = (
+    "airflow_provider_ice.hooks.ice",
+    "airflow_provider_ice.api.client",
+    "airflow_provider_ice.triggers.poller",
+    "aiohttp",
+)
+
+
+def _import_wait_modules() -> None:
+    for name in _WAIT_MODULES:
+        importlib.import_module(name)
 
 
 class InstancePoller(Protocol):
@@ -296,6 +319,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the instance is Finished, missing too long, failing, or past the deadline."""
+        await asyncio.to_thread(_import_wait_modules)  # cheap once they are loaded
         target = self.target
         tracker = WaitTracker(
             target=target,
@@ -342,6 +366,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
                             last,
                             reason=REASON_NOT_FOUND if step.not_found else REASON_POLL_ERROR,
                             instance_status=tracker.last_status,
+                            permanent=step.permanent,
                         )
                     )
                     return

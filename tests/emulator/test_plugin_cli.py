@@ -127,3 +127,22 @@ def test_command_prints_the_connection_and_stops_on_ctrl_c() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def _first_ids(emulator: IceEmulator) -> tuple[str, str]:
+    response = send(emulator, signed(emulator, "GenerateAIAgentCall", {"AIAgentId": "a"}))
+    assert response.status_code == 200
+    (instance,) = emulator.state()["instances"]
+    return instance["InstanceId"], instance["ChannelId"]
+
+
+def test_ids_are_unique_per_emulator_unless_seeded(ice_emulator_factory: Callable[..., IceEmulator]) -> None:
+    """A restarted emulator (default ``--seed``) never reuses an earlier InstanceId or ChannelId."""
+    unseeded = [config_from_args(build_parser().parse_args(["--port", "0"])) for _ in range(2)]
+    assert [config.seed for config in unseeded] == [None, None]
+    first, second = (_first_ids(ice_emulator_factory(seed=config.seed)) for config in unseeded)
+    assert first[0] != second[0]
+    assert first[1] != second[1]
+    seeded = [config_from_args(build_parser().parse_args(["--seed", "4"])).seed for _ in range(2)]
+    assert seeded == [4, 4]
+    assert _first_ids(ice_emulator_factory(seed=4)) == _first_ids(ice_emulator_factory(seed=4))

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.emulator import IceEmulator
@@ -56,7 +57,10 @@ def outbound(**kwargs: Any) -> Callable[[], Any]:
 
 def sensor(**kwargs: Any) -> Callable[[], Any]:
     def run() -> Any:
-        return IceAIAgentInstanceSensor(task_id="wait", poke_interval=0.01, **kwargs).poke(context())  # type: ignore[arg-type]
+        task = IceAIAgentInstanceSensor(
+            task_id="wait", poke_interval=0.01, timeout=5, deferrable=False, **kwargs
+        )
+        return task.execute(context())  # type: ignore[arg-type]
 
     return run
 
@@ -348,13 +352,15 @@ def test_bad_connection_fails_before_any_request(
     }[entry]
     if entry == "sensor":
         # The sensor counts polling errors; a configuration error must fail at once, not be retried.
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(AirflowFailException) as caught:
             call()
         message = str(caught.value)
     else:
         with pytest.raises(IceValidationError) as validation:
             call()
         assert validation.value.parameter == parameter
+        # A task fails without retries (the hook, outside a task, raises the plain error).
+        assert isinstance(validation.value, AirflowFailException) is (entry != "hook")
         message = str(validation.value)
     assert parameter in message
     for words in allowed:

@@ -14,7 +14,11 @@ import pytest
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.exceptions import IceCallLogError
-from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator, partition_name
+from airflow_provider_ice.operators.analytics import (
+    IceSessionAnalyticsOperator,
+    last_complete_interval,
+    partition_name,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -273,3 +277,51 @@ def test_object_storage_destination_replaces_the_partition(ice_connection: IceEm
     assert json.loads((partition / "summary.json").read_text())["sessions"] == 12
     assert len((partition / "sessions.jsonl").read_text().splitlines()) == 12
     assert [p.name for p in root.iterdir()] == [partition.name]  # no temporary prefix left
+
+
+@pytest.mark.parametrize(
+    ("expression", "timezone_name", "run_after", "expected"),
+    [
+        (
+            "0 0 * * *",
+            "UTC",
+            "2026-12-02T00:30:00+00:00",
+            ("2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00"),
+        ),
+        (
+            "0 0 * * *",
+            "UTC",
+            "2026-12-02T00:00:00+00:00",
+            ("2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00"),
+        ),
+        (
+            "0 9 * * 1-5",
+            "Europe/Berlin",
+            "2026-12-07T12:00:00+00:00",  # a Monday: the interval runs from Friday 9:00 Berlin time
+            ("2026-12-04T08:00:00+00:00", "2026-12-07T08:00:00+00:00"),
+        ),
+    ],
+)
+def test_last_complete_interval(
+    expression: str, timezone_name: str, run_after: str, expected: tuple[str, str]
+) -> None:
+    start, end = last_complete_interval(expression, timezone_name, datetime.fromisoformat(run_after))
+    assert (start.isoformat(), end.isoformat()) == expected
+
+
+def test_a_run_without_a_logical_date_covers_the_last_complete_interval() -> None:
+    """``airflow dags trigger`` gives no data interval; a cron DAG's run then covers the last whole day."""
+    from airflow.sdk import DAG, CronDataIntervalTimetable
+
+    dag = DAG("analytics_no_date", schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"))
+    run_after = datetime(2026, 12, 2, 0, 30, tzinfo=timezone.utc)
+    context = {"dag": dag, "dag_run": type("Run", (), {"run_after": run_after})()}
+    op = IceSessionAnalyticsOperator(task_id="analytics", agent_ids=AGENT)
+    start, end = op.interval(context)  # type: ignore[arg-type]
+    assert (start, end) == (
+        datetime(2026, 12, 1, tzinfo=timezone.utc),
+        datetime(2026, 12, 2, tzinfo=timezone.utc),
+    )
+    unscheduled = {"dag": DAG("analytics_manual", schedule=None), "dag_run": context["dag_run"]}
+    with pytest.raises(IceValidationError, match="no interval"):
+        op.interval(unscheduled)  # type: ignore[arg-type]

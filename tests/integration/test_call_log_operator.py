@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,21 @@ def test_accepts_the_generate_operator_output_and_defaults_its_destination(
     assert expected.read_bytes() == direct_bytes(ice_connection, instance["InstanceId"])
     # The agent is only known at run time here, so the catch-all asset is declared.
     assert op.outlets == [Asset(name="ice_call_logs_all", uri="ice://call-logs/all")]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_the_call_log_file_gets_the_mode_of_a_plain_write(
+    ice_connection: IceEmulator, tmp_path: Path, umask: int
+) -> None:
+    instance = seeded(ice_connection)[0]
+    final, plain = tmp_path / "log.json", tmp_path / "plain.json"
+    previous = os.umask(umask)
+    try:
+        operator(channel_id=instance["ChannelId"], destination=str(final)).execute({})  # type: ignore[arg-type]
+        plain.write_text("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(final.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
 
 
 @pytest.mark.ice_emulator(calllog_expire_first=True)

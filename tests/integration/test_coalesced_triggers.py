@@ -127,8 +127,11 @@ async def main(ids):
     async def one(t):
         return [e.payload async for e in t.run()]
     task = asyncio.gather(*(one(t) for t in triggers))
-    await asyncio.sleep(0.2)
-    sweeping = len(active_pollers())
+    # The triggers import their modules in a worker thread first (cold in a fresh process).
+    sweeping, deadline = 0, time.time() + 30
+    while not sweeping and time.time() < deadline:
+        await asyncio.sleep(0.05)
+        sweeping = len(active_pollers())
     results = await task
     print(json.dumps({"pollers": sweeping, "events": results}))
 

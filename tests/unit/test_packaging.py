@@ -67,6 +67,14 @@ def test_connection_form_is_declarative_and_marks_the_token_sensitive() -> None:
         "verify",
     } <= set(fields)
     assert fields["security_token"]["schema"]["format"] == "password"
+    # A toggle (a boolean field), not a text box holding "true"; the CA bundle has its own field.
+    assert fields["verify"]["schema"]["type"] == ["boolean", "null"]
+    assert fields["ca_bundle"]["schema"]["type"] == ["string", "null"]
+    # Placeholders reach the standard fields only; extra fields show "examples" as suggestions.
+    placeholders = conn["ui-field-behaviour"]["placeholders"]
+    assert set(placeholders) <= {"host", "schema", "login", "password", "port", "description"}
+    assert fields["endpoint"]["schema"]["examples"]
+    assert fields["region"]["schema"]["examples"]
     assert all("label" in field and "schema" in field for field in fields.values())
     assert conn["ui-field-behaviour"]["relabeling"] == {
         "login": "AccessKey ID",

@@ -10,6 +10,7 @@ from unittest.mock import patch
 import pytest
 from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import (
+    AirflowFailException,
     AirflowRescheduleException,
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -340,4 +341,47 @@ def test_template_fields() -> None:
         "correlation_id",
         "created_after",
         "ice_conn_id",
+        "poke_interval",
     }
+
+
+def test_a_templated_poke_interval_is_what_the_trigger_polls_with() -> None:
+    """The ``poke_interval`` Param of a DAG reaches the trigger (it used to be read at parse time)."""
+    sensor = make_sensor(deferrable=True, poke_interval="{{ params.poke_interval }}")
+    sensor.render_template_fields({"params": {"poke_interval": 3}})
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([instance(correlation_id=CID)])),
+        pytest.raises(TaskDeferred) as deferred,
+    ):
+        sensor.execute(context())
+    assert deferred.value.trigger.serialize()[1]["poll_interval"] == 3.0
+
+
+@pytest.mark.parametrize("rendered", ["soon", "-1", "nan", True])
+def test_a_bad_poke_interval_names_the_parameter_before_any_request(rendered: object) -> None:
+    sensor = make_sensor(poke_interval="{{ params.poke_interval }}")
+    sensor.render_template_fields({"params": {"poke_interval": rendered}})
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=AssertionError("no request")),
+        pytest.raises(Exception, match="poke_interval") as raised,
+    ):
+        sensor.execute(context())
+    assert isinstance(raised.value.__cause__ or raised.value, IceValidationError)
+
+
+@pytest.mark.parametrize(("permanent", "retried"), [(True, False), (False, True)])
+def test_an_error_event_fails_without_retry_only_when_permanent(permanent: bool, retried: bool) -> None:
+    """A trigger that gave up on refused credentials says so in its event; the task is not retried."""
+    event = {"status": "error", "reason": "poll_error", "message": "refused", "permanent": permanent}
+    with pytest.raises(IceAgentCallError) as raised:
+        make_sensor(deferrable=True).execute_complete(context(), event)
+    assert isinstance(raised.value, AirflowFailException) is not retried
+
+
+def test_refused_credentials_while_poking_fail_without_retry() -> None:
+    refused = IceAuthError("InvalidAccessKeyId.NotFound", code="InvalidAccessKeyId.NotFound")
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=refused),
+        pytest.raises(AirflowFailException, match="InvalidAccessKeyId"),
+    ):
+        make_sensor().execute(context())
