@@ -115,7 +115,8 @@ _WAIT_MODULES = (
 )
 
 
-def _import_wait_modules() -> None:
+def import_wait_modules() -> None:
+    """Import what waiting needs (call it in a worker thread, off the triggerer's event loop)."""
     for name in _WAIT_MODULES:
         importlib.import_module(name)
 
@@ -319,7 +320,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the instance is Finished, missing too long, failing, or past the deadline."""
-        await asyncio.to_thread(_import_wait_modules)  # cheap once they are loaded
+        await asyncio.to_thread(import_wait_modules)  # cheap once they are loaded
         target = self.target
         tracker = WaitTracker(
             target=target,

@@ -86,6 +86,9 @@ class IceCampaignTrigger(BaseTrigger):
             await asyncio.sleep(self._remaining() or 0.0)
             yield self._event("success", REASON_WAKE, [])
             return
+        from airflow_provider_ice.triggers.agent_instance import import_wait_modules
+
+        await asyncio.to_thread(import_wait_modules)  # cold imports would block the event loop
         from airflow_provider_ice.hooks.ice import IceHook
         from airflow_provider_ice.triggers.poller import coalesced_wait
 
