@@ -159,14 +159,17 @@ def _report(data: Path, emulator: Emulator, pipeline_state: str, analytics_state
             print(f"  {turn.get('Role', '?'):>5}: {turn.get('Text', '')[:90]}")
 
     print("\n=== ice_session_analytics (one partition per day) ===")
+    from airflow_provider_ice.storage import committed_files
+
     rows = []
-    for summary_path in sorted((data / "sessions").glob("date=*/summary.json")):
-        summary = json.loads(summary_path.read_text())
+    for partition in sorted((data / "sessions").glob("date=*")):
+        # The reader contract: the manifest first, then the files of the version it names.
+        summary = json.loads(committed_files(partition)["summary.json"].read_text())
         latency = summary["distributions"]["first_response_latency_ms"]
         duration = summary["distributions"]["duration_ms"]
         rows.append(
             [
-                summary_path.parent.name,
+                partition.name,
                 summary["sessions"],
                 summary["by_status"].get("Finished", 0),
                 summary["pending_count"],

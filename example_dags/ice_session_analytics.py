@@ -2,8 +2,9 @@
 
 The run with logical date D covers the UTC day ``[D, D+1)`` (it runs once that day is over). It
 lists every agent instance created in its data interval, downloads the finished ones'
-call logs and writes ``<destination>/date=YYYY-MM-DD/{sessions.jsonl,summary.json}``, replacing the
-partition atomically. Backfill past days with::
+call logs and commits ``<destination>/date=YYYY-MM-DD/``: ``sessions.jsonl`` and ``summary.json``
+in a new version folder, switched in by ``_manifest.json`` (read it first), replacing the partition
+atomically. Backfill past days with::
 
     airflow backfill create --dag-id ice_session_analytics \\
         --from-date 2026-01-01 --to-date 2026-01-07 --max-active-runs 3

@@ -7,8 +7,10 @@ with its ``list_ai_agent_instances`` async iterator) and an
 Memory stays bounded whatever the size of the interval: the listing is consumed through a bounded
 queue by ``concurrency`` workers, each holding at most one call log (``max_bytes``); finished
 sessions are handed to ``emit`` in listing order through a reorder window of at most four times
-``concurrency`` sessions. Only one small key per session is remembered, to drop the duplicates a listing
-can return when instances are created while it is being paged.
+``concurrency`` sessions. Only a 16-byte digest per session is remembered, to drop the entries a
+listing repeats when instances are created while it is being paged (:func:`session_key`: only true
+repeats; distinct sessions that share a channel or a UserData are all kept). What was dropped is
+counted in :attr:`CollectStats.duplicates`.
 
 Call-log URLs that the storage refuses (expired) and bodies that do not parse (e.g. truncated) are
 retried after the main pass with fresh URLs from one new listing of the interval, up to
@@ -18,6 +20,7 @@ retried after the main pass with fresh URLs from one new listing of the interval
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import logging
@@ -33,6 +36,7 @@ from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.download import AsyncCallLogDownloader
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
+    CallLogEncodingError,
     CallLogFormatError,
     CallLogTooLargeError,
     CallLogUrlError,
@@ -42,7 +46,8 @@ from airflow_provider_ice.api.models import AIAgentInstance
 
 log = logging.getLogger(__name__)
 
-SessionKey = tuple[str, str, str, str]
+#: A digest of what identifies one instance in a listing (see :func:`session_key`).
+SessionKey = bytes
 
 
 class InstanceLister(Protocol):
@@ -67,11 +72,35 @@ class CollectStats:
 
 
 def session_key(agent_id: str, instance: AIAgentInstance) -> SessionKey:
-    """Return a session's identity: an instance has no InstanceId in List, so ChannelId + correlation id."""
-    user_data = instance.user_data or ""
-    correlation = correlation_id_of(user_data) or ""
-    # Without either identifier, the UserData itself is the best identity left.
-    return (agent_id, instance.channel_id or "", correlation, "" if correlation else user_data)
+    """Return what makes a listed entry *this* instance, as a 16-byte digest.
+
+    ListAIAgentInstance gives no InstanceId, and distinct sessions may share a ChannelId, a
+    correlation id or a UserData (several agents in one ARTC channel, a rerun with the same
+    payload). An entry is therefore identified by everything it carries that does not change while
+    it is listed: the channel, the agent's user id and AuthToken (issued per instance), the
+    UserData, the InstanceId and creation time when present. Status and CallLogUrl are left out:
+    they change between two pages of one listing (Executing, then Finished with a fresh signed URL),
+    which is exactly how a page shift repeats an entry.
+    """
+    runtime = instance.runtime_config.resolved()
+    token = runtime.auth_token.get_secret_value() if runtime.auth_token is not None else ""
+    created = instance.gmt_create.isoformat() if instance.gmt_create is not None else ""
+    parts = (
+        agent_id,
+        instance.instance_id or "",
+        runtime.channel_id or "",
+        runtime.agent_user_id or "",
+        token,
+        instance.user_data or "",
+        created,
+    )
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+
+
+def _identifiable(instance: AIAgentInstance) -> bool:
+    """Return whether a new listing can find this entry again (it carries anything but its status)."""
+    runtime = instance.runtime_config.resolved()
+    return bool(instance.instance_id or runtime.channel_id or runtime.auth_token or instance.user_data)
 
 
 @dataclass
@@ -132,25 +161,18 @@ class SessionCollector:
             self.stats.refreshed += len(self._retry)
             await self._pass(self._listing(first=False))
         # What is still failing after every round is written with its error.
-        for key, (agent_id, instance, error) in sorted(self._retry.items()):
+        for agent_id, instance, error in self._retry.values():  # in listing order
             transient = not error.startswith("invalid:")
             message = error.removeprefix("invalid:").removeprefix("transient:")
             if transient:
-                self.stats.download_failures.append(
-                    {
-                        "agent_id": agent_id,
-                        "channel_id": key[1],
-                        "correlation_id": key[2] or None,
-                        "error": message,
-                    }
-                )
+                self.stats.download_failures.append(_failure(agent_id, instance, message))
             self.emit(session_metrics(instance, None, agent_id=agent_id, call_log_error=message))
         return self.stats
 
     async def _listing(self, *, first: bool) -> AsyncIterator[tuple[str, AIAgentInstance]]:
         pending = dict(self._retry)
         for agent_id in self.agent_ids:
-            if not first and not any(key[0] == agent_id for key in pending):
+            if not first and not any(agent == agent_id for agent, _, _ in pending.values()):
                 continue
             async for instance in self.client.list_ai_agent_instances(
                 agent_id, start_time=self.start, end_time=self.end, page_size=self.page_size
@@ -229,7 +251,7 @@ class SessionCollector:
             call_log = parse_call_log(buffer.getvalue())
         except (CallLogTooLargeError, CallLogUrlError) as err:
             return session_metrics(instance, None, agent_id=agent_id, call_log_error=str(err))
-        except CallLogFormatError as err:
+        except (CallLogFormatError, CallLogEncodingError) as err:
             return self._set_aside(key, agent_id, instance, f"invalid:{err}")
         except CallLogUrlExpiredError as err:
             return self._set_aside(key, agent_id, instance, f"transient:{err}")
@@ -243,15 +265,22 @@ class SessionCollector:
         self, key: SessionKey, agent_id: str, instance: AIAgentInstance, error: str
     ) -> SessionMetrics | None:
         kind, message = error.split(":", 1)
-        if not (key[1] or key[2] or key[3]):
+        if not _identifiable(instance):
             # Nothing identifies it in a new listing: record the error now.
             if kind == "transient":
-                self.stats.download_failures.append(
-                    {"agent_id": agent_id, "channel_id": None, "correlation_id": None, "error": message}
-                )
+                self.stats.download_failures.append(_failure(agent_id, instance, message))
             return session_metrics(instance, None, agent_id=agent_id, call_log_error=message)
         self._retry[key] = (agent_id, instance, error)
         return None
+
+
+def _failure(agent_id: str, instance: AIAgentInstance, message: str) -> dict[str, Any]:
+    return {
+        "agent_id": agent_id,
+        "channel_id": instance.channel_id,
+        "correlation_id": correlation_id_of(instance.user_data or "") or None,
+        "error": message,
+    }
 
 
 def session_line(session: SessionMetrics) -> str:

@@ -19,17 +19,17 @@ CORRELATION_KEY = "AirflowCorrelationId"
 
 
 def make_correlation_id(
-    dag_id: str, run_id: str, task_id: str, map_index: int | None = -1, clear_number: int | None = 0
+    dag_id: str, run_id: str, task_id: str, map_index: int | None = -1, generation: int | None = 0
 ) -> str:
-    """Return a stable id for one task instance (the same on every try), short enough for UserData.
+    """Return a stable id for one run-through of a task instance, short enough for UserData.
 
-    ``clear_number`` (the DAG run's count of user "clear" actions) changes the id, so that a task
-    a user clears on purpose places a fresh call while automatic retries adopt the existing one.
-    With the default 0 the id is the same as without it.
+    ``generation`` counts the tries before the latest Clear of this task instance (the same on
+    every automatic retry), so that a task a user clears on purpose gets a new id while automatic
+    retries keep theirs. With the default 0 (never cleared) the id is the same as without it.
     """
     source = f"{dag_id}\x1f{run_id}\x1f{task_id}\x1f{-1 if map_index is None else map_index}"
-    if clear_number:
-        source += f"\x1f{clear_number}"
+    if generation:
+        source += f"\x1f{generation}"
     return "af-" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
 
 
@@ -47,26 +47,34 @@ def correlation_id_of(user_data: str | None) -> str | None:
     return None
 
 
-def embed_correlation_id(user_data: Any, correlation_id: str | None) -> tuple[Any, bool]:
-    """Put ``correlation_id`` into ``user_data`` under :data:`CORRELATION_KEY`.
+def embed_correlation_id(user_data: Any, correlation_id: str | None) -> Any:
+    """Return ``user_data`` with ``correlation_id`` put in under :data:`CORRELATION_KEY`.
 
-    Returns ``(user_data_to_send, embedded)``. A mapping or empty value becomes a dict; a string
-    holding a JSON object becomes that object; any other string is returned unchanged with
-    ``embedded=False`` (the caller then cannot recognise its instance in ListAIAgentInstance).
-    The user may not put a different value under the reserved key.
+    A mapping, an empty value or a string holding a JSON object becomes a dict. With
+    ``correlation_id`` None, ``user_data`` is returned unchanged.
+
+    :raises IceValidationError: for ``user_data`` that is not a JSON object (a plain string, a list,
+        a dict a template rendered to a Python repr), naming ``user_data`` and the fix, and when the
+        user put a different value under the reserved key.
     """
     if correlation_id is None:
-        return user_data, False
+        return user_data
     if user_data is None or user_data == "" or (isinstance(user_data, dict) and not user_data):
-        return {CORRELATION_KEY: correlation_id}, True
+        return {CORRELATION_KEY: correlation_id}
     loaded: Any = user_data
     if isinstance(user_data, str):
         try:
             loaded = json.loads(user_data)
         except ValueError:
-            return user_data, False
+            loaded = None
     if not isinstance(loaded, dict):
-        return user_data, False
+        raise IceValidationError(
+            "user_data",
+            "must be a dict or a string holding a JSON object, so the correlation id that prevents a "
+            f"second call can be added (got {type(user_data).__name__}); wrap the value, e.g. "
+            '{"note": ...}, render templates as JSON ("{{ value | tojson }}" or '
+            "render_template_as_native_obj=True), or pass correlation=False to give up that protection",
+        )
     existing = loaded.get(CORRELATION_KEY)
     if existing is not None and existing != correlation_id:
         raise IceValidationError(
@@ -74,4 +82,4 @@ def embed_correlation_id(user_data: Any, correlation_id: str | None) -> tuple[An
             f"the key {CORRELATION_KEY!r} is reserved for the provider's correlation id; remove it "
             "(or pass correlation=False to manage duplicates yourself)",
         )
-    return {**loaded, CORRELATION_KEY: correlation_id}, True
+    return {**loaded, CORRELATION_KEY: correlation_id}

@@ -17,8 +17,9 @@ The hierarchy::
     +-- CallLogDownloadError                    a CallLogUrl could not be downloaded
         +-- CallLogUrlError (also ValueError)   the URL itself is refused
         +-- CallLogUrlExpiredError              the storage refused the URL: fetch a fresh one
-        +-- CallLogTooLargeError                the body exceeds the size cap
-        +-- CallLogUnavailableError             retries exhausted
+        +-- CallLogTooLargeError                the decoded body exceeds the size cap
+        +-- CallLogEncodingError                the body does not decode with its Content-Encoding
+        +-- CallLogUnavailableError             5xx, throttling, dropped, over the deadline (retried)
 
     CallLogFormatError (ValueError)             the downloaded bytes are not a call log
 
@@ -153,9 +154,20 @@ class IcePaginationError(IceError):
 class CallLogDownloadError(IceError):
     """A call log could not be downloaded. Messages never contain the URL."""
 
-    def __init__(self, message: str, *, http_status: int | None = None, code: str | None = None) -> None:
+    #: Named in the retry log line of :mod:`.retry`.
+    action = "Call-log download"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.http_status = http_status
         self.code = code
+        self.retry_after = retry_after
         super().__init__(scrub(message))
 
 
@@ -171,8 +183,12 @@ class CallLogTooLargeError(CallLogDownloadError):
     """The body exceeds the size cap."""
 
 
+class CallLogEncodingError(CallLogDownloadError):
+    """The body does not decode with its ``Content-Encoding`` (broken or unsupported coding)."""
+
+
 class CallLogUnavailableError(CallLogDownloadError):
-    """Retries are exhausted on 5xx, throttling or dropped connections."""
+    """5xx, throttling, a dropped connection or an attempt over its deadline (retried, then raised)."""
 
 
 class CallLogFormatError(ValueError):

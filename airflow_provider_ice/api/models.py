@@ -85,24 +85,39 @@ class AIAgentConfig(IceModel):
     user_offline_timeout: int | None = Field(default=None, alias="UserOfflineTimeout", ge=0)
 
 
-class RuntimeConfig(IceModel):
-    """``RuntimeConfig``: the ARTC channel the agent joined. ``AuthToken`` is a credential."""
+class ScenarioRuntime(IceModel):
+    """A deprecated per-scenario copy of the channel (``VoiceChat``...); its ``AuthToken`` is secret too."""
 
     channel_id: str | None = Field(default=None, alias="ChannelId")
     agent_user_id: str | None = Field(default=None, alias="AgentUserId")
     auth_token: SecretStr | None = Field(default=None, alias="AuthToken")
 
+
+class RuntimeConfig(IceModel):
+    """``RuntimeConfig``: the ARTC channel the agent joined. Every ``AuthToken`` is a credential."""
+
+    channel_id: str | None = Field(default=None, alias="ChannelId")
+    agent_user_id: str | None = Field(default=None, alias="AgentUserId")
+    auth_token: SecretStr | None = Field(default=None, alias="AuthToken")
+    voice_chat: ScenarioRuntime | None = Field(default=None, alias="VoiceChat")
+    vision_chat: ScenarioRuntime | None = Field(default=None, alias="VisionChat")
+    avatar_chat_3d: ScenarioRuntime | None = Field(default=None, alias="AvatarChat3D")
+
+    @field_validator("voice_chat", "vision_chat", "avatar_chat_3d", mode="before")
+    @classmethod
+    def _only_objects(cls, value: Any) -> Any:
+        return value if isinstance(value, (dict, ScenarioRuntime)) else None
+
     def resolved(self) -> RuntimeConfig:
         """Top-level fields first, then the deprecated per-scenario sub-objects."""
         if self.channel_id and self.agent_user_id:
             return self
-        for scenario in ("VoiceChat", "VisionChat", "AvatarChat3D"):
-            sub = (self.model_extra or {}).get(scenario)
-            if isinstance(sub, dict) and sub.get("ChannelId"):
+        for sub in (self.voice_chat, self.vision_chat, self.avatar_chat_3d):
+            if sub is not None and sub.channel_id:
                 return RuntimeConfig(
-                    ChannelId=self.channel_id or sub.get("ChannelId"),
-                    AgentUserId=self.agent_user_id or sub.get("AgentUserId"),
-                    AuthToken=self.auth_token or sub.get("AuthToken"),
+                    ChannelId=self.channel_id or sub.channel_id,
+                    AgentUserId=self.agent_user_id or sub.agent_user_id,
+                    AuthToken=self.auth_token or sub.auth_token,
                 )
         return self
 

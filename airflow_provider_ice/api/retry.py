@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
 
 from .errors import (
-    IceApiError,
     IceError,
     IceOutcomeUnknownError,
     IceResponseError,
@@ -73,8 +72,9 @@ class BackoffWait:
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, IceApiError) and exc.retry_after is not None:
-            return min(max(exc.retry_after, 0.0), MAX_RETRY_AFTER)
+        retry_after = getattr(exc, "retry_after", None)  # IceApiError, CallLogDownloadError
+        if isinstance(retry_after, (int, float)):
+            return min(max(float(retry_after), 0.0), MAX_RETRY_AFTER)
         ceiling = min(self.cap, self.base * 2 ** (state.attempt_number - 1))
         # Equal jitter: at least half the ceiling, so a crowd of clients spreads out but still backs off.
         return ceiling / 2 + random.uniform(0, ceiling / 2)
@@ -94,12 +94,26 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
-def retry_kwargs(max_retries: int, wait: BackoffWait, *, safe_to_repeat: bool) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``."""
+def retry_kwargs(
+    max_retries: int,
+    wait: BackoffWait,
+    *,
+    safe_to_repeat: bool,
+    retryable: Callable[[BaseException], bool] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``tenacity.Retrying`` / ``AsyncRetrying``.
+
+    ``retryable`` replaces :func:`is_retryable` for other exchanges than API calls (call-log downloads).
+    """
+    if retryable is None:
+
+        def retryable(exc: BaseException) -> bool:
+            return is_retryable(exc, safe_to_repeat=safe_to_repeat)
+
     return {
         "stop": stop_after_attempt(max_retries + 1),
         "wait": wait,
-        "retry": retry_if_exception(lambda exc: is_retryable(exc, safe_to_repeat=safe_to_repeat)),
+        "retry": retry_if_exception(retryable),
         "before_sleep": _log_retry,
         "reraise": True,
     }

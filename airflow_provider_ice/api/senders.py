@@ -147,6 +147,7 @@ class AiohttpPool:
     :param timeout: connect/read/pool timeouts, applied as httpx (and httpx-aiohttp) apply them.
     :param verify: ``True``, ``False``, a CA bundle path or an SSL context, as httpx takes it.
     :param skip_auto_headers: headers aiohttp must not add on its own.
+    :param auto_decompress: let aiohttp undo ``Content-Encoding`` (False: the caller decodes).
     """
 
     def __init__(
@@ -155,6 +156,7 @@ class AiohttpPool:
         verify: bool | str | ssl.SSLContext,
         *,
         skip_auto_headers: tuple[str, ...] = (),
+        auto_decompress: bool = True,
     ) -> None:
         import aiohttp
 
@@ -165,6 +167,7 @@ class AiohttpPool:
             total=None, connect=timeout.pool, sock_connect=timeout.connect, sock_read=timeout.read
         )
         self._skip = skip_auto_headers
+        self._auto_decompress = auto_decompress
         self._session: aiohttp.ClientSession | None = None
         #: What aiohttp raises for a failed exchange (timeouts included).
         self.errors: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
@@ -179,6 +182,7 @@ class AiohttpPool:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=self._skip,
                 timeout=self._timeout,
+                auto_decompress=self._auto_decompress,
             )
         return self._session
 

@@ -43,9 +43,17 @@ class Credentials:
             )
 
 
-@dataclass(frozen=True)
+#: Headers whose values are credentials (the signature and the STS token).
+SECRET_HEADERS = frozenset({"authorization", "x-acs-security-token"})
+
+
+@dataclass(frozen=True, repr=False)
 class SignedRequest:
-    """Exactly what goes on the wire: the query string and body that were signed."""
+    """Exactly what goes on the wire: the query string and body that were signed.
+
+    Its repr shows neither the credentials in the headers nor the parameters (which may carry an
+    AuthToken or UserData): only the method, the path, the header names and the sizes.
+    """
 
     method: str
     path: str
@@ -56,6 +64,14 @@ class SignedRequest:
     @property
     def target(self) -> str:
         return f"{self.path}?{self.query_string}" if self.query_string else self.path
+
+    def __repr__(self) -> str:
+        headers = {k: "<redacted>" if k.lower() in SECRET_HEADERS else v for k, v in self.headers.items()}
+        return (
+            f"SignedRequest(method={self.method!r}, path={self.path!r}, "
+            f"query_string=<{len(self.query_string)} chars>, headers={headers!r}, "
+            f"body=<{len(self.body)} bytes>)"
+        )
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch

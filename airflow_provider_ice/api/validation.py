@@ -20,6 +20,9 @@ MAX_EXPIRE_SECONDS = 604_800
 MAX_USER_ID_LENGTH = 64
 MAX_PAGE_SIZE = 100
 MAX_PAGE_NUMBER = 100
+#: Bounds of a call-log download's settings (the downloader's own).
+MAX_DOWNLOAD_RETRIES = 20
+MAX_DOWNLOAD_TIMEOUT = 3600.0
 ICE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # E.164 allows 15 digits; national formats used by PSTN trunks are at least 3 digits long.
 _PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
@@ -47,11 +50,32 @@ def validate_int_range(value: Any, parameter: str, low: int, high: int | None = 
     return value
 
 
-def validate_download_limits(max_bytes: Any, max_url_refreshes: Any, download_retries: Any) -> None:
+def validate_download_limits(
+    max_bytes: Any, max_url_refreshes: Any, download_retries: Any, download_timeout: Any
+) -> None:
     """Check the call-log download settings the fetch and analytics operators share."""
     validate_int_range(max_bytes, "max_bytes", 1)
     validate_int_range(max_url_refreshes, "max_url_refreshes", 0)
-    validate_int_range(download_retries, "download_retries", 0)
+    validate_int_range(download_retries, "download_retries", 0, MAX_DOWNLOAD_RETRIES)
+    positive_seconds(download_timeout, "download_timeout", maximum=MAX_DOWNLOAD_TIMEOUT)
+
+
+def validate_epoch(value: Any, parameter: str) -> float | None:
+    """Return None, or a moment as finite, non-negative seconds since the epoch (a trigger's deadlines)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise IceValidationError(
+            parameter, f"must be None or seconds since the epoch (a finite number >= 0), got {value!r}"
+        )
+    return float(value)
+
+
+def validate_flag(value: Any, parameter: str) -> bool:
+    """Return ``value`` if it is a real bool: the string ``"False"`` is truthy and would mean the opposite."""
+    if not isinstance(value, bool):
+        raise IceValidationError(parameter, f"must be True or False, got {type(value).__name__} {value!r}")
+    return value
 
 
 def validate_expire(value: Any, parameter: str = "Expire") -> int:

@@ -7,19 +7,20 @@ Field names follow shared/reference/ice-api.md §1. Choices where the service is
 * StopAIAgentInstance on a Finished instance succeeds and changes nothing (idempotent);
 * ListAIAgentInstance filters on creation time, ``[StartTime, EndTime)``, newest first;
   ``PageSize=0`` returns an empty page;
-* ``CallLogUrl`` is present only once the instance is Finished.
+* ``CallLogUrl`` is present only once the instance is Finished (unless a scenario says otherwise).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from airflow_provider_ice.emulator.call_log import CallLogSigner
-from airflow_provider_ice.emulator.config import EmulatorConfig
+from airflow_provider_ice.emulator.config import EmulatorConfig, scenario_of
 from airflow_provider_ice.emulator.faults import FaultInjector
 from airflow_provider_ice.emulator.secrets import SecretLedger
 from airflow_provider_ice.emulator.store import FINISHED, Instance, Store, derive, identity_of, iso_utc
@@ -188,8 +189,16 @@ class Actions:
         page_size = _int(params, "PageSize", 10, 0, 100)
         page_number = _int(params, "PageNumber", 1, 1, 100)
         start, end = _time(params, "StartTime"), _time(params, "EndTime")
-        page = self._store.page(agent_id, start, end, page_size, page_number)
         now = self._store.now()
+        lag = self._faults.config.listing_lag
+        if lag > 0:
+            # Instances younger than the lag are not listed yet: the window ends before them
+            # (one created exactly ``lag`` seconds ago is listed).
+            cutoff = math.nextafter(now - lag, math.inf)
+            if self._store.count(agent_id, cutoff if start is None else max(start, cutoff), end):
+                self._faults.count("listing_lag", "ListAIAgentInstance")
+            end = cutoff if end is None else min(end, cutoff)
+        page = self._store.page(agent_id, start, end, page_size, page_number)
         return {"Instances": [self._view(instance, now, base_url) for instance in page]}
 
     def describe_ai_agent_instance(self, params: Params, base_url: str) -> dict[str, Any]:
@@ -221,20 +230,22 @@ class Actions:
         status = instance.status(now)
         ident = identity_of(self._config.seed, instance)
         self._ledger.record(ident.auth_token, "AuthToken")
+        channel = {
+            "ChannelId": ident.channel_id,
+            "AgentUserId": ident.agent_user_id,
+            "AuthToken": ident.auth_token,
+        }
         view: dict[str, Any] = {
             "Status": status,
-            "RuntimeConfig": {
-                "ChannelId": ident.channel_id,
-                "AgentUserId": ident.agent_user_id,
-                "AuthToken": ident.auth_token,
-            },
+            # The deprecated per-scenario copy is still documented: clients must treat it alike.
+            "RuntimeConfig": {**channel, "VoiceChat": dict(channel)},
             "UserData": instance.user_data if instance.user_data is not None else "",
         }
         if instance.agent_config is not None:
             view["AgentConfig"] = instance.agent_config
         if instance.template_config is not None:
             view["TemplateConfig"] = instance.template_config
-        if status == FINISHED:
+        if status == FINISHED or scenario_of(instance.user_data).get("EarlyCallLogUrl") is True:
             view["CallLogUrl"] = self._call_log_url(instance, now, base_url)
         return view
 

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--calllog-truncate-rate", type=_rate, default=0.0, help="share of call logs truncated"
     )
     faults.add_argument(
+        "--listing-lag", type=_seconds, default=0.0, help="seconds before a new instance is listed"
+    )
+    faults.add_argument(
         "--fault-actions",
         default=None,
         help=f"comma-separated actions the API faults target ({', '.join(ACTIONS)})",
@@ -132,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         calllog_expire_first=args.calllog_expire_first,
         calllog_error_rate=args.calllog_error_rate,
         calllog_truncate_rate=args.calllog_truncate_rate,
+        listing_lag=args.listing_lag,
         actions=fault_actions,
     )
     return EmulatorConfig(

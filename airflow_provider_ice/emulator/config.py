@@ -58,6 +58,9 @@ class FaultConfig:
         expired URL, however many polls listed the instance before.
     :param calllog_error_rate: share of call-log downloads answered 503 with an OSS-style XML error.
     :param calllog_truncate_rate: share of call-log downloads whose body is cut in half (a truncated file).
+    :param listing_lag: seconds after its creation before an instance shows in ListAIAgentInstance
+        (a listing that lags behind creation); DescribeAIAgentInstance sees it at once. Not random,
+        and not restricted by ``actions``.
     :param actions: restrict the API faults (throttle, error, drop, slow create) to these action names;
         ``None`` targets every action.
     """
@@ -74,6 +77,7 @@ class FaultConfig:
     calllog_expire_first: bool = False
     calllog_error_rate: float = 0.0
     calllog_truncate_rate: float = 0.0
+    listing_lag: float = 0.0
     actions: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
@@ -83,6 +87,7 @@ class FaultConfig:
             _check_rate(name, getattr(self, name))
         _check_non_negative("latency", self.latency)
         _check_non_negative("slow_create_delay", self.slow_create_delay)
+        _check_non_negative("listing_lag", self.listing_lag)
         if self.throttle_status not in (400, 429):
             raise ValueError(f"throttle_status: must be 400 or 429, got {self.throttle_status!r}")
         if self.retry_after_ms < 0:

@@ -28,7 +28,10 @@ CALLLOG_ACTION = "CallLogDownload"
 API_KINDS = ("throttled", "server_error_5xx", "dropped_connection", "slow_create")
 #: Faults of downloads: answered 503, body cut in half, refused because the URL had expired.
 CALLLOG_KINDS = ("calllog_error", "calllog_truncated", "calllog_expired")
-FAULT_KINDS = API_KINDS + CALLLOG_KINDS
+#: Faults of the listing: a ListAIAgentInstance answer that left out instances created less than
+#: ``listing_lag`` seconds before (counted once per answer that left out at least one).
+LISTING_KINDS = ("listing_lag",)
+FAULT_KINDS = API_KINDS + CALLLOG_KINDS + LISTING_KINDS
 #: Download faults that can be forced (an expired URL is a property of the URL handed out earlier).
 FORCEABLE_CALLLOG_KINDS = ("calllog_error", "calllog_truncated")
 

@@ -105,6 +105,15 @@ class IceEmulator:
     def credentials(self) -> Credentials:
         return Credentials(self.access_key_id, self.access_key_secret, self.config.security_token)
 
+    def rotate_credentials(
+        self, *, access_key_secret: str | None = None, security_token: str | None = None
+    ) -> None:
+        """Accept only the new secret and/or STS token from now on, as after a rotation."""
+        if access_key_secret is not None:
+            self.config.access_key_secret = access_key_secret
+        if security_token is not None:
+            self.config.security_token = security_token
+
     def airflow_conn_json(self) -> str:
         """Return the ``AIRFLOW_CONN_ICE_DEFAULT`` value that points a connection at this emulator."""
         extra: dict[str, Any] = {"endpoint": self.url, "region": self.config.region}
@@ -126,8 +135,9 @@ class IceEmulator:
         refusals; the faults with their settings, what was injected and what is still forced.
 
         ``faults_injected`` is ``{kind: {action: n}}`` over every kind (throttled, server_error_5xx,
-        dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired; downloads
-        under the action ``CallLogDownload``), ``faults_injected_total`` is ``{kind: n}``.
+        dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired,
+        listing_lag; downloads under the action ``CallLogDownload``), ``faults_injected_total`` is
+        ``{kind: n}``.
         """
         store = self.store
         instances = store.instance_states(agent_id)

@@ -12,8 +12,8 @@ an idle user stays silent (``Finished`` after ``AgentConfig.MaxIdleTime``, defau
 nothing. ``no_show_rate`` and ``idle_rate`` draw no-shows and idle users.
 
 A caller can script one call through its UserData (a JSON object) under the key ``EmulatorScenario``:
-``{"EmulatorScenario": {"NoShow": true}}``, ``{"Idle": true}``, ``{"UserJoinDelay": 0.5,
-"CallDuration": 3}``. The real service treats UserData as opaque text, so this changes nothing there.
+``{"EmulatorScenario": {"NoShow": true}}``, ``{"Idle": true}``, ``{"UserJoinDelay": 0.5, "CallDuration": 3}``,
+``{"EarlyCallLogUrl": true}`` (a CallLogUrl listed before Finished). UserData is opaque to the real service.
 """
 
 from __future__ import annotations
@@ -282,6 +282,15 @@ class Store:
             top = hi - (page_number - 1) * page_size
             bottom = max(lo, top - page_size)
             return index.items[bottom:top][::-1] if top > lo else []
+
+    def count(self, agent_id: str, start: float | None, end: float | None) -> int:
+        """Return how many instances of ``agent_id`` were created in ``[start, end)``."""
+        with self.lock:
+            index = self._by_agent.get(agent_id)
+            if index is None:
+                return 0
+            lo, hi = index.newest_first(start, end)
+            return hi - lo
 
     def seed_history(
         self,

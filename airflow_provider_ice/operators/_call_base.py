@@ -1,11 +1,18 @@
 """The exactly-once machinery shared by the ICE call operators: place, adopt, remember, wait.
 
-A call reaches a real person, so placing it twice is the failure that matters. Each task instance
-gets a correlation id (:func:`~airflow_provider_ice.api.correlation.make_correlation_id`) that is
-put into ``UserData`` under ``AirflowCorrelationId``. ListAIAgentInstance echoes UserData, so a
-retried task, or one whose creating call's response was lost, finds the instance it already
-created and adopts it instead of calling again. Waiting is done with the same rules as
-:class:`~airflow_provider_ice.sensors.agent_instance.IceAIAgentInstanceSensor`.
+A call reaches a real person, so placing it twice is the failure that matters. The rules (also in
+the README, "Exactly one call per task instance"):
+
+* An automatic retry never places a second call: it adopts the call an earlier try placed, found
+  in the task state store or, by its correlation id in ``UserData``, in ListAIAgentInstance.
+* A user's Clear of this task instance asks for it to run again: an earlier call still
+  ``Created``/``Executing`` is adopted and waited for; a ``Finished`` one is followed by a new call
+  with a new correlation id (see :mod:`._call_store` for how a Clear is told from a retry).
+* Before each creating request the attempt is written ahead to the task state store. A request
+  whose outcome is unknown is looked for in the listing until ``lookup_tolerance`` has passed since
+  it was sent (listings lag); only then is it taken as not placed.
+* Without a correlation id or a task state store, a creating request whose outcome stays unknown
+  fails the task without retry: a person must check the ICE console.
 """
 
 from __future__ import annotations
@@ -18,13 +25,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
-from airflow_provider_ice.api.errors import IceOutcomeUnknownError
 from airflow_provider_ice.api.validation import (
-    iso,
     parse_time,
     positive_seconds,
     require_non_empty,
-    utcnow,
+    validate_flag,
     validate_int_range,
 )
 from airflow_provider_ice.api.waiting import (
@@ -32,50 +37,57 @@ from airflow_provider_ice.api.waiting import (
     Action,
     InstanceTarget,
     WaitTracker,
-    find_instance,
     poll_step,
 )
 from airflow_provider_ice.exceptions import (
-    IceAgentCallError,
     IceAgentWaitTimeout,
     IceTriggerEventError,
     fail_without_retry,
     wait_failure,
 )
 from airflow_provider_ice.hooks.ice import IceHookMixin
-from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
-from airflow_provider_ice.task_state import load_state, save_state
+from airflow_provider_ice.links import IceAIAgentInstanceLink
+
+from ._call_placement import CallPlacementMixin
+from ._call_store import STATE_KEY, CallStore, clear_generation
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from airflow.sdk import Context
 
-    from airflow_provider_ice.api.models import AIAgentInstance
 
-#: task_state_store key holding the call record, so a retry adopts the call even without UserData.
-STATE_KEY = "ice_agent_call"
+__all__ = ["CALL_XCOM_KEY", "STATE_KEY", "IceAgentCallBaseOperator"]
+
 #: XCom key of the call record while the task is deferred.
 CALL_XCOM_KEY = "ice_agent_call"
-#: Lookups after an "outcome unknown" error: the service may list a new instance with a delay.
-UNKNOWN_OUTCOME_LOOKUPS = 3
 
 
-class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
+class IceAgentCallBaseOperator(CallPlacementMixin, IceHookMixin, BaseOperator):
     """Exactly-once placement, adoption and waiting shared by the ICE call operators.
+
+    Exactly one call per task instance: an automatic retry never places a second call; a user's
+    Clear of this task instance adopts an earlier call that is still ``Created``/``Executing`` and
+    places a new one (new correlation id) only after the earlier one is ``Finished``. The returned
+    record says which (``adopted``, ``correlation_id``). A creating request whose answer is lost
+    is looked for in ListAIAgentInstance until ``lookup_tolerance`` has passed since it was sent.
+    Without a correlation id (``correlation=False``) or a task state store (Airflow < 3.3) such a
+    request fails the task without retry. A call adopted from the listing has no InstanceId (the
+    listing carries none) and ICE has no other way to stop it: timeout and ``on_kill`` cannot stop it.
 
     Subclasses implement :meth:`validate_request` (checks before any request) and :meth:`send`
     (the creating API call).
 
     :param agent_id: AIAgentId from the IMS console. (templated)
-    :param user_data: UserData: a dict (rendered, then sent as compact JSON) or a string. The
-        provider adds ``AirflowCorrelationId`` to a dict, an empty value or a JSON-object string;
-        a string that is not a JSON object is sent unchanged and duplicates are then prevented only
-        through Airflow's task state store. (templated)
+    :param user_data: UserData: a dict (rendered, then sent as compact JSON) or a string holding a
+        JSON object. The provider adds ``AirflowCorrelationId`` to it; any other value is refused
+        before a request is sent unless ``correlation=False``. (templated)
     :param session_id: SessionId, your key for the conversation (ListAIAgentDialogues). (templated)
     :param ice_conn_id: The ``alibaba_ice`` connection. (templated)
-    :param correlation: Put the correlation id into UserData (default True). With False, a retry
-        cannot recognise a call an earlier try placed unless the task state store remembers it.
+    :param correlation: Put the correlation id into UserData (default True). With False, UserData
+        is sent as given, a retry recognises an earlier call only through the task state store,
+        and a creating request whose outcome is unknown fails the task without retry.
+    :param lookup_tolerance: How long after a creating request was sent the listing may still not
+        show the instance (seconds or timedelta, default 120 s). A request whose answer was lost
+        counts as not placed only after this.
     :param wait_for_completion: Wait until the instance is ``Finished`` before succeeding.
     :param deferrable: Wait in the triggerer instead of holding a worker slot (default from
         ``[operators] default_deferrable``).
@@ -105,6 +117,7 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
         session_id: str | None = None,
         ice_conn_id: str = "ice_default",
         correlation: bool = True,
+        lookup_tolerance: float | timedelta = timedelta(minutes=2),
         wait_for_completion: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 30.0,
@@ -117,20 +130,21 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.coalesce_polls = coalesce_polls
+        self.coalesce_polls = validate_flag(coalesce_polls, "coalesce_polls")
         self.agent_id = agent_id
         self.user_data = user_data
         self.session_id = session_id
         self.ice_conn_id = ice_conn_id
-        self.correlation = correlation
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
+        self.correlation = validate_flag(correlation, "correlation")
+        self.lookup_tolerance = positive_seconds(lookup_tolerance, "lookup_tolerance", allow_zero=True)
+        self.wait_for_completion = validate_flag(wait_for_completion, "wait_for_completion")
+        self.deferrable = validate_flag(deferrable, "deferrable")
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout")
         self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout")
         self.max_consecutive_errors = validate_int_range(max_consecutive_errors, "max_consecutive_errors", 0)
-        self.stop_on_kill = stop_on_kill
-        self.lookback = lookback
+        self.stop_on_kill = validate_flag(stop_on_kill, "stop_on_kill")
+        self.lookback = timedelta(seconds=positive_seconds(lookback, "lookback"))
         self._instance_id: str | None = None
 
     # -- to implement -------------------------------------------------------------------------
@@ -149,153 +163,21 @@ class IceAgentCallBaseOperator(IceHookMixin, BaseOperator):
         require_non_empty(self.agent_id, "agent_id")
         self.validate_request()
         correlation_id = self._correlation_id(context) if self.correlation else None
-        user_data, embedded = embed_correlation_id(self.user_data, correlation_id)
-        if correlation_id and not embedded:
-            self.log.warning(
-                "user_data is a string that is not a JSON object, so the correlation id cannot be added; "
-                "a retry recognises an earlier call only through Airflow's task state store"
-            )
-        correlation_id = correlation_id if embedded else None
-        record = self._recover(context, correlation_id) or self._place(context, user_data, correlation_id)
+        user_data = embed_correlation_id(self.user_data, correlation_id)
+        store = CallStore(context)
+        record = self._recover(context, store, correlation_id) or self._place(
+            context, store, user_data, correlation_id
+        )
         self._instance_id = record.get("instance_id")
-        self._remember(context, record)
+        self._remember(context, store, record)
         if not self.wait_for_completion:
             return record
         return self._wait(context, record)
 
     def _correlation_id(self, context: Context) -> str:
         ti = context["ti"]
-        dag_run = context.get("dag_run")
-        return make_correlation_id(
-            ti.dag_id, ti.run_id, ti.task_id, ti.map_index, getattr(dag_run, "clear_number", 0) or 0
-        )
-
-    def record(
-        self,
-        *,
-        instance_id: str | None,
-        correlation_id: str | None,
-        created_at: str,
-        channel_id: str | None = None,
-        ai_agent_user_id: str | None = None,
-        user_id: str | None = None,
-        avatar_user_id: str | None = None,
-        session_id: str | None = None,
-        adopted: bool = False,
-    ) -> dict[str, Any]:
-        """Return the XCom return value: identifiers only, never the ARTC Token."""
-        return {
-            "agent_id": self.agent_id,
-            "instance_id": instance_id,
-            "channel_id": channel_id,
-            "ai_agent_user_id": ai_agent_user_id,
-            "user_id": user_id,
-            "avatar_user_id": avatar_user_id,
-            "session_id": session_id or self.session_id,
-            "correlation_id": correlation_id,
-            "created_at": created_at,
-            "adopted": adopted,
-        }
-
-    def _recover(self, context: Context, correlation_id: str | None) -> dict[str, Any] | None:
-        """On a retry: the call an earlier try placed, from the task state store or by lookup."""
-        if getattr(context["ti"], "try_number", 1) <= 1:
-            return None
-        stored = load_state(context, STATE_KEY)
-        if isinstance(stored, dict) and stored.get("agent_id") == self.agent_id:
-            self.log.info("Adopting agent instance %s placed by an earlier try", stored.get("instance_id"))
-            return {**stored, "adopted": True}
-        if correlation_id is None:
-            self.log.warning(
-                "Retry without a correlation id in UserData: cannot tell whether an earlier try placed "
-                "a call, placing one"
-            )
-            return None
-        since = self._lookup_start(context)
-        instance = self._find(correlation_id, since)
-        if instance is None:
-            self.log.info("No call from an earlier try (correlation id %s); placing it", correlation_id)
-            return None
-        return self._adopt(instance, correlation_id, since)
-
-    def _place(self, context: Context, user_data: Any, correlation_id: str | None) -> dict[str, Any]:
-        # Taken just before sending, so a sensor window starting here covers the instance.
-        created_at = utcnow()
-        try:
-            fields = self.send(context, user_data)
-        except IceOutcomeUnknownError as error:
-            if correlation_id is None:
-                raise IceAgentCallError(
-                    f"{error}. UserData carries no correlation id, so the call cannot be looked up: "
-                    "check the ICE console before retrying this task"
-                ) from error
-            self.log.warning("%s; looking for the instance by correlation id %s", error, correlation_id)
-            instance = self._find(
-                correlation_id, created_at - WINDOW_MARGIN, attempts=UNKNOWN_OUTCOME_LOOKUPS
-            )
-            if instance is None:
-                raise IceAgentCallError(
-                    f"{error}. No instance with correlation id {correlation_id} was found for agent "
-                    f"{self.agent_id!r}; the call was probably not placed (a retry looks again first)"
-                ) from error
-            return self._adopt(instance, correlation_id, created_at)
-        record = self.record(correlation_id=correlation_id, created_at=iso(created_at), **fields)
-        self.log.info(
-            "Placed agent call: agent %s, instance %s, channel %s",
-            self.agent_id,
-            record["instance_id"],
-            record["channel_id"],
-        )
-        return record
-
-    def _find(self, correlation_id: str, since: datetime, *, attempts: int = 1) -> AIAgentInstance | None:
-        target = InstanceTarget(agent_id=self.agent_id, correlation_id=correlation_id, window_start=since)
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(self.poll_interval, 5.0))
-            found = find_instance(self.hook, target)
-            if found is not None:
-                return found
-        return None
-
-    def _adopt(self, instance: AIAgentInstance, correlation_id: str, since: datetime) -> dict[str, Any]:
-        runtime = instance.runtime_config.resolved()
-        record = self.record(
-            instance_id=instance.instance_id,
-            correlation_id=correlation_id,
-            # ListAIAgentInstance has no creation time: the search start keeps sensor windows right.
-            created_at=iso(instance.gmt_create or since),
-            channel_id=instance.channel_id,
-            ai_agent_user_id=runtime.agent_user_id,
-            user_id=getattr(self, "user_id", None),
-            session_id=instance.session_id,
-            adopted=True,
-        )
-        self.log.info(
-            "Adopted the existing agent instance (channel %s, status %s) instead of calling again; "
-            "an adopted call has no ARTC Token",
-            record["channel_id"],
-            instance.status,
-        )
-        if not record["instance_id"]:
-            self.log.warning("ListAIAgentInstance gives no InstanceId: it cannot be stopped on kill")
-        return record
-
-    def _lookup_start(self, context: Context) -> datetime:
-        dag_run = context.get("dag_run")
-        started = getattr(dag_run, "start_date", None)
-        if started is not None:
-            return parse_time(started, "dag_run.start_date") - WINDOW_MARGIN
-        return utcnow() - self.lookback
-
-    def _remember(self, context: Context, record: dict[str, Any]) -> None:
-        """Task state store (for retries) and the console link; both best effort."""
-        save_state(context, STATE_KEY, {k: v for k, v in record.items() if k != "adopted"})
-        try:
-            url = console_url(self.hook.region, self.agent_id, record.get("instance_id"))
-            IceAIAgentInstanceLink.persist(context, url)
-        except Exception:
-            self.log.warning("Could not persist the ICE console link", exc_info=True)
+        generation = clear_generation(context, getattr(self, "retries", 0))
+        return make_correlation_id(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, generation)
 
     # -- waiting ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ice.api.validation import validate_phone_number
+from airflow_provider_ice.api.validation import validate_flag, validate_phone_number
 
 from ._call_base import CALL_XCOM_KEY, STATE_KEY, IceAgentCallBaseOperator
 
@@ -73,7 +73,7 @@ class IceGenerateAIAgentCallOperator(IceAgentCallBaseOperator):
         self.expire = expire
         self.agent_config = agent_config
         self.chat_sync_config = chat_sync_config
-        self.push_token = push_token
+        self.push_token = validate_flag(push_token, "push_token")  # "False" would push the Token
 
     def validate_request(self) -> None:
         from airflow_provider_ice.api.validation import validate_expire, validate_user_id

@@ -91,10 +91,12 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
 
     Lists every instance of ``agent_ids`` created in ``[start_time, end_time)`` (all pages, with the
     10,000-result window split), downloads the Finished instances' call logs with bounded
-    concurrency, and writes ``<destination>/date=YYYY-MM-DD/`` (or ``interval=<start>_<end>/`` for
-    other intervals) containing ``sessions.jsonl`` (one line per session) and ``summary.json``
-    (counts by status, totals, p50/p90/p95 of duration and latency, the pending sessions). The
-    partition is built aside and swapped in, so a rerun or a backfill replaces it atomically and
+    concurrency, and writes the partition ``<destination>/date=YYYY-MM-DD/`` (or
+    ``interval=<start>_<end>/`` for other intervals): a new version folder holding ``sessions.jsonl``
+    (one line per session) and ``summary.json`` (counts by status, totals, p50/p90/p95 of duration
+    and latency, the pending sessions), committed by writing ``_manifest.json`` last, in one step
+    (read the manifest first: :func:`~airflow_provider_ice.storage.committed_files`). A
+    rerun or a backfill replaces the partition atomically, locally and on object storage, and
     runs for different intervals never interfere. Instances not yet Finished (or Finished without a
     CallLogUrl yet) are listed as pending; a rerun picks them up. If some call logs cannot be
     downloaded (after retries and fresh URLs), nothing is published and the task fails, so a retry
@@ -142,7 +144,7 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
         super().__init__(**kwargs)
         validate_page_size(page_size, "page_size")
         validate_int_range(concurrency, "concurrency", 1, MAX_CONCURRENCY)
-        validate_download_limits(max_bytes, max_url_refreshes, download_retries)
+        validate_download_limits(max_bytes, max_url_refreshes, download_retries, download_timeout)
         self.agent_ids = agent_ids
         self.start_time = start_time
         self.end_time = end_time
@@ -204,7 +206,7 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
                 )
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            uri = storage.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+            uri, version = storage.commit_partition(staging, final)
         by_status = summary["by_status"]
         self.log.info(
             "Wrote %d session(s) (%s), %d pending, %d call-log error(s), %d duplicate(s) dropped to %s",
@@ -218,6 +220,7 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
         return {
             "uri": uri,
             "partition": partition_name(start, end),
+            "version": version,
             "start": start.isoformat(),
             "end": end.isoformat(),
             "agent_ids": agent_ids,
@@ -226,6 +229,7 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
             "pending": summary["pending_count"],
             "call_log_errors": summary["call_log_error_count"],
             "downloaded_bytes": stats.downloaded_bytes,
+            "duplicates_dropped": stats.duplicates,
         }
 
     async def _collect(

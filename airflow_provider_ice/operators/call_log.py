@@ -16,6 +16,7 @@ from airflow_provider_ice.api.call_log import CallLog, parse_call_log
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES, CallLogDownloader, DownloadResult
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
+    CallLogEncodingError,
     CallLogFormatError,
     CallLogTooLargeError,
     CallLogUrlError,
@@ -121,7 +122,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
         if "outlets" not in kwargs:
             kwargs["outlets"] = [default_asset(agent_id)]
         super().__init__(**kwargs)
-        validate_download_limits(max_bytes, max_url_refreshes, download_retries)
+        validate_download_limits(max_bytes, max_url_refreshes, download_retries, download_timeout)
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
@@ -147,9 +148,13 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             try:
                 call = json.loads(call)
             except ValueError:
-                raise ValueError("call: must be the dict returned by the generate operator or the sensor")
+                raise IceValidationError(
+                    "call", "must be the dict returned by the generate operator or the sensor"
+                ) from None
         if not isinstance(call, dict):
-            raise ValueError(f"call: must be a dict (operator or sensor output), got {type(call).__name__}")
+            raise IceValidationError(
+                "call", f"must be a dict (operator or sensor output), got {type(call).__name__}"
+            )
         created = None
         if self.created_after not in (None, ""):
             # Refuses naive values, as the sensor and the client do: "UTC or local?" is ambiguous.
@@ -231,6 +236,11 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             with storage.spool_for(final) as spool:
                 try:
                     result = downloader.download(url, spool)
+                except CallLogEncodingError as err:
+                    # A body that does not decode is damaged like a truncated one: download again.
+                    last_problem, body_invalid = str(err), True
+                    self.log.warning("Downloaded call log does not decode (%s); downloading again", err)
+                    continue
                 except CallLogUrlExpiredError as err:
                     last_problem, body_invalid = str(err), False
                     self.log.warning("CallLogUrl refused (%s); fetching a fresh one", err)

@@ -12,7 +12,12 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_int_range
+from airflow_provider_ice.api.validation import (
+    parse_time,
+    positive_seconds,
+    validate_flag,
+    validate_int_range,
+)
 from airflow_provider_ice.api.waiting import (
     WINDOW_MARGIN,
     Action,
@@ -117,11 +122,11 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
         super().__init__(**kwargs)
         if isinstance(poke_template, str):
             self.poke_interval = poke_template  # type: ignore[assignment]
-        self.coalesce_polls = coalesce_polls
+        self.coalesce_polls = validate_flag(coalesce_polls, "coalesce_polls")
         if call is None and not agent_id:
-            raise ValueError("IceAIAgentInstanceSensor: give call=<operator output> or agent_id")
+            raise IceValidationError("agent_id", "give call=<operator output> or agent_id")
         if call is None and not (channel_id or correlation_id):
-            raise ValueError("IceAIAgentInstanceSensor: with agent_id, give channel_id or correlation_id")
+            raise IceValidationError("channel_id", "with agent_id, give channel_id or correlation_id")
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
@@ -130,9 +135,9 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
         self.ice_conn_id = ice_conn_id
         self.not_found_timeout = positive_seconds(not_found_timeout, "not_found_timeout", allow_zero=True)
         self.max_consecutive_errors = validate_int_range(max_consecutive_errors, "max_consecutive_errors", 0)
-        self.include_call_log_url = include_call_log_url
-        self.deferrable = deferrable
-        self.lookback = lookback
+        self.include_call_log_url = validate_flag(include_call_log_url, "include_call_log_url")
+        self.deferrable = validate_flag(deferrable, "deferrable")
+        self.lookback = timedelta(seconds=positive_seconds(lookback, "lookback"))
         self._tracker: WaitTracker | None = None
 
     def _started_at(self, context: Context) -> float:

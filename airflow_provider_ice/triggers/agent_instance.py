@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_ice.api.validation import iso, parse_time
+from airflow_provider_ice.api import validation as check
 from airflow_provider_ice.api.waiting import (
     Action,
     InstanceTarget,
@@ -110,7 +110,7 @@ def event_failure(event: dict[str, Any]) -> IceAgentCallError:
 _WAIT_MODULES = (
     "airflow_provider_ice.hooks.ice",
     "airflow_provider_ice.api.client",
-    "airflow_provider_ice.triggers.poller",
+    "airflow_provider_ice.triggers.coalesced",  # and with it the poller and the waiter
     "aiohttp",
 )
 
@@ -125,7 +125,7 @@ class InstancePoller(Protocol):
     """The seam for "poll once for this waiter".
 
     :class:`IceAIAgentInstanceTrigger` asks its poller for one :class:`Observation` per loop pass.
-    The default (``coalesce=True``) is :class:`~.poller.CoalescedInstancePoller`: one shared
+    The default (``coalesce=True``) is :class:`~.coalesced.CoalescedInstancePoller`: one shared
     ListAIAgentInstance sweep per (connection, agent) in the triggerer process serves every trigger.
     :class:`DirectInstancePoller` polls on its own. A poller whose ``paces_itself`` attribute is true
     blocks in ``poll_once`` until it has news or a deadline comes, so the loop does not sleep after it.
@@ -227,13 +227,16 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         self.correlation_id = correlation_id
         self.channel_id = channel_id
         self.instance_id = instance_id
+        check.parse_time(window_start, "window_start")  # refused now, not in the triggerer
         self.window_start = window_start
-        self.poll_interval = float(poll_interval)
-        self.end_time = end_time
-        self.not_found_deadline = not_found_deadline
-        self.max_consecutive_errors = int(max_consecutive_errors)
-        self.stop_on_kill = bool(stop_on_kill)
-        self.coalesce = bool(coalesce)
+        self.poll_interval = check.positive_seconds(poll_interval, "poll_interval")
+        self.end_time = check.validate_epoch(end_time, "end_time")
+        self.not_found_deadline = check.validate_epoch(not_found_deadline, "not_found_deadline")
+        self.max_consecutive_errors = check.validate_int_range(
+            max_consecutive_errors, "max_consecutive_errors", 0
+        )
+        self.stop_on_kill = check.validate_flag(stop_on_kill, "stop_on_kill")
+        self.coalesce = check.validate_flag(coalesce, "coalesce")
 
     @classmethod
     def for_wait(
@@ -258,7 +261,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
             correlation_id=target.correlation_id,
             channel_id=target.channel_id,
             instance_id=target.instance_id,
-            window_start=iso(target.window_start),
+            window_start=check.iso(target.window_start),
             poll_interval=poll_interval,
             end_time=end_time,
             not_found_deadline=tracker.not_found_deadline,
@@ -295,7 +298,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
             correlation_id=self.correlation_id,
             channel_id=self.channel_id,
             instance_id=self.instance_id,
-            window_start=parse_time(self.window_start, "window_start"),
+            window_start=check.parse_time(self.window_start, "window_start"),
         )
 
     def make_hook(self) -> IceHook:
@@ -307,11 +310,10 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
     def make_poller(self) -> InstancePoller:
         """Return the poller :meth:`run` uses; override (or replace) it to share polls between triggers."""
         if self.coalesce and self.target.uses_listing:
-            from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+            from airflow_provider_ice.triggers.coalesced import CoalescedInstancePoller
 
             return CoalescedInstancePoller(
                 conn_id=self.ice_conn_id,
-                client_factory=self.make_hook().aget_async_client,
                 poll_interval=self.poll_interval,
                 end_time=self.end_time,
                 not_found_deadline=self.not_found_deadline,

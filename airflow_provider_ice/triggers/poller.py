@@ -41,14 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ice.api import params as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
+from airflow_provider_ice.api.errors import IceAuthError
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.api.waiting import (
-    WINDOW_MARGIN,
-    InstanceTarget,
-    Observation,
-    Outcome,
-    observe,
-)
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN
 from airflow_provider_ice.triggers.waiter import Waiter
 
 if TYPE_CHECKING:
@@ -56,8 +51,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Creates the async client a poller uses for its lifetime (e.g. ``IceHook(conn_id).aget_async_client``).
+#: Creates a new async client from a fresh lookup of the connection; the poller owns (and closes) it.
 ClientFactory = Callable[[], Awaitable["AsyncIceClient"]]
+
+#: A poller looks its connection up again (a new client from its factory) at least this often, so
+#: rotated credentials (STS tokens, a changed secret) are picked up before they fail a sweep.
+CLIENT_MAX_AGE = 300.0
 
 PAGE_SIZE = 100
 #: The service accepts PageNumber 1..100.
@@ -83,8 +82,11 @@ class CoalescedPoller:
         self.conn_id = conn_id
         self.agent_id = agent_id
         self.page_size = page_size
-        self._client_factory = client_factory
+        #: The latest registrant's factory (see :func:`get_poller`).
+        self.client_factory = client_factory
         self._client: AsyncIceClient | None = None
+        self._client_born = 0.0
+        self.clients_built = 0  # connection lookups, for tests
         self._waiters: dict[int, Waiter] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -148,10 +150,23 @@ class CoalescedPoller:
             # No await between the emptiness check above and leaving the registry: a waiter
             # registering from now on gets a fresh poller.
             _forget(self)
-            client, self._client = self._client, None
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+            await self._drop_client()
+
+    async def _current_client(self) -> AsyncIceClient:
+        """Return the client, rebuilt from a fresh connection lookup when older than ``CLIENT_MAX_AGE``."""
+        if self._client is not None and time.monotonic() - self._client_born > CLIENT_MAX_AGE:
+            await self._drop_client()
+        if self._client is None:
+            self._client = await self.client_factory()
+            self._client_born = time.monotonic()
+            self.clients_built += 1
+        return self._client
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _sweep(self) -> None:
         snapshot = dict(self._waiters)
@@ -169,33 +184,16 @@ class CoalescedPoller:
         error: Exception | None = None
         self.sweeps += 1
         try:
-            async with contextlib.aclosing(self._list(window_start)) as listing:
-                async for item in listing:
-                    # Raw entries: a model is built only for the few that may be someone's (parsing
-                    # every entry of a page dominated a sweep's client CPU; see benchmarks/).
-                    candidates: list[Waiter] = []
-                    instance = item if isinstance(item, AIAgentInstance) else None
-                    if by_correlation:
-                        user_data = (
-                            item.user_data if isinstance(item, AIAgentInstance) else item.get("UserData")
-                        )
-                        cid = correlation_id_of(user_data) if isinstance(user_data, str) else None
-                        candidates += by_correlation.get(cid or "", ())
-                    if by_channel:
-                        # ChannelId may sit in a per-scenario sub-object: let the model resolve it.
-                        instance = instance or AIAgentInstance.model_validate(item)
-                        candidates += by_channel.get(instance.channel_id or "", ())
-                    for waiter in candidates:
-                        wid = id(waiter)
-                        if wid in matched:
-                            continue
-                        if instance is None:
-                            instance = AIAgentInstance.model_validate(item)
-                        if waiter.matches(instance):
-                            matched[wid] = instance
-                            remaining.discard(wid)
-                    if not remaining:
-                        break  # everyone matched, or everyone left
+            try:
+                await self._match(window_start, by_correlation, by_channel, matched, remaining)
+            except IceAuthError:
+                # Credentials may have rotated (STS) since the client was built: look the
+                # connection up again and sweep once more before anyone sees a failure.
+                log.info(
+                    "ListAIAgentInstance refused the credentials of %s; looking it up again", self.conn_id
+                )
+                await self._drop_client()
+                await self._match(window_start, by_correlation, by_channel, matched, remaining)
         except Exception as exc:
             error = exc
             log.warning(
@@ -204,6 +202,8 @@ class CoalescedPoller:
                 len(snapshot),
                 type(exc).__name__,
             )
+            if isinstance(exc, IceAuthError):
+                await self._drop_client()  # the next sweep looks the connection up again
         finally:
             self._sweep_remaining = None
         for wid, waiter in snapshot.items():
@@ -214,10 +214,43 @@ class CoalescedPoller:
             else:
                 waiter.offer(None, error)
 
+    async def _match(
+        self,
+        window_start: datetime,
+        by_correlation: dict[str, list[Waiter]],
+        by_channel: dict[str, list[Waiter]],
+        matched: dict[int, AIAgentInstance],
+        remaining: set[int],
+    ) -> None:
+        """Page the window into ``matched`` (waiter id -> newest match) until nobody remains."""
+        async with contextlib.aclosing(self._list(window_start)) as listing:
+            async for item in listing:
+                # Raw entries: a model is built only for the few that may be someone's (parsing
+                # every entry of a page dominated a sweep's client CPU; see benchmarks/).
+                candidates: list[Waiter] = []
+                instance = item if isinstance(item, AIAgentInstance) else None
+                if by_correlation:
+                    user_data = item.user_data if isinstance(item, AIAgentInstance) else item.get("UserData")
+                    cid = correlation_id_of(user_data) if isinstance(user_data, str) else None
+                    candidates += by_correlation.get(cid or "", ())
+                if by_channel:
+                    # ChannelId may sit in a per-scenario sub-object: let the model resolve it.
+                    instance = instance or AIAgentInstance.model_validate(item)
+                    candidates += by_channel.get(instance.channel_id or "", ())
+                for waiter in candidates:
+                    wid = id(waiter)
+                    if wid in matched:
+                        continue
+                    if instance is None:
+                        instance = AIAgentInstance.model_validate(item)
+                    if waiter.matches(instance):
+                        matched[wid] = instance
+                        remaining.discard(wid)
+                if not remaining:
+                    break  # everyone matched, or everyone left
+
     async def _list(self, window_start: datetime) -> AsyncGenerator[dict[str, Any] | AIAgentInstance, None]:
-        if self._client is None:
-            self._client = await self._client_factory()
-        client = self._client
+        client = await self._current_client()
         # The same margin as a single trigger's window: StartTime/EndTime semantics are undocumented
         # and clocks drift.
         start, end = ops.list_window(
@@ -282,6 +315,8 @@ def get_poller(conn_id: str, agent_id: str, client_factory: ClientFactory) -> Co
     poller = pollers.get((conn_id, agent_id))
     if poller is None:
         poller = pollers[(conn_id, agent_id)] = CoalescedPoller(conn_id, agent_id, client_factory)
+    else:
+        poller.client_factory = client_factory  # the newest registrant's: it rebuilds the client next
     return poller
 
 
@@ -322,79 +357,3 @@ async def coalesced_wait(
         yield waiter
     finally:
         waiter.leave()
-
-
-class CoalescedInstancePoller:
-    """:class:`~.agent_instance.IceAIAgentInstanceTrigger`'s poller seam, backed by the shared poller.
-
-    ``poll_once`` registers with the running loop's :class:`CoalescedPoller` on first use and then
-    returns as soon as the poller has news for this target (first sighting, a status change, not
-    found, or a failed sweep, raised as the sweep's error so the trigger's consecutive-error tolerance
-    applies). The poller paces the polls (``paces_itself``), so the trigger must not sleep between
-    them; with no news, ``poll_once`` returns the last observation again when a deadline comes, so
-    the trigger's timeout and not-found rules fire on time.
-
-    :param conn_id: the ``alibaba_ice`` connection id (with the target's agent, the poller's key).
-    :param client_factory: creates the async client if this trigger starts the poller.
-    :param poll_interval: seconds; the shared sweep runs at least this often while registered.
-    :param end_time: epoch deadline of the wait, or None.
-    :param not_found_deadline: epoch after which a missing instance fails the wait, or None.
-    """
-
-    paces_itself = True
-
-    def __init__(
-        self,
-        *,
-        conn_id: str,
-        client_factory: ClientFactory,
-        poll_interval: float,
-        end_time: float | None = None,
-        not_found_deadline: float | None = None,
-    ) -> None:
-        self.conn_id = conn_id
-        self.client_factory = client_factory
-        self.poll_interval = poll_interval
-        self.end_time = end_time
-        self.not_found_deadline = not_found_deadline
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._waiter: Waiter | None = None
-        self._last: Observation | None = None
-
-    async def poll_once(self, target: InstanceTarget) -> Observation:
-        if self._waiter is None:
-            self._stack = contextlib.AsyncExitStack()
-            self._waiter = await self._stack.enter_async_context(
-                coalesced_wait(
-                    conn_id=self.conn_id,
-                    agent_id=target.agent_id,
-                    client_factory=self.client_factory,
-                    correlation_id=target.correlation_id,
-                    channel_id=target.channel_id,
-                    window_start=target.window_start,
-                    poll_interval=self.poll_interval,
-                )
-            )
-        result = await self._waiter.next_result(self._timeout())
-        if result is None:  # a deadline came first: let the trigger's rules decide
-            return self._last or Observation(Outcome.WAITING)
-        if result.error is not None:
-            # One error object is shared by every waiter of the sweep: drop the traceback so that
-            # raising it from many triggers does not grow one chain.
-            raise result.error.with_traceback(None)
-        self._last = observe(result.instance)
-        return self._last
-
-    def _timeout(self) -> float | None:
-        deadlines = [self.end_time] if self.end_time is not None else []
-        if self.not_found_deadline is not None and (
-            self._last is not None and self._last.outcome is Outcome.NOT_FOUND
-        ):
-            deadlines.append(self.not_found_deadline)
-        return max(0.0, min(deadlines) - time.time()) if deadlines else None
-
-    async def aclose(self) -> None:
-        """Leave the shared poller (idempotent)."""
-        stack, self._stack, self._waiter = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()

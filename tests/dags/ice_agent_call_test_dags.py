@@ -21,8 +21,8 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 class CrashAfterCallOperator(IceGenerateAIAgentCallOperator):
     """Dies on its first try right after GenerateAIAgentCall returned, before recording anything.
 
-    That is what a worker killed mid-task looks like to the next try: the call exists, nothing in
-    Airflow knows about it.
+    That is what a worker killed mid-task looks like to the next try: the call exists, and Airflow
+    knows only that a creating request was sent (the write-ahead record).
     """
 
     def send(self, context: Any, user_data: Any) -> dict[str, Any]:
@@ -31,10 +31,11 @@ class CrashAfterCallOperator(IceGenerateAIAgentCallOperator):
             raise RuntimeError("simulated worker crash after the call was placed")
         return fields
 
-    def _remember(self, context: Any, record: dict[str, Any]) -> None:
-        # A crashed worker never wrote the task state store: make the retry rely on the lookup.
+    def _remember(self, context: Any, store: Any, record: dict[str, Any]) -> None:
+        # A crashed worker never recorded the answer: the retry finds only the write-ahead record
+        # and relies on the lookup.
         if context["ti"].try_number > 1:
-            super()._remember(context, record)
+            super()._remember(context, store, record)
 
 
 def _dag(dag_id: str) -> DAG:

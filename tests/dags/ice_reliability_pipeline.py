@@ -22,6 +22,8 @@ DAG_ID = "ice_reliability_pipeline"
 #: Airflow retries of every task; the suite counts a run as failed only when these are exhausted.
 RETRIES = int(os.environ.get("ICE_RELIABILITY_RETRIES", "4"))
 POLL = 0.1
+#: Above the suite's listing lag (1 s), far below the 120 s default, so lost answers cost seconds.
+LOOKUP_TOLERANCE = 5.0
 
 with DAG(
     dag_id=DAG_ID,
@@ -37,6 +39,7 @@ with DAG(
         agent_id="{{ params.agent_id }}",
         user_data={"customer": "reliability", "dag_run": "{{ run_id }}"},
         poll_interval=POLL,
+        lookup_tolerance=LOOKUP_TOLERANCE,
     )
     wait_for_call = IceAIAgentInstanceSensor(
         task_id="wait_for_call",

@@ -22,6 +22,7 @@ KINDS = {
     "calllog_error",
     "calllog_truncated",
     "calllog_expired",
+    "listing_lag",
 }
 
 
@@ -234,3 +235,40 @@ def test_secrets_are_recorded_only_when_asked(
     assert {"ARTC Token core", "CallLogUrl signature", "Authorization signature"} <= kinds
     emulator.reset()
     assert set(emulator.secrets().values()) == {"AccessKey secret", "STS token"}
+
+
+def _listed(emulator: IceEmulator, agent: str) -> list[dict[str, Any]]:
+    response = _call(emulator, LIST, {"AIAgentId": agent})
+    assert response.status_code == 200
+    return response.json()["Instances"]
+
+
+def test_listing_lag_hides_a_new_instance_from_the_listing_only(
+    ice_emulator_factory: Callable[..., IceEmulator], clock: FakeClock
+) -> None:
+    emulator = ice_emulator_factory(clock=clock, listing_lag=40.0)
+    created = _call(emulator, GENERATE, {"AIAgentId": "agent-lag", "UserData": '{"n": 1}'}).json()
+    clock.advance(39.0)
+    assert _listed(emulator, "agent-lag") == []
+    described = _call(emulator, DESCRIBE, {"InstanceId": created["InstanceId"]})
+    assert described.status_code == 200  # Describe by InstanceId sees it at once
+    clock.advance(1.0)
+    [listed] = _listed(emulator, "agent-lag")
+    assert listed["UserData"] == '{"n": 1}'
+    state = emulator.state()
+    assert state["faults_injected"]["listing_lag"] == {LIST: 1}  # one answer left it out
+    assert state["faults"]["listing_lag"] == 40.0
+
+
+def test_listing_lag_is_set_over_http_and_python(ice_emulator: IceEmulator) -> None:
+    answer = httpx.post(f"{ice_emulator.url}/_emulator/faults", json={"listing_lag": 2.5})
+    assert answer.status_code == 200
+    assert ice_emulator.faults.config.listing_lag == 2.5
+    _call(ice_emulator, GENERATE, {"AIAgentId": "agent-lag"})
+    assert _listed(ice_emulator, "agent-lag") == []
+    ice_emulator.set_faults(listing_lag=0.0)
+    assert len(_listed(ice_emulator, "agent-lag")) == 1
+    assert ice_emulator.state()["faults_injected_total"]["listing_lag"] == 1
+    bad = httpx.post(f"{ice_emulator.url}/_emulator/faults", json={"listing_lag": -1})
+    assert bad.status_code == 400
+    assert "listing_lag" in bad.text

@@ -71,7 +71,11 @@ def test_list_filters_on_creation_time_newest_first(seeded: IceEmulator) -> None
 def test_list_items_have_the_documented_fields_only(seeded: IceEmulator) -> None:
     [item] = _list(seeded, PageSize=1).json()["Instances"]
     assert set(item) == {"Status", "RuntimeConfig", "UserData", "CallLogUrl"}
-    assert set(item["RuntimeConfig"]) == {"ChannelId", "AgentUserId", "AuthToken"}
+    assert set(item["RuntimeConfig"]) == {"ChannelId", "AgentUserId", "AuthToken", "VoiceChat"}
+    # The deprecated per-scenario copy carries the same channel and AuthToken.
+    assert item["RuntimeConfig"]["VoiceChat"] == {
+        k: item["RuntimeConfig"][k] for k in ("ChannelId", "AgentUserId", "AuthToken")
+    }
     assert "InstanceId" not in item
 
 

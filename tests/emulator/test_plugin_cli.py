@@ -86,6 +86,8 @@ def test_cli_flags_become_the_config() -> None:
             "--call-duration",
             "3",
             "--calllog-expire-first",
+            "--listing-lag",
+            "40",
         ]
     )
     config = config_from_args(args)
@@ -94,6 +96,7 @@ def test_cli_flags_become_the_config() -> None:
     assert config.faults.actions == frozenset({"GenerateAIAgentCall"})
     assert config.faults.drop_after_execute is False
     assert config.faults.calllog_expire_first is True
+    assert config.faults.listing_lag == 40.0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--throttle-rate", "1.5"])
 

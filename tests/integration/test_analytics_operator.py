@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import statistics
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -33,10 +35,19 @@ def run(destination: Path, start: datetime = DAY, end: datetime = NEXT_DAY, **kw
     return op.execute({"data_interval_start": start, "data_interval_end": end})  # type: ignore[arg-type]
 
 
+def committed(partition: Any) -> dict[str, bytes]:
+    """The committed files of a partition, read as the README tells readers to (manifest first)."""
+    manifest = json.loads((partition / "_manifest.json").read_text())
+    files = {name: (partition / manifest["version"] / name).read_bytes() for name in manifest["files"]}
+    for name, data in files.items():  # the manifest describes exactly what was committed
+        assert manifest["files"][name] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return files
+
+
 def read_partition(destination: Path, start: datetime = DAY) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    partition = destination / f"date={start:%Y-%m-%d}"
-    sessions = [json.loads(line) for line in (partition / "sessions.jsonl").read_text().splitlines()]
-    return sessions, json.loads((partition / "summary.json").read_text())
+    files = committed(destination / f"date={start:%Y-%m-%d}")
+    sessions = [json.loads(line) for line in files["sessions.jsonl"].decode().splitlines()]
+    return sessions, json.loads(files["summary.json"])
 
 
 def seeded_correlations(emulator: IceEmulator, agent_id: str = AGENT) -> list[str]:
@@ -80,16 +91,27 @@ def test_rerun_is_idempotent_and_leaves_no_temporary_files(
     ice_connection.seed_history(AGENT, 40, DAY, NEXT_DAY)
     first = run(tmp_path)
     partition = tmp_path / f"date={DAY:%Y-%m-%d}"
-    before = {p.name: p.read_bytes() for p in partition.iterdir()}
+    before = committed(partition)
     second = run(tmp_path)
-    after = {p.name: p.read_bytes() for p in partition.iterdir()}
-    assert before == after
+    after = {k: v.decode() for k, v in committed(partition).items()}
+    assert {k: v.decode() for k, v in before.items()} == after
     assert sorted(after) == ["sessions.jsonl", "summary.json"]
-    assert first == second
+    assert first["version"] != second["version"]
+    assert {**first, "version": None} == {**second, "version": None}
+    # Only the manifest and the version it names are left: the replaced version is gone.
+    assert sorted(p.name for p in partition.iterdir()) == ["_manifest.json", second["version"]]
     assert [p.name for p in tmp_path.iterdir()] == [partition.name]
     summary = json.loads(after["summary.json"])
     assert summary["distributions"]["duration_ms"]["count"] == 40
-    assert summary["distributions"]["duration_ms"]["p50"] is not None
+    # The percentiles are those of the sessions written, computed independently (linear interpolation).
+    durations = [json.loads(x)["duration_ms"] for x in after["sessions.jsonl"].splitlines()]
+    assert len(set(durations)) > 10  # distinct values: a wrong rank gives a wrong number
+    cuts = statistics.quantiles(durations, n=100, method="inclusive")
+    distribution = summary["distributions"]["duration_ms"]
+    assert distribution["p50"] == pytest.approx(statistics.median(durations), abs=0.001)
+    assert distribution["p90"] == pytest.approx(cuts[89], abs=0.001)
+    assert distribution["p95"] == pytest.approx(cuts[94], abs=0.001)
+    assert (distribution["min"], distribution["max"]) == (min(durations), max(durations))
     assert summary["totals"]["turns"] == sum(
         json.loads(x)["turns"] for x in after["sessions.jsonl"].splitlines()
     )
@@ -113,19 +135,46 @@ def test_pending_instances_are_listed_then_picked_up_by_a_rerun(
 
     first = run(tmp_path, start, end)
     partition = tmp_path / partition_name(start, end)
-    summary = json.loads((partition / "summary.json").read_text())
+    summary = json.loads(committed(partition)["summary.json"])
     assert summary["by_status"] == {"Executing": 3, "Finished": 4}
     assert sorted(p["correlation_id"] for p in summary["pending"]) == ["af-live-0", "af-live-1", "af-live-2"]
     assert first["pending"] == 3
 
     now[0] += 60  # the calls are over
     second = run(tmp_path, start, end)
-    summary = json.loads((partition / "summary.json").read_text())
-    sessions = [json.loads(x) for x in (partition / "sessions.jsonl").read_text().splitlines()]
+    files = committed(partition)
+    summary = json.loads(files["summary.json"])
+    sessions = [json.loads(x) for x in files["sessions.jsonl"].decode().splitlines()]
     assert summary["by_status"] == {"Finished": 7}
     assert summary["pending"] == []
     assert second["pending"] == 0
     assert sum(s["has_call_log"] for s in sessions) == 7
+
+
+def test_an_executing_instance_that_already_carries_a_url_stays_pending_without_a_download(
+    ice_emulator_factory: Callable[..., IceEmulator], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    now = [datetime.now(timezone.utc).timestamp()]
+    emulator = ice_emulator_factory(clock=lambda: now[0], user_join_delay=1, call_duration=600)
+    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", emulator.airflow_conn_json())
+    from airflow_provider_ice.hooks.ice import IceHook
+
+    start = datetime.fromtimestamp(now[0], timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    end = start + timedelta(hours=2)
+    user_data = {"AirflowCorrelationId": "af-early", "EmulatorScenario": {"EarlyCallLogUrl": True}}
+    IceHook().generate_ai_agent_call(AGENT, user_data=user_data)
+    now[0] += 5  # the user joined: Executing, and the listing already carries a CallLogUrl
+    [listed] = list(IceHook().list_ai_agent_instances(AGENT, start_time=start, end_time=end))
+    assert (str(listed.status), listed.call_log_url is not None) == ("Executing", True)
+
+    result = run(tmp_path, start, end)
+    files = committed(tmp_path / partition_name(start, end))
+    summary = json.loads(files["summary.json"])
+    [session] = [json.loads(x) for x in files["sessions.jsonl"].decode().splitlines()]
+    assert result["pending"] == 1
+    assert [p["correlation_id"] for p in summary["pending"]] == ["af-early"]
+    assert (session["status"], session["has_call_log"]) == ("Executing", False)
+    assert emulator.state(AGENT)["calllog_downloads"] == {}
 
 
 @pytest.mark.ice_emulator(calllog_expire_first=True)
@@ -151,19 +200,20 @@ def test_unparsable_call_logs_are_recorded_not_fatal(ice_connection: IceEmulator
     assert "Signature" not in json.dumps(summary)
 
 
-@pytest.mark.ice_emulator(calllog_error_rate=1.0)
 def test_unavailable_call_logs_fail_without_replacing_the_partition(
     ice_connection: IceEmulator, tmp_path: Path
 ) -> None:
     ice_connection.seed_history(AGENT, 3, DAY, NEXT_DAY)
+    good = run(tmp_path)
     partition = tmp_path / f"date={DAY:%Y-%m-%d}"
-    partition.mkdir()
-    (partition / "summary.json").write_text('{"sessions": 99}')
+    before = committed(partition)
+    ice_connection.set_faults(calllog_error_rate=1.0)
     with pytest.raises(IceCallLogError, match="3 call log"):
         run(tmp_path, max_url_refreshes=0, download_retries=0)
-    assert [p.name for p in partition.iterdir()] == ["summary.json"]
-    assert (partition / "summary.json").read_text() == '{"sessions": 99}'
-    assert [p.name for p in tmp_path.iterdir()] == [partition.name]  # staging removed
+    assert committed(partition) == before
+    # The failed run's staging is gone; the committed version is untouched.
+    assert sorted(p.name for p in partition.iterdir()) == ["_manifest.json", good["version"]]
+    assert [p.name for p in tmp_path.iterdir()] == [partition.name]
 
 
 def test_several_agents_and_concurrent_runs_of_different_days(
@@ -212,7 +262,7 @@ def test_templated_times_and_defaults(
     result = op.execute({})  # type: ignore[arg-type]
     expected = tmp_path / "sessions" / f"interval={DAY:%Y%m%d}T000000Z_{DAY:%Y%m%d}T060000Z"
     assert result["uri"] == expected.resolve().as_uri()
-    assert json.loads((expected / "summary.json").read_text())["sessions"] == 4
+    assert json.loads(committed(expected)["summary.json"])["sessions"] == 4
 
 
 def test_agent_ids_forms() -> None:
@@ -273,9 +323,14 @@ def test_object_storage_destination_replaces_the_partition(ice_connection: IceEm
     )
     result = op.execute({"data_interval_start": DAY, "data_interval_end": NEXT_DAY})  # type: ignore[arg-type]
     partition = ObjectStoragePath(result["uri"])
-    assert sorted(p.name for p in partition.iterdir()) == ["sessions.jsonl", "summary.json"]
-    assert json.loads((partition / "summary.json").read_text())["sessions"] == 12
-    assert len((partition / "sessions.jsonl").read_text().splitlines()) == 12
+    files = committed(partition)
+    assert json.loads(files["summary.json"])["sessions"] == 12
+    assert len(files["sessions.jsonl"].splitlines()) == 12
+    # The stale file is gone with the commit; only the manifest and its version are left.
+    assert sorted(p.name for p in partition.iterdir()) == ["_manifest.json", result["version"]]
+    again = op.execute({"data_interval_start": DAY, "data_interval_end": NEXT_DAY})  # type: ignore[arg-type]
+    assert committed(partition) == files
+    assert sorted(p.name for p in partition.iterdir()) == ["_manifest.json", again["version"]]
     assert [p.name for p in root.iterdir()] == [partition.name]  # no temporary prefix left
 
 

@@ -255,6 +255,28 @@ def test_an_unfinished_instance_is_not_fetched(ice_connection: IceEmulator, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.ice_emulator(call_duration=600, user_join_delay=0.05)
+def test_an_executing_instance_that_already_carries_a_url_is_not_downloaded(
+    ice_connection: IceEmulator, tmp_path: Path
+) -> None:
+    import time
+
+    from airflow_provider_ice.hooks.ice import IceHook
+
+    hook = IceHook()
+    user_data = {"AirflowCorrelationId": "af-early-url", "EmulatorScenario": {"EarlyCallLogUrl": True}}
+    hook.generate_ai_agent_call(AGENT, user_data=user_data)
+    time.sleep(0.2)  # the user joined: Executing
+    [listed] = list(hook.list_ai_agent_instances(AGENT))
+    assert str(listed.status) == "Executing"
+    assert listed.call_log_url is not None  # the URL is there: only the status may hold the fetch back
+    op = operator(correlation_id="af-early-url", created_after=None, destination=str(tmp_path) + "/")
+    with pytest.raises(IceCallLogNotReadyError, match="is Executing, not Finished"):
+        op.execute({})  # type: ignore[arg-type]
+    assert ice_connection.state(AGENT)["calllog_downloads"] == {}
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unknown_instance_fails(ice_connection: IceEmulator, tmp_path: Path) -> None:
     with pytest.raises(
         IceCallLogNotReadyError, match="no instance found for agent 'agent-fetch', channel 'nope'"

@@ -162,3 +162,46 @@ def test_two_triggerer_processes_each_run_their_own_poller(ice_connection: Any) 
         assert result["pollers"] == 1  # one shared poller per process for the agent
         assert [events[0]["correlation_id"] for events in result["events"]] == ids
         assert all(len(events) == 1 and events[0]["status"] == "success" for events in result["events"])
+
+
+@pytest.mark.ice_emulator(security_token="STS-TOKEN-BEFORE-ROTATION")
+async def test_a_credential_rotation_mid_wait_is_picked_up_by_the_shared_poller(
+    ice_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _place(ice_connection, "rot", 2, duration=4.0)  # long enough on a loaded machine too
+    first = asyncio.ensure_future(_events(_trigger("rot-0", interval=0.1)))
+    deadline = time.monotonic() + 10
+    while not (active_pollers() and active_pollers()[0].sweeps >= 2) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    [poller] = active_pollers()
+    assert poller.clients_built == 1
+    # The STS token rotates: the old one is refused from now on, the connection holds the new one.
+    ice_connection.rotate_credentials(security_token="STS-TOKEN-AFTER-ROTATION")
+    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", ice_connection.airflow_conn_json())
+    second = asyncio.ensure_future(_events(_trigger("rot-1", interval=0.1)))
+    results = await asyncio.wait_for(asyncio.gather(first, second), 20)
+    for n, events in enumerate(results):
+        # Neither wait saw a failure: the refused sweep was re-run with the re-resolved connection.
+        assert [(e["status"], e["reason"], e["correlation_id"]) for e in events] == [
+            ("success", "finished", f"rot-{n}")
+        ]
+    refused = ice_connection.state("-")["error_counts"]
+    assert sum(count for code, count in refused.items() if code.startswith("InvalidSecurityToken")) == 1
+    assert poller.clients_built == 2  # looked the connection up once more, not once per sweep
+
+
+async def test_the_shared_poller_looks_the_connection_up_again_at_an_interval(
+    ice_connection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_ice.triggers import poller as poller_module
+
+    monkeypatch.setattr(poller_module, "CLIENT_MAX_AGE", 0.3)
+    await _place(ice_connection, "age", 1, duration=4.0)  # long enough on a loaded machine too
+    waiting = asyncio.ensure_future(_events(_trigger("age-0", interval=0.1)))
+    built = 0
+    while not waiting.done():
+        built = max([built] + [p.clients_built for p in active_pollers()])
+        await asyncio.sleep(0.05)
+    assert [e["status"] for e in waiting.result()] == ["success"]
+    assert built >= 3  # a fresh lookup every 0.3 s over a wait of seconds, without any refusal
+    assert ice_connection.state("-")["error_counts"] == {}

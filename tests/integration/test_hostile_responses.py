@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk import PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ice.api.errors import (
     IceApiError,
@@ -25,7 +26,6 @@ from airflow_provider_ice.api.errors import (
     IceServerError,
 )
 from airflow_provider_ice.exceptions import (
-    IceAgentCallError,
     IceAgentInstanceNotFoundError,
 )
 from airflow_provider_ice.hooks.ice import IceHook
@@ -141,15 +141,19 @@ def test_unreadable_create_answer_is_outcome_unknown_then_looked_up_not_repeated
     hostile: HostileServer,
 ) -> None:
     """GenerateAIAgentCall answered 200 without InstanceId: the documented fallback is "outcome unknown",
-    a lookup by correlation id, and a clear failure; never a second GenerateAIAgentCall."""
+    a lookup by correlation id for ``lookup_tolerance``, and (with no task state store to tell a retry
+    when it was sent) a failure without retry; never a second GenerateAIAgentCall."""
     hostile.actions["GenerateAIAgentCall"] = json_answer({"RequestId": "r", "ChannelId": 5})
     hostile.actions["ListAIAgentInstance"] = json_answer({"Instances": []})
     with pytest.raises(IceOutcomeUnknownError):
         IceHook().generate_ai_agent_call(AGENT)
-    operator = IceGenerateAIAgentCallOperator(task_id="call", agent_id=AGENT, poll_interval=0.01)
-    failure = expect_typed(lambda: operator.execute(context()), IceAgentCallError)  # type: ignore[arg-type]
+    operator = IceGenerateAIAgentCallOperator(
+        task_id="call", agent_id=AGENT, poll_interval=0.01, lookup_tolerance=0.2
+    )
+    failure = expect_typed(lambda: operator.execute(context()), AirflowFailException)  # type: ignore[arg-type]
     assert "correlation id" in str(failure)
-    assert "probably not placed" in str(failure)
+    assert "lookup_tolerance" in str(failure)
+    assert "ICE (IMS) console" in str(failure)
     assert [r for r in hostile.requests if r[1] == "GenerateAIAgentCall"] == [
         ("POST", "GenerateAIAgentCall")
     ] * 2

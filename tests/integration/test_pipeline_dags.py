@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_ice.emulator import IceEmulator
+from airflow_provider_ice.storage import committed_files
 
 pytestmark = pytest.mark.integration
 
@@ -51,22 +52,23 @@ def test_session_analytics_backfill_sees_every_instance_exactly_once(
         assert run.state == DagRunState.SUCCESS, f"run for {day:%Y-%m-%d} ended {run.state}"
     # A rerun of the middle day (as `airflow backfill create --reprocess-behavior completed` would do).
     middle = destination / f"date={days[1]:%Y-%m-%d}"
-    before = (middle / "sessions.jsonl").read_bytes()
+    before = committed_files(middle)["sessions.jsonl"].read_bytes()
     assert dag.test(logical_date=days[2], run_conf=conf).state == DagRunState.SUCCESS
-    assert (middle / "sessions.jsonl").read_bytes() == before
+    assert committed_files(middle)["sessions.jsonl"].read_bytes() == before
 
     assert sorted(p.name for p in destination.iterdir()) == [f"date={d:%Y-%m-%d}" for d in days]
     seen: Counter[str] = Counter()
     correlations: Counter[str] = Counter()
     for day in days:
         partition = destination / f"date={day:%Y-%m-%d}"
-        summary = json.loads((partition / "summary.json").read_text())
+        files = committed_files(partition)  # the reader contract: the manifest first
+        summary = json.loads(files["summary.json"].read_text())
         assert summary["interval"] == {"start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat()}
         assert summary["by_agent"] == {"agent-north": 900, "agent-south": 300}
         assert summary["by_status"] == {"Finished": 1200}
         assert summary["pending_count"] == 0
         assert summary["call_log_error_count"] == 0
-        for line in (partition / "sessions.jsonl").read_text().splitlines():
+        for line in files["sessions.jsonl"].read_text().splitlines():
             session = json.loads(line)
             assert session["has_call_log"]
             seen[session["instance_id"]] += 1  # from the call log: List itself has no InstanceId

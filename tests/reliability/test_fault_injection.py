@@ -2,7 +2,8 @@
 
 Faults (the issue's mix): 20 % throttling, 5 % 5xx, 2 % dropped connections (the action ran, the
 answer is lost), 5 % slow GenerateAIAgentCall (the instance is created, the answer comes after the
-client's read timeout), and every call log's first download attempt meets an expired CallLogUrl
+client's read timeout), a listing that shows a new instance only 1 s after its creation, and every
+call log's first download attempt meets an expired CallLogUrl
 (the emulator's ``calllog_expire_first``: URLs stay expired until one download is refused). Airflow
 task retries
 (``retry_delay=0``) are real: ``dag.test()`` in Airflow 3.3 reschedules an ``up_for_retry`` task
@@ -41,6 +42,7 @@ FAULTS: dict[str, Any] = {
     "drop_rate": 0.02,
     "slow_create_rate": 0.05,
     "slow_create_delay": CLIENT_TIMEOUT + 0.5,
+    "listing_lag": 1.0,
 }
 
 #: The first runs meet one fault of each kind on their first GenerateAIAgentCall, for certain.
@@ -113,7 +115,7 @@ def test_pipeline_under_faults_places_one_call_and_saves_every_call_log_once(
     # The faults really happened, by kind, or this test proves nothing.
     for kind in FORCED_ON_CREATE:
         assert faults["by_action"].get(f"{kind}/GenerateAIAgentCall", 0) > 0, f"no {kind} on create: {faults}"
-    for kind in ("throttled", "server_error_5xx"):
+    for kind in ("throttled", "server_error_5xx", "listing_lag"):
         assert faults["by_action"].get(f"{kind}/ListAIAgentInstance", 0) > 0, f"no {kind} on polls: {faults}"
     # Every call log's first download attempt met an expired URL, and was then fetched afresh.
     assert len(finished) == len(expired_first) == runs

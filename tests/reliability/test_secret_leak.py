@@ -159,6 +159,7 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
         run = twin.test(run_conf={"agent_id": AGENT, "destination": str(tmp_path / "twin-1")})
         states.append(str(run.state))
         errors = _provoke_errors(emulator)
+        shown = _model_and_request_texts(emulator)
     assert states == ["success"] * 4
 
     captured = capfd.readouterr()
@@ -172,6 +173,7 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
         "log files under AIRFLOW_HOME/logs": "\n".join(p.read_text(errors="replace") for p in log_files),
         "trigger kwargs (serialize)": "\n".join(serialized),
         "exception messages and tracebacks": "\n".join(errors),
+        "model reprs and dumps, signed-request reprs": "\n".join(shown),
         **_db_sources({example.dag_id, twin.dag_id}),
         "metadata DB file": Path(airflow_db.removeprefix("sqlite:///")).read_bytes().decode("latin-1"),
     }
@@ -216,6 +218,37 @@ def test_no_secret_reaches_logs_xcom_rendered_fields_trigger_kwargs_or_errors(
         "excluded_airflow_dag_test_masking_echo_lines": echoed,
     }
     assert not leaks, "\n".join(leaks)
+
+
+def _model_and_request_texts(emulator: IceEmulator) -> list[str]:
+    """How listed instances and signed requests print and dump: every AuthToken (top level and the
+    deprecated ``VoiceChat``/``VisionChat``/``AvatarChat3D`` copies) and the STS token must stay out."""
+    from airflow_provider_ice.api.models import AIAgentInstance
+    from airflow_provider_ice.api.signing import sign_request
+
+    credentials = emulator.credentials
+    assert credentials.security_token, "the scan needs an STS token to look for"
+    with IceClient(credentials, endpoint=emulator.url) as client:
+        listed = client.call_api("ListAIAgentInstance", {"AIAgentId": AGENT, "PageSize": 20})
+    texts: list[str] = []
+    for raw in listed["Instances"]:
+        runtime = raw["RuntimeConfig"]
+        assert runtime["VoiceChat"]["AuthToken"] == runtime["AuthToken"]  # the copy is there to leak
+        for scenario in ("VisionChat", "AvatarChat3D"):  # the other documented copies, alike
+            runtime[scenario] = {**runtime["VoiceChat"], "AuthToken": runtime["AuthToken"]}
+        instance = AIAgentInstance.model_validate(raw)
+        texts += [repr(instance), str(instance), repr(instance.runtime_config), repr(instance.model_dump())]
+        texts += [instance.model_dump_json(), repr(instance.runtime_config.resolved())]
+        texts += [repr(instance.runtime_config.voice_chat), repr(instance.runtime_config.avatar_chat_3d)]
+    request = sign_request(
+        credentials,
+        host="ice.example.com",
+        action="StartAIAgentInstance",
+        params={"AIAgentId": AGENT, "RuntimeConfig": listed["Instances"][0]["RuntimeConfig"]},
+    )
+    assert request.headers["x-acs-security-token"] == credentials.security_token
+    texts += [repr(request), str(request)]
+    return texts
 
 
 def _provoke_errors(emulator: IceEmulator) -> list[str]:

@@ -81,14 +81,19 @@ def context(
     try_number: int = 1,
     map_index: int = -1,
     store: FakeStateStore | None = None,
-    clear_number: int = 0,
+    max_tries: int = 0,
     task_id: str = "call",
 ) -> dict[str, Any]:
-    ti = MagicMock(dag_id="dag", run_id="run-1", task_id=task_id, map_index=map_index, try_number=try_number)
-    ti.get_first_reschedule_date.return_value = None
-    dag_run = MagicMock(
-        start_date=datetime.now(timezone.utc) - timedelta(minutes=30), clear_number=clear_number
+    ti = MagicMock(
+        dag_id="dag",
+        run_id="run-1",
+        task_id=task_id,
+        map_index=map_index,
+        try_number=try_number,
+        max_tries=max_tries,
     )
+    ti.get_first_reschedule_date.return_value = None
+    dag_run = MagicMock(start_date=datetime.now(timezone.utc) - timedelta(minutes=30))
     ctx: dict[str, Any] = {"ti": ti, "dag_run": dag_run}
     if store is not None:
         ctx["task_state_store"] = store

@@ -17,6 +17,7 @@ from airflow_provider_ice.analytics.metrics import SessionMetrics
 from airflow_provider_ice.api.download import AsyncCallLogDownloader
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import AIAgentInstance
+from tests.unit.api.fakes import streamed
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
@@ -60,7 +61,7 @@ def storage(in_flight: list[int], peak: list[int]) -> httpx.MockTransport:
             "InstanceId": f"i-{n}",
             "Turns": [{"Role": "user", "EndMs": 100}, {"Role": "agent", "BeginMs": 350}],
         }
-        return httpx.Response(200, json=body)
+        return streamed(200, body)
 
     return httpx.MockTransport(handler)
 
@@ -83,6 +84,35 @@ async def test_sessions_come_out_in_listing_order_with_bounded_concurrency_and_n
     assert 1 < peak[0] <= 4
     assert summary.sessions == 31
     assert [p["channel_id"] for p in summary.pending] == ["ch-99"]
+
+
+async def test_distinct_sessions_sharing_a_channel_are_kept_and_only_true_repeats_dropped() -> None:
+    def entry(n: int, status: str = "Finished", signature: str = "first") -> AIAgentInstance:
+        # Three agents in one ARTC channel with the same UserData: three sessions, not one.
+        runtime = {"ChannelId": "shared-room", "AgentUserId": f"agent-{n}", "AuthToken": f"token-{n}"}
+        url = f"https://oss.example.com/{n}.json?Signature={signature}" if status == "Finished" else ""
+        return AIAgentInstance.model_validate(
+            {"Status": status, "RuntimeConfig": runtime, "UserData": "same-payload", "CallLogUrl": url}
+        )
+
+    # Page shifts repeat entries 2 and 1, finished meanwhile with a freshly signed URL.
+    items = [
+        entry(1, "Executing"),
+        entry(2),
+        entry(3),
+        entry(2, signature="again"),
+        entry(1, signature="new"),
+    ]
+    out = io.StringIO()
+    async with AsyncCallLogDownloader(transport=storage([0], [0])) as downloader:
+        summary, stats = await collect_to_jsonl(
+            Lister(items), downloader, out, agent_ids=["a"], start=START, end=END
+        )
+    sessions = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [s["instance_id"] for s in sessions] == [None, "i-2", "i-3"]  # i-1 was pending when first seen
+    assert [s["status"] for s in sessions] == ["Executing", "Finished", "Finished"]
+    assert (stats.listed, stats.duplicates, stats.downloaded) == (5, 2, 2)
+    assert summary.sessions == 3
 
 
 async def test_a_listing_error_fails_the_run_instead_of_hanging() -> None:
@@ -108,10 +138,8 @@ async def test_refused_urls_are_retried_after_one_fresh_listing() -> None:
         path = request.url.path
         if path not in refused:  # every first URL is refused, as an expired one would be
             refused.add(path)
-            return httpx.Response(
-                403, content=b"<Error><Code>AccessDenied</Code><Message>expired</Message></Error>"
-            )
-        return httpx.Response(200, json={"Turns": []})
+            return streamed(403, b"<Error><Code>AccessDenied</Code><Message>expired</Message></Error>")
+        return streamed(200, {"Turns": []})
 
     lister = Lister([instance(n) for n in range(10)])
     out = io.StringIO()
@@ -126,7 +154,7 @@ async def test_refused_urls_are_retried_after_one_fresh_listing() -> None:
 
 
 async def test_persistent_refusal_is_reported_as_a_download_failure() -> None:
-    transport = httpx.MockTransport(lambda _r: httpx.Response(403, content=b"denied"))
+    transport = httpx.MockTransport(lambda _r: streamed(403, b"denied"))
     lister = Lister([instance(1), instance(2)])
     out = io.StringIO()
     async with AsyncCallLogDownloader(transport=transport) as downloader:
@@ -150,7 +178,7 @@ async def test_a_slow_download_holds_back_at_most_a_bounded_window() -> None:
             slow_done.set()
         elif not slow_done.is_set():
             started_while_slow.append(n)
-        return httpx.Response(200, json={"Turns": []})
+        return streamed(200, {"Turns": []})
 
     emitted: list[SessionMetrics] = []
     async with AsyncCallLogDownloader(transport=httpx.MockTransport(handler)) as downloader:

@@ -25,6 +25,17 @@ def ok(body: dict[str, Any] | None = None, **headers: str) -> httpx.Response:
     return httpx.Response(200, json=body or {"RequestId": "req"}, headers=headers)
 
 
+def streamed(status: int, body: bytes | dict[str, Any], **headers: str) -> httpx.Response:
+    """A response whose body is still on the wire, as a real transport hands it over.
+
+    ``httpx.Response(content=...)`` reads (and decodes) the body at once; a downloader that reads
+    raw bytes needs the stream. A dict body is sent as JSON.
+    """
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    headers = {"content-length": str(len(raw)), **headers}
+    return httpx.Response(status, stream=httpx.ByteStream(raw), headers=headers)
+
+
 def error(status: int, code: str, message: str = "failed", **headers: str) -> httpx.Response:
     body = {"Code": code, "Message": message, "RequestId": "req-err", "Recommend": "https://next.api"}
     return httpx.Response(status, json=body, headers=headers)

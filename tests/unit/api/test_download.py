@@ -21,8 +21,11 @@ from airflow_provider_ice.api.errors import (
     CallLogUrlError,
     CallLogUrlExpiredError,
 )
+from tests.unit.api.fakes import streamed
 
 SIGNATURE = "c2lnbmF0dXJlLXNlY3JldA"
+#: Caps several network chunks large: a cap checked per chunk instead of over the body never trips.
+CAP = 3 * dl.DEFAULT_CHUNK_SIZE + 100
 URL = f"https://oss.example.com/calllogs/i-1.json?Expires=1900000000&OSSAccessKeyId=AK&Signature={SIGNATURE}"
 BODY = (
     b'{"SchemaVersion": "1", "Turns": [' + b'{"Role": "agent", "Text": "hi"},' * 500 + b'{"Role": "user"}]}'
@@ -46,13 +49,11 @@ class Server:
 
 
 def ok(body: bytes = BODY, **headers: str) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda _r: httpx.Response(
-        200, content=body, headers={"content-type": "application/json", **headers}
-    )
+    return lambda _r: streamed(200, body, **{"content-type": "application/json", **headers})
 
 
 def status(code: int, body: bytes = b"", **headers: str) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda _r: httpx.Response(code, content=body, headers=headers)
+    return lambda _r: streamed(code, body, **headers)
 
 
 class _Dropping(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -101,7 +102,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def downloader(server: Server, **settings: object) -> CallLogDownloader:
-    return CallLogDownloader(transport=httpx.MockTransport(server), backoff=0.01, **settings)  # type: ignore[arg-type]
+    return CallLogDownloader(transport=httpx.MockTransport(server), backoff_base=0.01, **settings)  # type: ignore[arg-type]
 
 
 def test_streams_body_into_sink_with_size_and_hash() -> None:
@@ -210,20 +211,22 @@ def test_refuses_a_downgrade_redirect_to_http() -> None:
 
 
 def test_size_cap_from_content_length_reads_nothing() -> None:
-    server = Server(ok(b"x" * 2048))
+    server = Server(ok(b"x" * (CAP + 1)))
     sink = io.BytesIO()
-    with pytest.raises(CallLogTooLargeError, match="2048 bytes, more than max_bytes=1000"):
-        downloader(server, max_bytes=1000).download(URL, sink)
+    with pytest.raises(CallLogTooLargeError, match=f"{CAP + 1} bytes, more than max_bytes={CAP}"):
+        downloader(server, max_bytes=CAP).download(URL, sink)
     assert sink.getvalue() == b""
 
 
 def test_size_cap_while_streaming_stops_reading() -> None:
     stream = _Endless()
     server = Server(lambda _r: httpx.Response(200, stream=stream))
-    with pytest.raises(CallLogTooLargeError, match="exceeds max_bytes=10000"):
-        downloader(server, max_bytes=10_000).download(URL, io.BytesIO())
-    # Stopped at the cap: never more than one chunk beyond it was pulled from the network.
-    assert stream.pulled * 1024 <= 10_000 + dl.DEFAULT_CHUNK_SIZE
+    sink = io.BytesIO()
+    with pytest.raises(CallLogTooLargeError, match=f"exceeds max_bytes={CAP}"):
+        downloader(server, max_bytes=CAP).download(URL, sink)
+    # Stopped at the cap, counted over the whole body: at most one piece beyond it was pulled.
+    assert CAP < stream.pulled * 1024 <= CAP + 1024
+    assert len(sink.getvalue()) <= CAP
 
 
 def test_bad_settings_are_refused() -> None:
@@ -234,7 +237,7 @@ def test_bad_settings_are_refused() -> None:
 
 
 def adownloader(server: Server, **settings: object) -> AsyncCallLogDownloader:
-    return AsyncCallLogDownloader(transport=httpx.MockTransport(server), backoff=0.01, **settings)  # type: ignore[arg-type]
+    return AsyncCallLogDownloader(transport=httpx.MockTransport(server), backoff_base=0.01, **settings)  # type: ignore[arg-type]
 
 
 async def test_async_download_retries_and_hashes(sleeps: list[float]) -> None:
@@ -250,7 +253,7 @@ async def test_async_download_retries_and_hashes(sleeps: list[float]) -> None:
 
 async def test_async_expired_and_cap() -> None:
     server = Server(status(403, EXPIRED_XML), lambda _r: httpx.Response(200, stream=_Endless()))
-    async with adownloader(server, max_bytes=4096) as client:
+    async with adownloader(server, max_bytes=CAP) as client:
         with pytest.raises(CallLogUrlExpiredError):
             await client.download(URL, io.BytesIO())
         with pytest.raises(CallLogTooLargeError):
@@ -329,7 +332,7 @@ async def test_aiohttp_follows_a_same_host_redirect_and_hashes() -> None:
 async def test_aiohttp_dropped_connections_are_retried_then_given_up(sleeps: list[float]) -> None:
     async with (
         raw_server(None, None, None) as (host, seen),
-        AsyncCallLogDownloader(allow_http=True, max_retries=2, backoff=0.01) as client,
+        AsyncCallLogDownloader(allow_http=True, max_retries=2, backoff_base=0.01) as client,
     ):
         with pytest.raises(CallLogUnavailableError, match="gave up after 3 attempts") as err:
             await client.download(_plain(host), io.BytesIO())
@@ -355,11 +358,24 @@ async def test_aiohttp_expired_url_and_other_host_redirect_are_refused() -> None
 
 async def test_aiohttp_size_cap_from_content_length() -> None:
     async with (
-        raw_server(_http(200, "OK", b"x" * 2048)) as (host, _),
-        AsyncCallLogDownloader(allow_http=True, max_bytes=1000) as client,
+        raw_server(_http(200, "OK", b"x" * (CAP + 1))) as (host, _),
+        AsyncCallLogDownloader(allow_http=True, max_bytes=CAP) as client,
     ):
-        with pytest.raises(CallLogTooLargeError, match="2048 bytes"):
+        with pytest.raises(CallLogTooLargeError, match=f"{CAP + 1} bytes"):
             await client.download(_plain(host), io.BytesIO())
+
+
+async def test_aiohttp_size_cap_counts_a_body_of_many_chunks_without_a_length() -> None:
+    body = b"y" * (5 * dl.DEFAULT_CHUNK_SIZE)  # each network read below the cap, the body above it
+    answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body
+    sink = io.BytesIO()
+    async with (
+        raw_server(answer) as (host, _),
+        AsyncCallLogDownloader(allow_http=True, max_bytes=CAP, max_retries=0) as client,
+    ):
+        with pytest.raises(CallLogTooLargeError, match=f"exceeds max_bytes={CAP}"):
+            await client.download(_plain(host), sink)
+    assert len(sink.getvalue()) <= CAP
 
 
 def test_httpx_request_log_lines_carry_no_signature(caplog: pytest.LogCaptureFixture) -> None:

@@ -7,11 +7,11 @@ Placing, exactly-once adoption and outbound calls; waiting, resuming and killing
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timedelta
 from unittest.mock import MagicMock, patch
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.errors import (
@@ -41,7 +41,6 @@ from tests.unit.agent_fakes import (
     context,
     instance,
     listing,
-    logged,
     make_op,
 )
 
@@ -80,24 +79,28 @@ def test_correlation_id_is_per_task_instance_and_per_clear() -> None:
 
 
 @pytest.mark.parametrize(
-    ("user_data", "expected", "embedded"),
+    ("user_data", "expected"),
     [
-        (None, {CORRELATION_KEY: "c"}, True),
-        ("", {CORRELATION_KEY: "c"}, True),
-        ({}, {CORRELATION_KEY: "c"}, True),
-        ({"a": 1}, {"a": 1, CORRELATION_KEY: "c"}, True),
-        ('{"a": 1}', {"a": 1, CORRELATION_KEY: "c"}, True),
-        ("plain text", "plain text", False),
-        ("[1, 2]", "[1, 2]", False),
-        ({CORRELATION_KEY: "c"}, {CORRELATION_KEY: "c"}, True),
+        (None, {CORRELATION_KEY: "c"}),
+        ("", {CORRELATION_KEY: "c"}),
+        ({}, {CORRELATION_KEY: "c"}),
+        ({"a": 1}, {"a": 1, CORRELATION_KEY: "c"}),
+        ('{"a": 1}', {"a": 1, CORRELATION_KEY: "c"}),
+        ({CORRELATION_KEY: "c"}, {CORRELATION_KEY: "c"}),
     ],
 )
-def test_embed_correlation_id(user_data: object, expected: object, embedded: bool) -> None:
-    assert embed_correlation_id(user_data, "c") == (expected, embedded)
+def test_embed_correlation_id(user_data: object, expected: object) -> None:
+    assert embed_correlation_id(user_data, "c") == expected
+
+
+@pytest.mark.parametrize("user_data", ["plain text", "[1, 2]", "{'a': 1}", "7", ["a"], 7])
+def test_embed_refuses_user_data_that_is_not_a_json_object(user_data: object) -> None:
+    with pytest.raises(IceValidationError, match=r"^user_data: .*JSON object.*correlation=False"):
+        embed_correlation_id(user_data, "c")
 
 
 def test_embed_correlation_id_off_leaves_user_data_alone() -> None:
-    assert embed_correlation_id({"a": 1}, None) == ({"a": 1}, False)
+    assert embed_correlation_id("plain text", None) == "plain text"
 
 
 def test_embed_rejects_a_foreign_value_under_the_reserved_key() -> None:
@@ -149,14 +152,21 @@ def test_json_string_user_data_gets_the_correlation_id(generate: MagicMock) -> N
     assert sent_user_data(generate) == {"name": "Ann", CORRELATION_KEY: CID}
 
 
-def test_plain_string_user_data_is_sent_unchanged_with_a_warning(
-    generate: MagicMock, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("user_data", ["call Ann about the parcel", "[1, 2]", "{'name': 'Ann'}"])
+def test_user_data_that_is_not_a_json_object_is_refused_before_any_request(
+    generate: MagicMock, user_data: str
 ) -> None:
-    with caplog.at_level(logging.WARNING):
-        result = make_op(user_data="call Ann about the parcel").execute(context())
+    store = FakeStateStore()
+    with pytest.raises(IceValidationError, match="user_data"):
+        make_op(user_data=user_data).execute(context(store=store))
+    generate.assert_not_called()
+    assert store.data == {}
+
+
+def test_plain_string_user_data_is_sent_unchanged_with_correlation_off(generate: MagicMock) -> None:
+    result = make_op(user_data="call Ann about the parcel", correlation=False).execute(context())
     assert sent_user_data(generate) == "call Ann about the parcel"
     assert result["correlation_id"] is None
-    assert "not a JSON object" in logged(caplog, capsys)
 
 
 def test_correlation_can_be_switched_off(generate: MagicMock) -> None:
@@ -174,7 +184,7 @@ def test_mapped_indexes_get_distinct_correlation_ids(generate: MagicMock) -> Non
 
 
 def test_a_cleared_task_places_a_fresh_call(generate: MagicMock) -> None:
-    make_op().execute(context(clear_number=1))
+    make_op().execute(context(max_tries=1))
     assert sent_user_data(generate) == {CORRELATION_KEY: make_correlation_id("dag", "run-1", "call", -1, 1)}
 
 
@@ -198,6 +208,18 @@ def test_templated_expire_string_is_coerced(generate: MagicMock) -> None:
 def test_constructor_rejects_bad_durations(parameter: str, value: float) -> None:
     with pytest.raises(ValueError, match=parameter):
         make_op(**{parameter: value})
+
+
+@pytest.mark.parametrize("value", [-1, float("inf"), float("nan"), timedelta(seconds=-5)])
+def test_constructor_rejects_a_bad_lookup_tolerance(value: object) -> None:
+    with pytest.raises(ValueError, match="lookup_tolerance"):
+        make_op(lookup_tolerance=value)
+
+
+def test_lookup_tolerance_defaults_to_two_minutes_and_takes_a_timedelta() -> None:
+    assert make_op().lookup_tolerance == 120.0
+    assert make_op(lookup_tolerance=timedelta(seconds=30)).lookup_tolerance == 30.0
+    assert make_op(lookup_tolerance=0).lookup_tolerance == 0.0
 
 
 def test_template_fields() -> None:
@@ -247,7 +269,7 @@ def test_retry_finds_the_earlier_call_by_correlation_id(generate: MagicMock) -> 
 
 def test_retry_places_the_call_when_no_earlier_call_exists(generate: MagicMock) -> None:
     with patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([])):
-        result = make_op().execute(context(try_number=2))
+        result = make_op().execute(context(try_number=2, store=FakeStateStore()))
     generate.assert_called_once()
     assert result["adopted"] is False
 
@@ -269,21 +291,38 @@ def test_lost_response_adopts_the_instance_instead_of_calling_again(generate: Ma
     assert store.data[STATE_KEY]["channel_id"] == CHANNEL_ID
 
 
-def test_lost_response_with_no_instance_fails_clearly(generate: MagicMock) -> None:
+def test_lost_response_with_no_instance_is_retryable_with_a_state_store(generate: MagicMock) -> None:
     generate.side_effect = IceOutcomeUnknownError("GenerateAIAgentCall", TimeoutError("read timed out"))
+    store = FakeStateStore()
     with (
         patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([])) as list_,
-        pytest.raises(IceAgentCallError, match="probably not placed"),
+        pytest.raises(IceAgentCallError, match="not placed") as raised,
     ):
-        make_op().execute(context())
-    assert list_.call_count == 3
+        make_op(lookup_tolerance=0.2).execute(context(store=store))
+    assert not isinstance(raised.value, AirflowFailException)
+    assert list_.call_count >= 2  # listed again until lookup_tolerance had passed
+    generate.assert_called_once()
+    assert store.data[STATE_KEY]["pending"] is True
+
+
+def test_lost_response_with_no_instance_and_no_state_store_fails_without_retry(generate: MagicMock) -> None:
+    generate.side_effect = IceOutcomeUnknownError("GenerateAIAgentCall", TimeoutError("read timed out"))
+    with (
+        patch.object(IceHook, "list_ai_agent_instances", side_effect=listing([])),
+        pytest.raises(AirflowFailException, match=r"lookup_tolerance.*ICE \(IMS\) console"),
+    ):
+        make_op(lookup_tolerance=0.05).execute(context())
     generate.assert_called_once()
 
 
-def test_lost_response_without_correlation_cannot_be_looked_up(generate: MagicMock) -> None:
+def test_lost_response_without_correlation_fails_without_retry(generate: MagicMock) -> None:
     generate.side_effect = IceOutcomeUnknownError("GenerateAIAgentCall", TimeoutError("read timed out"))
-    with pytest.raises(IceAgentCallError, match="check the ICE console"):
-        make_op(correlation=False).execute(context())
+    with (
+        patch.object(IceHook, "list_ai_agent_instances") as list_,
+        pytest.raises(AirflowFailException, match=r"correlation=False.*ICE \(IMS\) console"),
+    ):
+        make_op(correlation=False).execute(context(store=FakeStateStore()))
+    list_.assert_not_called()
 
 
 # -- outbound calls -----------------------------------------------------------------------------

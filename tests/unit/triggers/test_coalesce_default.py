@@ -11,7 +11,7 @@ from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
 from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor
 from airflow_provider_ice.triggers.agent_instance import DirectInstancePoller, IceAIAgentInstanceTrigger
-from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+from airflow_provider_ice.triggers.coalesced import CoalescedInstancePoller
 from tests.unit.agent_fakes import AGENT_ID, CONN_JSON, context, generate_response, instance, listing
 from tests.unit.operators.test_agent_call import CID
 

@@ -44,9 +44,12 @@ async def test_one_sweep_serves_all_waiters_with_ceil_n_over_100_pages() -> None
 async def test_sweep_stops_paging_once_every_waiter_is_matched() -> None:
     client = FakeClient(1000)
     async with WaiterStack(client, [999, 950, 901], interval=30) as waiters:
-        for w in waiters:
-            assert (await w.next_result(timeout=5)) is not None
+        results = [await w.next_result(timeout=5) for w in waiters]
         assert client.pages == [1]
+    # Each waiter got its own instance, not just some instance.
+    got = [(r.instance.channel_id, r.instance.user_data) if r and r.instance else None for r in results]
+    assert got == [(f"chan-{n}", listed_instance(n)["UserData"]) for n in (999, 950, 901)]
+    assert all(r is not None and not r.failed and r.consecutive_failures == 0 for r in results)
 
 
 async def test_channel_only_and_both_identifiers_match() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ice.api.errors import IceServerError
+from airflow_provider_ice.api.errors import IceServerError, IceValidationError
 from airflow_provider_ice.triggers.poller import active_pollers
 from airflow_provider_ice.triggers.waiter import Waiter
 from tests.unit.triggers.poller_fakes import (
@@ -22,8 +22,9 @@ from tests.unit.triggers.poller_fakes import (
 def test_waiter_validation() -> None:
     with pytest.raises(ValueError, match="correlation_id, channel_id"):
         Waiter(correlation_id=None, channel_id=None, window_start=T0, poll_interval=1)
-    with pytest.raises(ValueError, match="poll_interval"):
-        Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=0)
+    for bad_interval in (0, None, "30", float("nan")):
+        with pytest.raises(IceValidationError, match=r"^poll_interval: must be a positive"):
+            Waiter(correlation_id="x", channel_id=None, window_start=T0, poll_interval=bad_interval)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="timezone-aware"):
         Waiter(correlation_id="x", channel_id=None, window_start=datetime(2026, 1, 1), poll_interval=1)
 
@@ -36,7 +37,7 @@ def _target(n: int) -> Any:
 
 async def test_instance_poller_seam_returns_on_news_and_raises_sweep_errors() -> None:
     from airflow_provider_ice.api.waiting import Outcome
-    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+    from airflow_provider_ice.triggers.coalesced import CoalescedInstancePoller
 
     client = FakeClient(3)
     seam = CoalescedInstancePoller(conn_id="c", client_factory=client_factory(client), poll_interval=0.02)
@@ -57,7 +58,7 @@ async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> N
     import time
 
     from airflow_provider_ice.api.waiting import Outcome
-    from airflow_provider_ice.triggers.poller import CoalescedInstancePoller
+    from airflow_provider_ice.triggers.coalesced import CoalescedInstancePoller
 
     client = FakeClient(3)
     end = time.time() + 0.3
