@@ -55,12 +55,15 @@ def report(data: Path, emulator_state: dict[str, Any], run_state: str) -> None:
     """Print the campaign's summary, checked against the emulator's own instances."""
     print("\n=== ice_outbound_campaign ===")
     print(f"run state: {run_state}")
-    summaries = sorted((data / "campaigns").rglob("summary.json"))
-    if not summaries:
-        print("no campaign results were written")
+    from airflow_provider_ice.storage import committed_files, read_manifest
+
+    manifests = sorted((data / "campaigns").rglob("_manifest.json"))
+    if not manifests:
+        print("no campaign results were committed")
         return
-    summary = json.loads(summaries[-1].read_text())
-    rows = [json.loads(line) for line in (summaries[-1].parent / "results.jsonl").read_text().splitlines()]
+    files = committed_files(manifests[-1].parent)  # the reader contract: the manifest first
+    summary = json.loads(files["summary.json"].read_text())
+    rows = [json.loads(line) for line in files["results.jsonl"].read_text().splitlines()]
     print(
         f"recipients: {summary['recipients']} ({summary['rejected']} rejected), "
         f"calls placed: {summary['calls_placed']}, reached: {summary['reached']}, "
@@ -83,4 +86,5 @@ def report(data: Path, emulator_state: dict[str, Any], run_state: str) -> None:
         f"{len(correlation_ids)} distinct correlation ids, "
         f"most calls to one customer: {max(calls.values(), default=0)} (max_attempts 3)"
     )
-    print(f"results: {summaries[-1].parent}")
+    version = (read_manifest(manifests[-1].parent) or {}).get("version")
+    print(f"results: {manifests[-1].parent} (committed version {version})")

@@ -260,7 +260,7 @@ class CampaignCycle:
 
     def _send(self, recipient: Recipient, attempt: Attempt) -> bool:
         """Place one attempt; False when throttled (stop placing for now)."""
-        user_data, _ = embed_correlation_id(recipient.user_data, attempt.correlation_id)
+        user_data = embed_correlation_id(recipient.user_data, attempt.correlation_id)
         client = self.client
         self.ledger.dirty.add(attempt.chunk)
         try:
@@ -315,7 +315,7 @@ class CampaignCycle:
                     handle.write(json.dumps(row, sort_keys=True) + "\n")
             with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2, sort_keys=True)
-            summary["uri"] = storage.swap_partition(staging, final, commit_last=SUMMARY_FILE)
+            summary["uri"], summary["version"] = storage.commit_partition(staging, final)
         log.info("Campaign %s done: %s", self.campaign_id, json.dumps(summary, sort_keys=True))
         return summary
 

@@ -105,8 +105,7 @@ def event_failure(event: dict[str, Any]) -> IceAgentCallError:
     return error
 
 
-#: Imported in a worker thread before the first poll: imported cold inside the triggerer's event
-#: loop they would block it for a noticeable time (pydantic models, the client, aiohttp).
+#: Imported in a worker thread before the first poll (cold, in the event loop, they would block it).
 _WAIT_MODULES = (
     "airflow_provider_ice.hooks.ice",
     "airflow_provider_ice.api.client",
@@ -116,7 +115,7 @@ _WAIT_MODULES = (
 
 
 def import_wait_modules() -> None:
-    """Import what waiting needs (call it in a worker thread, off the triggerer's event loop)."""
+    """Import what waiting needs: pydantic models, the client, aiohttp (call it in a worker thread)."""
     for name in _WAIT_MODULES:
         importlib.import_module(name)
 

@@ -80,8 +80,11 @@ def peak_concurrency(emulator: IceEmulator) -> int:
 def results(summary: dict[str, Any]) -> list[dict[str, Any]]:
     from urllib.parse import unquote, urlparse
 
-    directory = Path(unquote(urlparse(summary["uri"]).path))
-    return [json.loads(line) for line in (directory / "results.jsonl").read_text().splitlines()]
+    from airflow_provider_ice.storage import committed_files
+
+    files = committed_files(Path(unquote(urlparse(summary["uri"]).path)))
+    assert sorted(files) == ["results.jsonl", "summary.json"]
+    return [json.loads(line) for line in files["results.jsonl"].read_text().splitlines()]
 
 
 def run_dag(dag_id: str, **params: Any) -> Any:
