@@ -117,6 +117,18 @@ def get_provider_info() -> dict[str, Any]:
                             "examples": ["/etc/ssl/certs/ca-certificates.crt"],
                         },
                     },
+                    "rate_limit": {
+                        "label": "Rate limit (requests/s)",
+                        "description": "Requests per second for every action, shared by all clients of "
+                        "this AccessKey in a process; slowed down on throttling. Empty: unlimited.",
+                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    },
+                    "rate_limits": {
+                        "label": "Per-action rate limits",
+                        "description": "JSON object of action -> requests per second (null: unlimited), "
+                        'e.g. {"GenerateAIAgentCall": 5, "ListAIAgentInstance": 20}.',
+                        "schema": {"type": ["object", "string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "port", "schema"],

@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_ice.api.errors import NON_RETRYABLE_ERRORS
 from airflow_provider_ice.api.waiting import Step

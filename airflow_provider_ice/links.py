@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from airflow.sdk import BaseOperatorLink
+from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator, Context
-    from airflow.sdk.types import TaskInstanceKey
+    from airflow.providers.common.compat.sdk import BaseOperator, Context, TaskInstanceKey
 
 #: The XCom key the console URL is stored under.
 CONSOLE_URL_XCOM_KEY = "ice_instance_console_url"
@@ -39,7 +38,7 @@ class IceAIAgentInstanceLink(BaseOperatorLink):
     name = "ICE Console"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
+        from airflow.providers.common.compat.sdk import XCom
 
         value: Any = XCom.get_value(key=CONSOLE_URL_XCOM_KEY, ti_key=ti_key)
         return value if isinstance(value, str) else ""

@@ -57,7 +57,7 @@ def data_dir() -> Path:
 
 def resolve(destination: Any, conn_id: str | None = None) -> Target:
     """Return a local :class:`Path` for plain paths and ``file://`` URIs, else an ``ObjectStoragePath``."""
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     if isinstance(destination, ObjectStoragePath):
         path = destination
@@ -80,7 +80,8 @@ def new_file_mode() -> int:
 
 def is_local(target: Target) -> bool:
     """Return True for a local path (not object storage)."""
-    return isinstance(target, Path)
+    # Some ObjectStoragePath versions (Airflow 2's universal-pathlib) subclass pathlib.Path too.
+    return isinstance(target, Path) and not hasattr(target, "protocol")
 
 
 def _temp_name(name: str) -> str:

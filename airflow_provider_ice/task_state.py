@@ -1,5 +1,8 @@
 """Best-effort access to Airflow's task state store (``context["task_state_store"]``, Airflow 3.3+).
 
+The store itself comes from :func:`airflow_provider_ice._compat.task_state_store`, which is None
+below Airflow 3.3.
+
 The store outlives a try, so a retry can adopt the call an earlier try placed and reschedule mode
 can keep its error budget. It is optional (older Airflow, some runners): a missing store or a
 failing call is logged and never fails the task.
@@ -11,12 +14,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_ice._compat import task_state_store
+
 log = logging.getLogger(__name__)
 
 
 def load_state(context: Mapping[str, Any], key: str) -> Any:
     """Return the value stored under ``key``, or None (no store, nothing stored, or it failed)."""
-    store = context.get("task_state_store")
+    store = task_state_store(context)
     if store is None:
         return None
     try:
@@ -28,7 +33,7 @@ def load_state(context: Mapping[str, Any], key: str) -> Any:
 
 def save_state(context: Mapping[str, Any], key: str, value: Any) -> None:
     """Store ``value`` under ``key`` when there is a store; a failure is only logged."""
-    store = context.get("task_state_store")
+    store = task_state_store(context)
     if store is None:
         return
     try:

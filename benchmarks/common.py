@@ -49,13 +49,14 @@ class Emulator:
         # The state of an agent nobody uses: the counts without thousands of instances.
         return dict(self.control(f"state?agent_id={agent_id}")["request_counts"])
 
-    def conn_json(self) -> str:
+    def conn_json(self, **extra: Any) -> str:
+        """The Airflow connection (JSON) of this emulator, with ``extra`` added to its extras."""
         return json.dumps(
             {
                 "conn_type": "alibaba_ice",
                 "login": ACCESS_KEY_ID,
                 "password": ACCESS_KEY_SECRET,
-                "extra": {"endpoint": self.url},
+                "extra": {"endpoint": self.url, **extra},
             }
         )
 

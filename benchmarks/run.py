@@ -21,14 +21,15 @@ from typing import Any
 
 import psutil
 
-from benchmarks import backfill, parse_cost, signed_calls, waiting
+from benchmarks import backfill, campaign, parse_cost, signed_calls, waiting
 from benchmarks.common import emulator_process
 from benchmarks.report import render_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Hand-written analysis of the targets a full run does not meet (profiles, causes), kept with the code.
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
-BENCHMARKS = ("emulator_ceiling", "signed_calls", "waiting", "backfill", "parse_cost")
+
+BENCHMARKS = ("emulator_ceiling", "signed_calls", "waiting", "backfill", "campaign", "parse_cost")
 
 
 def _emulator_ceiling(smoke: bool) -> dict[str, Any]:
@@ -39,6 +40,15 @@ def _emulator_ceiling(smoke: bool) -> dict[str, Any]:
     if smoke:
         return dict(emulator_ceiling.measure_emulator_ceiling(concurrency=8, duration=1.0, seeded=200))
     return dict(emulator_ceiling.measure_emulator_ceiling(concurrency=32, duration=5.0, seeded=10_000))
+
+
+def _emulator_args(name: str, smoke: bool) -> tuple[str, ...]:
+    """Extra emulator flags of one benchmark."""
+    if name == "signed_calls":
+        return signed_calls.EMULATOR_ARGS
+    if name == "campaign":
+        return campaign.emulator_args(smoke)
+    return ()
 
 
 def machine() -> dict[str, Any]:
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "signed_calls": lambda em: signed_calls.run(em, smoke=args.smoke),
         "waiting": lambda em: waiting.run(em, smoke=args.smoke),
         "backfill": lambda em: backfill.run(em, smoke=args.smoke),
+        "campaign": lambda em: campaign.run(em, smoke=args.smoke),
     }
     started = time.monotonic()
     for name in selected:
@@ -97,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             result = parse_cost.run(smoke=args.smoke)
         else:
             # A fresh emulator process per benchmark: no state or warm caches carried over.
-            with emulator_process() as emulator:
+            with emulator_process(*_emulator_args(name, args.smoke)) as emulator:
                 result = with_emulator[name](emulator)
         report["results"][name] = result
         report["durations_s"][name] = round(time.monotonic() - t0, 1)

@@ -8,6 +8,14 @@ Once the worker reports that every trigger is running, the orchestrator finishes
 ``spread`` seconds with StopAIAgentInstance (the instance is Finished from that moment), recording
 when each finished. Detection latency = when the worker saw the success event - when the call
 finished. Requests per poll interval come from the emulator's own request counts.
+
+The quota row runs the coalesced poller with the account's ListAIAgentInstance quota on in the
+emulator (``quota`` requests/s) and the same rate as the connection's ``rate_limits`` extra. A sweep
+of ``pages`` requests then takes at least ``S = pages / quota`` seconds, and sweeps start every
+``max(interval, S)``. The poller hands out what a sweep found when the sweep ends, so a call that
+finishes just after its page was read is seen at the end of the next sweep: the bound on detection
+latency the quota implies is ``max(interval, S) + S``. Throttled answers come from the emulator's
+own tally and must be zero.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from benchmarks.common import (
 )
 
 AGENT = "bench-wait-agent"
+#: The account's ListAIAgentInstance quota (requests/s) of the quota row.
+QUOTA = 40.0
 READY = "BENCH-READY"
 
 
@@ -157,7 +167,16 @@ async def _finish_calls(client: Any, ids: list[str], spread: float) -> dict[str,
     return finished
 
 
-def _one(emulator: Any, *, mode: str, n: int, interval: float, spread: float, cap: float) -> dict[str, Any]:
+def _one(
+    emulator: Any,
+    *,
+    mode: str,
+    n: int,
+    interval: float,
+    spread: float,
+    cap: float,
+    quota: float | None = None,
+) -> dict[str, Any]:
     from airflow_provider_ice.api.client import AsyncIceClient
     from airflow_provider_ice.api.signing import Credentials
 
@@ -179,7 +198,12 @@ def _one(emulator: Any, *, mode: str, n: int, interval: float, spread: float, ca
         "window_start": window_start,
         "max_wait": cap,
     }
-    env = {**os.environ, "AIRFLOW_CONN_ICE_DEFAULT": emulator.conn_json()}
+    extra: dict[str, Any] = {}
+    if quota is not None:
+        # The account quota on the listing only: the orchestrator's Stop calls are not under test.
+        emulator.control("quotas", {"action_qps": {"ListAIAgentInstance": quota}})
+        extra["rate_limits"] = {"ListAIAgentInstance": quota}
+    env = {**os.environ, "AIRFLOW_CONN_ICE_DEFAULT": emulator.conn_json(**extra)}
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.waiting", "--worker", json.dumps(spec)],
         stdout=subprocess.PIPE,
@@ -206,6 +230,9 @@ def _one(emulator: Any, *, mode: str, n: int, interval: float, spread: float, ca
     process.wait()
     elapsed = time.time() - t0
     counts1 = emulator.request_counts()
+    throttled = sum(emulator.control("state?agent_id=-")["quota_refusals"]["throttled"].values())
+    if quota is not None:
+        emulator.control("quotas?replace=1", {})
     if result is None:
         raise RuntimeError(f"waiting worker ({mode}, {n}) failed with exit code {process.returncode}")
     lists = counts1.get("ListAIAgentInstance", 0) - counts0.get("ListAIAgentInstance", 0)
@@ -215,8 +242,12 @@ def _one(emulator: Any, *, mode: str, n: int, interval: float, spread: float, ca
         if f"{prefix}-{i}" in result["success_at"]
     ]
     detected = len(latencies)
+    pages = math.ceil(n / 100) + 1
     return {
-        "mode": mode,
+        "mode": mode if quota is None else f"{mode}, quota {quota:g}/s",
+        "account_quota_per_s": quota,
+        "throttled": throttled,
+        "latency_bound_s": max(interval, pages / quota) + pages / quota if quota else 1.5 * interval,
         "waits": n,
         "poll_interval_s": interval,
         "finish_spread_s": spread,
@@ -225,7 +256,7 @@ def _one(emulator: Any, *, mode: str, n: int, interval: float, spread: float, ca
         "sweeps": result["sweeps"],
         "sweeps_per_interval": result["sweeps"] / (elapsed / interval) if result["sweeps"] else None,
         "requests_per_sweep": result["requests_per_sweep"],
-        "target_requests_per_interval": math.ceil(n / 100) + 1,
+        "target_requests_per_interval": pages,
         "cpu_s": result["cpu_s"],
         "peak_rss_mb": result["peak_rss_mb"],
         "p50_latency_s": percentile(latencies, 50),
@@ -244,12 +275,21 @@ def run(emulator: Any, *, smoke: bool) -> dict[str, Any]:
     # on the same two cores as the emulator and the waiting process.
     spread = 3.0 if smoke else 30.0
     cap = spread + (15.0 if smoke else 30.0)
-    plan = (
-        [(20, "naive"), (20, "coalesced")]
+    # The quota row: below the 101 pages per 2 s interval that 10,000 waits ask for, so it binds.
+    plan: list[tuple[int, str, float | None]] = (
+        [(20, "naive", None), (20, "coalesced", None), (20, "coalesced", 2.0)]
         if smoke
-        else [(1000, "naive"), (1000, "coalesced"), (10000, "coalesced")]
+        else [
+            (1000, "naive", None),
+            (1000, "coalesced", None),
+            (10000, "coalesced", None),
+            (10000, "coalesced", QUOTA),
+        ]
     )
-    rows = [_one(emulator, mode=mode, n=n, interval=interval, spread=spread, cap=cap) for n, mode in plan]
+    rows = [
+        _one(emulator, mode=mode, n=n, interval=interval, spread=spread, cap=cap, quota=quota)
+        for n, mode, quota in plan
+    ]
     return {
         "rows": rows,
         "not_run": None

@@ -19,7 +19,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
 from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator
@@ -69,7 +69,7 @@ with DAG(
     @task
     def summarise_conversation(fetched: dict[str, Any]) -> dict[str, Any]:
         """Read the stored call log back and summarise it (metrics plus the first and last words)."""
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         from airflow_provider_ice.analytics.metrics import session_metrics
         from airflow_provider_ice.api.call_log import parse_call_log

@@ -17,7 +17,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
 from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor

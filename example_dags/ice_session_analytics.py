@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.providers.common.compat.sdk import DAG, Param
 
+from airflow_provider_ice._compat import CronDataIntervalTimetable
 from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator
 
 DEFAULT_DESTINATION = os.path.join(

@@ -17,6 +17,7 @@ _EXPORTS = {
     "IceValidationError": "errors",
     "IceApiError": "errors",
     "IceThrottlingError": "errors",
+    "IceConcurrencyLimitError": "errors",
     "IceAuthError": "errors",
     "IceInvalidParameterError": "errors",
     "IceNotFoundError": "errors",
@@ -25,6 +26,7 @@ _EXPORTS = {
     "IceTransportError": "errors",
     "IceOutcomeUnknownError": "errors",
     "IcePaginationError": "errors",
+    "RateLimits": "ratelimit",
 }
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "IceApiError",
     "IceAuthError",
     "IceClient",
+    "IceConcurrencyLimitError",
     "IceError",
     "IceInvalidParameterError",
     "IceNotFoundError",
@@ -43,6 +46,7 @@ __all__ = [
     "IceThrottlingError",
     "IceTransportError",
     "IceValidationError",
+    "RateLimits",
 ]
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
     from .errors import (
         IceApiError,
         IceAuthError,
+        IceConcurrencyLimitError,
         IceError,
         IceInvalidParameterError,
         IceNotFoundError,
@@ -61,6 +66,7 @@ if TYPE_CHECKING:
         IceTransportError,
         IceValidationError,
     )
+    from .ratelimit import RateLimits
     from .signing import Credentials
 
 

@@ -24,7 +24,7 @@ import httpx
 from tenacity import AsyncRetrying, Retrying
 
 from . import params as ops
-from .errors import IceError
+from .errors import IceError, IceThrottlingError
 from .models import (
     AIAgentConfig,
     AIAgentInstance,
@@ -57,6 +57,8 @@ class IceClient(ClientBase):
     :param on_secret: called with every secret the client handles (for log masking).
     :param backoff_base: first retry wait in seconds, doubled per attempt, with jitter.
     :param backoff_cap: the longest computed retry wait in seconds.
+    :param rate_limits: requests per second per action, shared with every client of the same
+        AccessKey ID and endpoint in the process (see :mod:`.ratelimit`); None: unlimited.
     """
 
     def _open(self, transport: httpx.BaseTransport | None) -> None:
@@ -64,9 +66,19 @@ class IceClient(ClientBase):
         self._sender = HttpxSender(self._endpoint.url, self.timeout, self._verify, transport)
 
     def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        limiter = self._limiter
+        if limiter is not None:
+            delay, ticket = limiter.reserve(action)
+            if delay:
+                self._sleep(delay)
         signed = self._builder.sign(action, params)
         started = time.perf_counter()
-        return self._finish(action, self._sender.send(action, signed), started)
+        try:
+            return self._finish(action, self._sender.send(action, signed), started)
+        except IceThrottlingError:
+            if limiter is not None:
+                limiter.on_throttled(action, ticket)
+            raise
 
     def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -220,6 +232,8 @@ class AsyncIceClient(ClientBase):
     :param on_secret: called with every secret the client handles (for log masking).
     :param backoff_base: first retry wait in seconds, doubled per attempt, with jitter.
     :param backoff_cap: the longest computed retry wait in seconds.
+    :param rate_limits: requests per second per action, shared with every client of the same
+        AccessKey ID and endpoint in the process (see :mod:`.ratelimit`); None: unlimited.
     """
 
     # aiohttp adds "content-type: application/octet-stream" to a body-less POST; an unsigned
@@ -236,9 +250,19 @@ class AsyncIceClient(ClientBase):
         )
 
     async def _attempt(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        limiter = self._limiter
+        if limiter is not None:
+            delay, ticket = limiter.reserve(action)
+            if delay:
+                await self._sleep(delay)
         signed = self._builder.sign(action, params)
         started = time.perf_counter()
-        return self._finish(action, await self._sender.send(action, signed), started)
+        try:
+            return self._finish(action, await self._sender.send(action, signed), started)
+        except IceThrottlingError:
+            if limiter is not None:
+                limiter.on_throttled(action, ticket)
+            raise
 
     async def _call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -6,6 +6,7 @@ The hierarchy::
     +-- IceValidationError (also ValueError)    a parameter refused before any request
     +-- IceApiError                             the service answered with an error
     |   +-- IceThrottlingError
+    |   +-- IceConcurrencyLimitError            the agent is at its concurrent-call limit
     |   +-- IceAuthError
     |   +-- IceInvalidParameterError
     |   +-- IceNotFoundError
@@ -99,6 +100,14 @@ class IceApiError(IceError):
 
 class IceThrottlingError(IceApiError):
     """``Throttling*``: the request was refused before it took effect; retry later."""
+
+
+class IceConcurrencyLimitError(IceApiError):
+    """The agent already has as many calls as it may run at once: nothing was created.
+
+    Safe to try again once one of the agent's calls has finished; the client does not retry it by
+    itself (waiting for a call to end is the caller's decision, e.g. a campaign's ``max_active_calls``).
+    """
 
 
 class IceAuthError(IceApiError):
@@ -207,6 +216,10 @@ AUTH_CODE_PREFIXES = (
 )
 INVALID_PARAMETER_PREFIXES = ("InvalidParameter", "MissingParameter", "InvalidParam", "Missing")
 NOT_FOUND_MARKERS = ("NotFound", "NotExist")
+#: The code the service answers when an agent is at its concurrent-call limit. Undocumented
+#: (ice-api.md §6 lists no ICE business codes); the emulator answers this one, and any code that
+#: mentions "Concurrency" is read the same way.
+CONCURRENCY_LIMIT_CODE = "QuotaExceeded.AIAgentConcurrency"
 
 
 def error_class_for(code: str | None, http_status: int) -> type[IceApiError]:
@@ -214,6 +227,8 @@ def error_class_for(code: str | None, http_status: int) -> type[IceApiError]:
     code = code or ""
     if code.startswith("Throttling") or http_status == 429:
         return IceThrottlingError
+    if code == CONCURRENCY_LIMIT_CODE or "Concurrency" in code:
+        return IceConcurrencyLimitError
     if code.startswith(AUTH_CODE_PREFIXES) or http_status in (401, 403):
         return IceAuthError
     if code.startswith(INVALID_PARAMETER_PREFIXES):

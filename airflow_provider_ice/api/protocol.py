@@ -28,6 +28,7 @@ from .errors import (
     error_from_response,
     excerpt,
 )
+from .ratelimit import RateLimits, client_limiter
 from .retry import BackoffWait, is_retryable, outcome_unknown, retry_kwargs
 from .signing import FORM_CONTENT_TYPE, Credentials, SignedRequest, sign_request
 from .validation import positive_seconds, validate_int_range
@@ -247,6 +248,7 @@ class ClientBase:
         backoff_base: float = 0.5,
         backoff_cap: float = 20.0,
         transport: Any = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         if not isinstance(credentials, Credentials):
             raise TypeError("credentials must be an airflow_provider_ice.api.signing.Credentials")
@@ -266,6 +268,8 @@ class ClientBase:
         self._retry = {
             safe: retry_kwargs(self.max_retries, self._wait, safe_to_repeat=safe) for safe in (True, False)
         }
+        # Shared by every client of the same AccessKey ID and endpoint in this process (None: off).
+        self._limiter = client_limiter((credentials.access_key_id, self._endpoint.url), rate_limits)
         self._open(transport)
 
     def _open(self, transport: Any) -> None:

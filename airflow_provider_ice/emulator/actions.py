@@ -22,6 +22,7 @@ from typing import Any
 from airflow_provider_ice.emulator.call_log import CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig, scenario_of
 from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.quotas import QuotaEnforcer
 from airflow_provider_ice.emulator.secrets import SecretLedger
 from airflow_provider_ice.emulator.store import FINISHED, Instance, Store, derive, identity_of, iso_utc
 from airflow_provider_ice.emulator.wire import ApiError, invalid_parameter, missing_parameter
@@ -87,6 +88,7 @@ class Actions:
     :param faults: fault settings (for ``calllog_expire_first``).
     :param signer: call-log URL signer.
     :param ledger: notes every ARTC Token and AuthToken handed out, when secret recording is on.
+    :param quotas: the agents' concurrent-call limit (creating calls are checked, then counted).
     """
 
     def __init__(
@@ -96,12 +98,14 @@ class Actions:
         faults: FaultInjector,
         signer: CallLogSigner,
         ledger: SecretLedger | None = None,
+        quotas: QuotaEnforcer | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._faults = faults
         self._signer = signer
         self._ledger = ledger or SecretLedger(enabled=False)
+        self._quotas = quotas or QuotaEnforcer(config.quotas)
         self.handlers: dict[str, Callable[[Params, str], dict[str, Any]]] = {
             "GenerateAIAgentCall": self.generate_ai_agent_call,
             "ListAIAgentInstance": self.list_ai_agent_instance,
@@ -123,6 +127,7 @@ class Actions:
         agent_config = _json_object(params, "AgentConfig")
         template_config = _json_object(params, "TemplateConfig")
         _json_object(params, "ChatSyncConfig")
+        self._quotas.check_agent("GenerateAIAgentCall", agent_id, self._store.now())
         instance = self._store.create(
             agent_id,
             user_id=user_id,
@@ -132,6 +137,7 @@ class Actions:
             template_config=template_config,
             expire=expire,
         )
+        self._quotas.track(instance)
         ident = identity_of(self._config.seed, instance)
         body: dict[str, Any] = {
             "InstanceId": instance.instance_id,
@@ -154,6 +160,7 @@ class Actions:
         agent_config = _json_object(params, "AgentConfig")
         template_config = _json_object(params, "TemplateConfig")
         _json_object(params, "ChatSyncConfig")
+        self._quotas.check_agent("StartAIAgentInstance", agent_id, self._store.now())
         instance = self._store.create(
             agent_id,
             kind="runtime",
@@ -163,6 +170,7 @@ class Actions:
             template_config=template_config,
             runtime={k: runtime[k] for k in ("ChannelId", "AgentUserId", "AuthToken")},
         )
+        self._quotas.track(instance)
         return {"InstanceId": instance.instance_id}
 
     def start_ai_agent_outbound_call(self, params: Params, base_url: str) -> dict[str, Any]:
@@ -172,6 +180,7 @@ class Actions:
             if not number.lstrip("+").isdigit():
                 raise invalid_parameter(name, "it must be a phone number made of digits.")
         config = _json_object(params, "Config")
+        self._quotas.check_agent("StartAIAgentOutboundCall", agent_id, self._store.now())
         instance = self._store.create(
             agent_id,
             kind="outbound",
@@ -181,6 +190,7 @@ class Actions:
             called_number=numbers["CalledNumber"],
             caller_number=numbers["CallerNumber"],
         )
+        self._quotas.track(instance)
         return {"InstanceId": instance.instance_id}
 
     # -- reading and stopping -----------------------------------------------------------------

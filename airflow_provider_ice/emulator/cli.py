@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from airflow_provider_ice.emulator.config import ACTIONS, EmulatorConfig, FaultConfig
+from airflow_provider_ice.emulator.config import ACTIONS, EmulatorConfig, FaultConfig, QuotaConfig
 from airflow_provider_ice.emulator.server import IceEmulator
 
 _DAY = 86400.0
@@ -43,6 +43,22 @@ def _history(text: str) -> tuple[str, int, float]:
             f"expected AGENT_ID:COUNT[:DAYS] (e.g. agent-1:5000:30), got {text!r}"
         )
     return parsed
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _action_rate(text: str) -> tuple[str, float]:
+    action, _, rate = text.partition("=")
+    if action not in ACTIONS:
+        raise argparse.ArgumentTypeError(
+            f"expected ACTION=QPS with ACTION one of {', '.join(ACTIONS)}, got {text!r}"
+        )
+    return action, _positive(rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"comma-separated actions the API faults target ({', '.join(ACTIONS)})",
     )
+    quotas = parser.add_argument_group(
+        "quotas (off by default; change at run time with POST /_emulator/quotas)"
+    )
+    quotas.add_argument("--qps", type=_positive, default=None, help="account requests/s per action")
+    quotas.add_argument(
+        "--action-qps",
+        type=_action_rate,
+        action="append",
+        default=[],
+        metavar="ACTION=QPS",
+        help="requests/s for one action, overriding --qps (repeatable)",
+    )
+    quotas.add_argument(
+        "--agent-concurrency", type=int, default=None, help="calls one agent may have at once"
+    )
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="answer requests without an Authorization header unchecked (benchmark floors only)",
+    )
     return parser
 
 
@@ -153,6 +189,10 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         max_idle_time=args.max_idle_time,
         calllog_url_ttl=args.calllog_url_ttl,
         faults=faults,
+        quotas=QuotaConfig(
+            qps=args.qps, action_qps=dict(args.action_qps), agent_concurrency=args.agent_concurrency
+        ),
+        allow_unsigned=args.allow_unsigned,
     )
 
 

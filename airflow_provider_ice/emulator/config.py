@@ -119,6 +119,57 @@ class FaultConfig:
         return data
 
 
+@dataclass(frozen=True)
+class QuotaConfig:
+    """Quotas the emulator enforces (all off by default), as the service does for an account.
+
+    :param qps: requests per second the account may send for each action (a token bucket per
+        action holding one second of requests); beyond it an answer is ``Throttling.User`` with an
+        ``x-acs-retry-after`` of the milliseconds until the next request would be admitted. None: off.
+    :param action_qps: per-action overrides of ``qps`` (``{"ListAIAgentInstance": 10}``); None exempts
+        an action.
+    :param agent_concurrency: calls one agent may have at once (instances created and not yet
+        Finished); a creating call beyond it is refused with ``QuotaExceeded.AIAgentConcurrency``
+        and creates nothing. None: off.
+    """
+
+    qps: float | None = None
+    action_qps: Mapping[str, float | None] = field(default_factory=dict)
+    agent_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("qps", self.qps), *((f"action_qps.{a}", v) for a, v in self.action_qps.items())):
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise ValueError(
+                    f"{name}: must be a number of requests per second > 0 or null, got {value!r}"
+                )
+        unknown = sorted(set(self.action_qps) - set(ACTIONS))
+        if unknown:
+            raise ValueError(f"action_qps: unknown action(s) {unknown}; allowed: {', '.join(ACTIONS)}")
+        limit = self.agent_concurrency
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"agent_concurrency: must be an integer >= 1 or null, got {limit!r}")
+        object.__setattr__(self, "action_qps", dict(self.action_qps))
+
+    def qps_for(self, action: str) -> float | None:
+        return self.action_qps.get(action, self.qps)
+
+    def replace(self, **changes: Any) -> QuotaConfig:
+        """Return a copy with ``changes`` applied (``TypeError`` naming the allowed ones if unknown)."""
+        allowed = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise TypeError(f"unknown quota setting(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "qps": self.qps,
+            "action_qps": dict(self.action_qps),
+            "agent_concurrency": self.agent_concurrency,
+        }
+
+
 @dataclass
 class EmulatorConfig:
     """Everything the emulator can be told at start.
@@ -143,6 +194,11 @@ class EmulatorConfig:
     :param max_timestamp_skew: seconds ``x-acs-date`` may differ from the emulator's wall clock (900).
     :param nonce_capacity: most nonces remembered at once (oldest forgotten first), bounding memory.
     :param faults: faults injected from the start (changeable at run time).
+    :param quotas: the account's QPS quotas and the agents' concurrent-call limit (changeable at run
+        time); off by default.
+    :param allow_unsigned: answer requests that carry no ``Authorization`` header without checking
+        a signature (signed ones are still verified). Only for the benchmarks' floor rows, which
+        must get the same page as the signed clients; off by default.
     :param record_secrets: note every secret value handed out or checked (tokens, CallLogUrls and
         their signatures, Authorization signatures) for :meth:`IceEmulator.secrets`, so a test can
         scan its logs for them; off by default (it keeps every value in memory).
@@ -167,6 +223,8 @@ class EmulatorConfig:
     max_timestamp_skew: float = 900.0
     nonce_capacity: int = 1_000_000
     faults: FaultConfig = field(default_factory=FaultConfig)
+    quotas: QuotaConfig = field(default_factory=QuotaConfig)
+    allow_unsigned: bool = False
     record_secrets: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
@@ -186,18 +244,24 @@ class EmulatorConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> EmulatorConfig:
-        """Build from plain values (CLI, pytest marker); fault settings may be mixed in by name."""
+        """Build from plain values (CLI, pytest marker).
+
+        Fault and quota settings may be mixed in by name.
+        """
         own = {f.name for f in dataclasses.fields(cls)}
         fault_names = {f.name for f in dataclasses.fields(FaultConfig)}
-        unknown = sorted(set(values) - own - fault_names)
+        quota_names = {f.name for f in dataclasses.fields(QuotaConfig)}
+        unknown = sorted(set(values) - own - fault_names - quota_names)
         if unknown:
-            raise TypeError(
-                f"unknown emulator setting(s) {unknown}; allowed: {', '.join(sorted(own | fault_names))}"
-            )
+            allowed = ", ".join(sorted(own | fault_names | quota_names))
+            raise TypeError(f"unknown emulator setting(s) {unknown}; allowed: {allowed}")
         kwargs = {k: v for k, v in values.items() if k in own}
         faults = {k: v for k, v in values.items() if k in fault_names and k not in own}
         if faults:
             kwargs["faults"] = kwargs.get("faults", FaultConfig()).replace(**faults)
+        quotas = {k: v for k, v in values.items() if k in quota_names}
+        if quotas:
+            kwargs["quotas"] = kwargs.get("quotas", QuotaConfig()).replace(**quotas)
         return cls(**kwargs)
 
 

@@ -8,6 +8,9 @@
   ``?replace=1`` starts from no faults instead of the current settings
 * ``POST /_emulator/faults/force`` ← ``{"action": …, "kind": …, "count": 1}``: the next ``count``
   calls of ``action`` meet fault ``kind`` (:meth:`IceEmulator.force_faults`) → ``{"forced": {…}}``
+* ``GET  /_emulator/quotas``  → current quotas; ``POST`` ← JSON object of quota settings to change
+  (``{"qps": 20, "action_qps": {"ListAIAgentInstance": 5}, "agent_concurrency": 10}``, null lifts
+  one); ``?replace=1`` starts from no quotas
 * ``POST /_emulator/seed``    ← ``{"agent_id": …, "count": …, "start": ISO|epoch, "end": ISO|epoch}``
 """
 
@@ -19,8 +22,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from airflow_provider_ice.emulator.config import FaultConfig
+from airflow_provider_ice.emulator.config import FaultConfig, QuotaConfig
 from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.quotas import QuotaEnforcer
 
 PREFIX = "/_emulator"
 
@@ -29,6 +33,7 @@ class Controlled(Protocol):
     """What the control plane drives: :class:`~.server.IceEmulator` (named here without importing it)."""
 
     faults: FaultInjector
+    quotas: QuotaEnforcer
 
     def state(self, agent_id: str | None = None) -> dict[str, Any]: ...
 
@@ -37,6 +42,8 @@ class Controlled(Protocol):
     def set_faults(self, faults: FaultConfig | None = None, **changes: Any) -> FaultConfig: ...
 
     def force_faults(self, action: str, kind: str, count: int = 1) -> list[str]: ...
+
+    def set_quotas(self, quotas: QuotaConfig | None = None, **changes: Any) -> QuotaConfig: ...
 
     def seed_history(self, agent_id: str, count: int, start: float, end: float) -> list[str]: ...
 
@@ -91,6 +98,18 @@ def add_control_routes(app: web.Application, emulator: Controlled) -> None:
             return _bad_request(str(err))
         return web.json_response(config.to_dict())
 
+    async def get_quotas(request: web.Request) -> web.Response:
+        return web.json_response(emulator.quotas.config.to_dict())
+
+    async def post_quotas(request: web.Request) -> web.Response:
+        try:
+            changes = await _json_body(request)
+            base = QuotaConfig() if request.query.get("replace") in ("1", "true") else None
+            config = emulator.set_quotas(base, **changes)
+        except (ValueError, TypeError) as err:
+            return _bad_request(str(err))
+        return web.json_response(config.to_dict())
+
     async def force_faults(request: web.Request) -> web.Response:
         try:
             body = await _json_body(request)
@@ -123,4 +142,6 @@ def add_control_routes(app: web.Application, emulator: Controlled) -> None:
     app.router.add_get(f"{PREFIX}/faults", get_faults)
     app.router.add_post(f"{PREFIX}/faults", post_faults)
     app.router.add_post(f"{PREFIX}/faults/force", force_faults)
+    app.router.add_get(f"{PREFIX}/quotas", get_quotas)
+    app.router.add_post(f"{PREFIX}/quotas", post_quotas)
     app.router.add_post(f"{PREFIX}/seed", seed)

@@ -24,10 +24,11 @@ from airflow_provider_ice.api.signing import FORM_CONTENT_TYPE, Credentials
 from airflow_provider_ice.emulator.actions import Actions
 from airflow_provider_ice.emulator.auth import Authenticator
 from airflow_provider_ice.emulator.call_log import CALLLOG_PREFIX, CallLogSigner
-from airflow_provider_ice.emulator.config import EmulatorConfig, FaultConfig
+from airflow_provider_ice.emulator.config import EmulatorConfig, FaultConfig, QuotaConfig
 from airflow_provider_ice.emulator.control import add_control_routes
 from airflow_provider_ice.emulator.downloads import CallLogDownloads
 from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.quotas import QuotaEnforcer
 from airflow_provider_ice.emulator.secrets import SecretLedger
 from airflow_provider_ice.emulator.store import Store
 from airflow_provider_ice.emulator.wire import ApiError, error_response, json_response, new_request_id
@@ -68,10 +69,11 @@ class IceEmulator:
         self.config = config or EmulatorConfig()
         self.store = Store(self.config)
         self.faults = FaultInjector(self.config.faults, self.config.seed)
+        self.quotas = QuotaEnforcer(self.config.quotas)
         self._secrets = SecretLedger(self.config.record_secrets)
         self.signer = CallLogSigner(self.config.access_key_secret, self._secrets)
         self.auth = Authenticator(self.config, self._secrets)
-        self.actions = Actions(self.config, self.store, self.faults, self.signer, self._secrets)
+        self.actions = Actions(self.config, self.store, self.faults, self.signer, self._secrets, self.quotas)
         self.calllogs = CallLogDownloads(self.config, self.store, self.faults, self.signer)
         self.request_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
@@ -134,6 +136,8 @@ class IceEmulator:
         Every instance (optionally of one agent) comes with its call-log downloads and expired-URL
         refusals; the faults with their settings, what was injected and what is still forced.
 
+        ``quota_refusals`` is ``{kind: {action: n}}`` for kinds throttled and agent_concurrency
+        (:mod:`.quotas`); ``active_calls`` counts each agent's calls not yet Finished.
         ``faults_injected`` is ``{kind: {action: n}}`` over every kind (throttled, server_error_5xx,
         dropped_connection, slow_create, calllog_error, calllog_truncated, calllog_expired,
         listing_lag; downloads under the action ``CallLogDownload``), ``faults_injected_total`` is
@@ -156,6 +160,9 @@ class IceEmulator:
             "faults_injected": injected,
             "faults_injected_total": {kind: sum(by_action.values()) for kind, by_action in injected.items()},
             "faults_forced": self.faults.forced(),
+            "quotas": self.quotas.config.to_dict(),
+            "quota_refusals": self.quotas.refused(),
+            "active_calls": self.quotas.active_calls(store.now()),
         }
 
     def force_faults(self, action: str, kind: str, count: int = 1) -> list[str]:
@@ -188,11 +195,12 @@ class IceEmulator:
     def reset(self) -> None:
         """Forget every instance, count, nonce, forced fault and recorded secret.
 
-        The faults go back to the configured ones.
+        The faults and quotas go back to the configured ones.
         """
         self.store.reset()
         self.auth.nonces.clear()
         self.faults.reset(self.config.faults)
+        self.quotas.reset(self.config.quotas)
         self._secrets.clear()
         self.calllogs.denied = 0
         with self._counts_lock:
@@ -207,6 +215,14 @@ class IceEmulator:
         if faults is not None:
             self.faults.replace_all(faults)
         return self.faults.set(**changes) if changes else self.faults.config
+
+    def set_quotas(self, quotas: QuotaConfig | None = None, **changes: Any) -> QuotaConfig:
+        """Replace the quotas with ``quotas`` and/or change some; return the new settings.
+
+        The settings are ``qps``, ``action_qps`` and ``agent_concurrency``;
+        ``set_quotas(QuotaConfig())`` lifts them all.
+        """
+        return self.quotas.set(quotas, **changes)
 
     def seed_history(
         self,
@@ -340,9 +356,11 @@ class IceEmulator:
                 raise ApiError(
                     404, "InvalidVersion", f"Specified parameter Version is not valid: {version!r}."
                 )
-            self.auth.verify(
-                method=request.method, path=request.path, raw_query=raw_query, headers=headers, body=body
-            )
+            if not (self.config.allow_unsigned and "authorization" not in headers):
+                self.auth.verify(
+                    method=request.method, path=request.path, raw_query=raw_query, headers=headers, body=body
+                )
+            self.quotas.admit(action)
             fault = self.faults.for_api(action)
             if fault.drop_before:
                 return _drop(request)

@@ -9,10 +9,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.signing import Credentials
+
+if TYPE_CHECKING:
+    from airflow_provider_ice.api.ratelimit import RateLimits
 
 DEFAULT_REGION = "cn-shanghai"
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
@@ -34,6 +37,7 @@ class IceConnectionSettings:
     connect_timeout: float
     max_retries: int
     verify: bool | str
+    rate_limits: RateLimits | None = None
 
     def client_kwargs(self) -> dict[str, Any]:
         return {
@@ -42,6 +46,7 @@ class IceConnectionSettings:
             "connect_timeout": self.connect_timeout,
             "max_retries": self.max_retries,
             "verify": self.verify,
+            "rate_limits": self.rate_limits,
         }
 
 
@@ -144,6 +149,7 @@ def settings_from_connection(
         )
     endpoint = str(extras.get("endpoint") or "").strip() or f"https://ice.{region}.aliyuncs.com"
     from airflow_provider_ice.api.protocol import parse_endpoint
+    from airflow_provider_ice.api.ratelimit import rate_limits_from_extras
 
     parsed = parse_endpoint(endpoint)  # rejects an unknown scheme before any request
     return IceConnectionSettings(
@@ -154,4 +160,5 @@ def settings_from_connection(
         connect_timeout=_number(extras, "connect_timeout", 5.0),
         max_retries=_integer(extras, "max_retries", 3),
         verify=_verify(extras),
+        rate_limits=rate_limits_from_extras(extras),
     )

@@ -11,19 +11,21 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from airflow_provider_ice._compat import mask_secret_nonblocking
 from airflow_provider_ice.api.errors import IceApiError, IceAuthError, IceError
 from airflow_provider_ice.hooks.connection import (
     ENV_ACCESS_KEY_ID,
     IceConnectionSettings,
     settings_from_connection,
 )
+from airflow_provider_ice.hooks.connection_form import connection_form_widgets, ui_field_behaviour
 
 if TYPE_CHECKING:
     import httpx
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
     from airflow_provider_ice.api.client import AsyncIceClient, IceClient
     from airflow_provider_ice.api.models import (
@@ -37,53 +39,18 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-def _mask_async(secret: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Register a secret from inside an event loop without the sync supervisor round-trip.
-
-    The sync ``mask_secret`` talks to the supervisor with a blocking call, which stalls (or
-    deadlocks) a triggerer's event loop; mask locally now and tell the supervisor asynchronously,
-    on ``loop`` when called from a worker thread of that loop.
-    """
-    try:
-        from airflow.sdk.log import _secrets_masker
-
-        _secrets_masker().add_mask(secret)
-    except ImportError:  # pragma: no cover - older task SDKs
-        pass
-    if loop is not None:
-        loop.call_soon_threadsafe(_tell_supervisor, secret)
-        return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(secret)
-        return
-    _tell_supervisor(secret)
-
-
-def _tell_supervisor(secret: str) -> None:
-    from airflow.sdk.log import amask_secret
-
-    task = asyncio.get_running_loop().create_task(amask_secret(secret))
-    _PENDING_MASKS.add(task)
-    task.add_done_callback(_PENDING_MASKS.discard)
-
-
-_PENDING_MASKS: set[asyncio.Task[None]] = set()
-
-
 class IceHook(BaseHook):
     """Interact with Alibaba Cloud ICE (Intelligent Media Services) AI agents.
 
     Connection (type ``alibaba_ice``): login = AccessKey ID, password = AccessKey secret; extras
     ``region`` (default cn-shanghai), ``endpoint`` (a host or a full URL; plain ``http://`` only
-    when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``
-    ``verify`` (true or false; an older connection's CA bundle path there still works) and
-    ``ca_bundle`` (a CA bundle path to verify with). Without keys on the connection, the
-    ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN`` environment
-    variables are used.
+    when written so), ``security_token`` (STS), ``timeout``, ``connect_timeout``, ``max_retries``,
+    ``verify`` (true or false; an older connection's CA bundle path there still works),
+    ``ca_bundle`` (a CA bundle path to verify with), ``rate_limit`` (requests per second for every
+    action) and ``rate_limits`` (per-action overrides, e.g. ``{"GenerateAIAgentCall": 5}``); the
+    limits are shared by every client of the same AccessKey in the process. Without keys on the
+    connection, the ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` / ``ALIBABA_CLOUD_SECURITY_TOKEN``
+    environment variables are used.
 
     :param ice_conn_id: the Airflow connection id.
     :param transport: an httpx transport for the sync client (tests only).
@@ -94,6 +61,10 @@ class IceHook(BaseHook):
     default_conn_name = "ice_default"
     conn_type = "alibaba_ice"
     hook_name = "Alibaba Cloud ICE"
+
+    # The connection form of Airflow < 3.2; 3.2+ reads the declarative conn-fields instead.
+    get_connection_form_widgets = staticmethod(connection_form_widgets)
+    get_ui_field_behaviour = staticmethod(ui_field_behaviour)
 
     def __init__(
         self,
@@ -125,10 +96,10 @@ class IceHook(BaseHook):
         if "settings" in self.__dict__:
             return self.settings
         try:
-            conn: Connection | None = await BaseHook.aget_connection(self.ice_conn_id)
+            conn: Connection | None = await get_async_connection(self.ice_conn_id, hook=type(self))
         except AirflowNotFoundException:
             conn = None
-        extras = await conn.aextra_dejson() if conn is not None else {}
+        extras = await get_async_extra_dejson(conn) if conn is not None else {}
         settings = self._settings(conn, extras)
         self.__dict__["settings"] = settings
         return settings
@@ -164,7 +135,7 @@ class IceHook(BaseHook):
     @cached_property
     def client(self) -> IceClient:
         """The sync client (pooled; built once per hook)."""
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         from airflow_provider_ice.api.client import IceClient
 
@@ -182,7 +153,7 @@ class IceHook(BaseHook):
         return AsyncIceClient(
             settings.credentials,
             transport=self._async_transport,
-            on_secret=functools.partial(_mask_async, loop=loop),
+            on_secret=functools.partial(mask_secret_nonblocking, loop=loop),
             **settings.client_kwargs(),
         )
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.validation import (
@@ -52,7 +52,7 @@ from ._call_placement import CallPlacementMixin
 from ._call_store import STATE_KEY, CallStore, clear_generation
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 
 __all__ = ["CALL_XCOM_KEY", "STATE_KEY", "IceAgentCallBaseOperator"]

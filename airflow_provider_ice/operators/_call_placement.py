@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_ice.api.errors import (
     IceOutcomeUnknownError,
@@ -29,7 +29,7 @@ from ._call_store import CallStore, StoredCall
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
     from airflow.sdk._shared.logging.types import Logger
 
     from airflow_provider_ice.api.models import AIAgentInstance

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_ice._compat import task_state_store
 from airflow_provider_ice.api.validation import iso, parse_time
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 #: task_state_store key holding the call record (or the pending attempt) of the task instance.
 STATE_KEY = "ice_agent_call"
@@ -75,7 +76,7 @@ class CallStore:
     """
 
     def __init__(self, context: Context) -> None:
-        self._store = context.get("task_state_store")
+        self._store = task_state_store(context)
         max_tries = getattr(context["ti"], "max_tries", None)
         self._max_tries = max_tries if isinstance(max_tries, int) else None
 

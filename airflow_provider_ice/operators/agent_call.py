@@ -15,7 +15,7 @@ from airflow_provider_ice.api.validation import validate_flag, validate_phone_nu
 from ._call_base import CALL_XCOM_KEY, STATE_KEY, IceAgentCallBaseOperator
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 __all__ = [
     "CALL_XCOM_KEY",
@@ -86,7 +86,7 @@ class IceGenerateAIAgentCallOperator(IceAgentCallBaseOperator):
             validate_user_id(self.user_id, "user_id")
 
     def send(self, context: Context, user_data: Any) -> dict[str, Any]:
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         response = self.hook.generate_ai_agent_call(
             self.agent_id,

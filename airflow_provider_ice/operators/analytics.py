@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_ice import storage
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
@@ -27,7 +27,7 @@ from airflow_provider_ice.hooks.ice import IceHookMixin
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_ice.analytics.collect import CollectStats
 

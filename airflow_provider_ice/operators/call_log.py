@@ -9,11 +9,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, BaseOperator
+from airflow.providers.common.compat.sdk import Asset, BaseOperator
 
 from airflow_provider_ice import storage
-from airflow_provider_ice.api.call_log import CallLog, parse_call_log
-from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES, CallLogDownloader, DownloadResult
+from airflow_provider_ice._compat import make_asset
+from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
     CallLogEncodingError,
@@ -23,7 +23,6 @@ from airflow_provider_ice.api.errors import (
     CallLogUrlExpiredError,
     IceValidationError,
 )
-from airflow_provider_ice.api.models import AIAgentInstance
 from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_download_limits
 from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, Outcome, poll_instance
 from airflow_provider_ice.exceptions import (
@@ -35,7 +34,13 @@ from airflow_provider_ice.exceptions import (
 from airflow_provider_ice.hooks.ice import IceHookMixin
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
+
+    # The call-log schema, the downloader and the pydantic models cost DAG-parse time: they are
+    # imported where used.
+    from airflow_provider_ice.api.call_log import CallLog
+    from airflow_provider_ice.api.download import CallLogDownloader, DownloadResult
+    from airflow_provider_ice.api.models import AIAgentInstance
 
 
 log = logging.getLogger(__name__)
@@ -48,7 +53,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 def default_asset(agent_id: str | None) -> Asset:
     """``ice://call-logs/<agent_id>`` (or ``.../all`` when the agent id is only known at run time)."""
     fixed = agent_id if agent_id and "{{" not in agent_id else "all"
-    return Asset(name=f"ice_call_logs_{fixed}", uri=f"{CALL_LOG_ASSET_PREFIX}{fixed}")
+    return make_asset(f"ice_call_logs_{fixed}", f"{CALL_LOG_ASSET_PREFIX}{fixed}")
 
 
 class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
@@ -190,6 +195,8 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
 
     @fail_without_retry
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_ice.api.download import CallLogDownloader
+
         target = self.target()
         with CallLogDownloader(
             allow_http=bool(self.hook.allows_plain_http),
@@ -266,6 +273,8 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
 
     @staticmethod
     def _validate(spool_name: str, result: DownloadResult) -> CallLog:
+        from airflow_provider_ice.api.call_log import parse_call_log
+
         # The spool file is parsed, never rewritten: the published bytes are exactly what was served.
         with open(spool_name, "rb") as handle:
             raw = handle.read()
@@ -302,7 +311,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
     @staticmethod
     def _mask(url: str) -> None:
         try:
-            from airflow.sdk.log import mask_secret
+            from airflow.providers.common.compat.sdk import mask_secret
 
             mask_secret(url)
         except Exception:  # masking is best effort outside a task runner (plain unit tests)

@@ -8,8 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import (
@@ -32,7 +36,7 @@ from airflow_provider_ice.hooks.ice import IceHookMixin
 from airflow_provider_ice.task_state import load_state, save_state
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 #: task_state_store key of the error count, so reschedule mode keeps its error budget across pokes.
 ERRORS_STATE_KEY = "ice_sensor_consecutive_errors"
@@ -206,7 +210,7 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
     @staticmethod
     def _mask_url(instance: Any) -> None:
         if instance is not None and instance.call_log_url is not None:
-            from airflow.sdk.log import mask_secret
+            from airflow.providers.common.compat.sdk import mask_secret
 
             mask_secret(instance.call_log_url.get_secret_value())
 

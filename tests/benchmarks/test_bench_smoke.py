@@ -28,7 +28,14 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads((tmp_path / "latest.json").read_text())
     results = report["results"]
-    assert set(results) == {"emulator_ceiling", "signed_calls", "waiting", "backfill", "parse_cost"}
+    assert set(results) == {
+        "emulator_ceiling",
+        "signed_calls",
+        "waiting",
+        "backfill",
+        "campaign",
+        "parse_cost",
+    }
 
     assert results["emulator_ceiling"]["requests_per_s"] > 0
 
@@ -39,14 +46,25 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     assert set(signed["ratios"]) == {"ListAIAgentInstance", "DescribeAIAgentInstance"}
 
     waits = results["waiting"]["rows"]
-    assert {row["mode"] for row in waits} == {"naive", "coalesced"}
-    coalesced = next(row for row in waits if row["mode"] == "coalesced")
-    # Correctness is not a timing figure: every wait ends with exactly one success event.
-    assert coalesced["lost"] == 0
-    assert coalesced["duplicated"] == 0
-    assert coalesced["wrong_instance"] == 0
-    assert coalesced["event_statuses"] == {"success": coalesced["waits"]}
-    assert coalesced["list_requests_per_interval"] > 0
+    assert {row["mode"] for row in waits} == {"naive", "coalesced", "coalesced, quota 2/s"}
+    for coalesced in (row for row in waits if row["mode"].startswith("coalesced")):
+        # Correctness is not a timing figure: every wait ends with exactly one success event, and
+        # under the account quota (the client limited to it) nothing is throttled.
+        assert coalesced["lost"] == 0
+        assert coalesced["duplicated"] == 0
+        assert coalesced["wrong_instance"] == 0
+        assert coalesced["event_statuses"] == {"success": coalesced["waits"]}
+        assert coalesced["list_requests_per_interval"] > 0
+        assert coalesced["throttled"] == 0
+
+    campaign = results["campaign"]
+    if "skipped" in campaign:
+        assert "operator is not available" in campaign["skipped"]
+    else:
+        assert campaign["state"] == "success"
+        assert campaign["called_once"] == campaign["recipients"]
+        assert campaign["called_twice_or_more"] == 0
+        assert campaign["throttled"] == 0
 
     backfill = results["backfill"]
     assert {row["client"] for row in backfill["rows"]} == {"ours", "baseline (SDK + requests)"}
@@ -58,6 +76,13 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     assert all(row["added_ms"] >= 0 for row in parse)
 
     markdown = (tmp_path / "latest.md").read_text()
-    for heading in ("## Targets", "## 1. Signed calls", "## 2. Waiting", "## 3. Backfill", "## 4. DAG parse"):
+    headings = (
+        "## Targets",
+        "## 1. Signed calls",
+        "## 2. Waiting",
+        "## 3. Backfill",
+        "## 4. Outbound campaign",
+    )
+    for heading in (*headings, "## 5. DAG parse"):
         assert heading in markdown
     assert "What each ratio means for a user" in markdown

@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
 from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator
@@ -63,7 +63,7 @@ with DAG(
         """Read the stored call log back and check it against the fetch task's own record."""
         import hashlib
 
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         from airflow_provider_ice.api.call_log import parse_call_log
 

@@ -39,14 +39,13 @@ def elsewhere() -> Iterator[HostileServer]:
 @pytest.fixture
 def triggers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """The serialized form of every trigger dag.test() runs inline."""
-    import airflow.sdk.definitions.dag as dag_module
+    from tests.airflow_compat import wrap_inline_trigger
 
     seen: list[tuple[str, dict[str, Any]]] = []
-    original = dag_module._run_inline_trigger
 
-    def recording(trigger: Any, task_sdk_ti: Any) -> Any:
+    def recording(original: Any, trigger: Any, *rest: Any) -> Any:
         seen.append(trigger.serialize())
-        return original(trigger, task_sdk_ti)
+        return original(trigger, *rest)
 
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", recording)
+    wrap_inline_trigger(monkeypatch, recording)
     return seen

@@ -7,6 +7,7 @@ that no Token, AuthToken, AccessKey secret or signed URL reached the logs, XCom 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from airflow_provider_ice.api.client import IceClient
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.emulator.store import derive
+from tests.airflow_compat import run_dag, task_output, wrap_inline_trigger, xcom_rows, xcom_value
 from tests.dags.ice_agent_call_test_dags import AGENT_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.ice_emulator(user_join_delay=0.2, call_duration=0.5)]
@@ -44,7 +46,7 @@ def run(dag_id: str, **conf: Any) -> Any:
     """``dag.test()`` of a DAG in tests/dags (it is also in the DAGs folder, as dag.test() needs)."""
     from tests.dags import ice_agent_call_test_dags as module
 
-    return getattr(module, dag_id).test(run_conf=conf or None)
+    return run_dag(getattr(module, dag_id), run_conf=conf or None)
 
 
 def instances(emulator: IceEmulator) -> list[dict[str, Any]]:
@@ -56,12 +58,11 @@ def correlation_ids(emulator: IceEmulator) -> list[str]:
 
 
 def xcom_values(dag_id: str, run_id: str) -> dict[tuple[str, int, str], Any]:
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id).all()
-        return {(row.task_id, row.map_index, row.key): row.value for row in rows}
+        rows = xcom_rows(session, dag_id, run_id)
+        return {(row.task_id, row.map_index, row.key): xcom_value(row) for row in rows}
 
 
 def task_states(run_: Any) -> dict[tuple[str, int], str]:
@@ -112,7 +113,7 @@ def test_call_and_wait_places_exactly_one_call(
     assert_no_secrets(
         ice_connection,
         tokens,
-        capfd.readouterr().out,
+        task_output(capfd),
         json.dumps(list(values.values()), default=str),
         json.dumps(triggers),
     )
@@ -129,7 +130,7 @@ def test_retry_after_a_worker_crash_adopts_the_call(
     dag_id = f"ice_test_call_crash_retry_{mode}"
     run_ = run(dag_id)
     assert str(run_.state) == "success"
-    out = capfd.readouterr().out
+    out = task_output(capfd)
     assert "simulated worker crash" in out  # the first try really died after the call
     [only] = instances(ice_connection)  # ...and the retry did not call again
     assert ice_connection.state()["request_counts"].get("GenerateAIAgentCall") == 1
@@ -161,18 +162,15 @@ def test_lost_generate_response_is_adopted_not_repeated(
     result = xcom_values(dag_id, run_.run_id)[("call", -1, "return_value")]
     assert result["adopted"] is True
     assert result["channel_id"] == only["ChannelId"]
-    assert "outcome is unknown" in capfd.readouterr().out
+    assert "outcome is unknown" in task_output(capfd)
 
 
 @pytest.mark.ice_emulator(user_join_delay=0.2, call_duration=1.5)
 def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_call(
     ice_connection: IceEmulator, airflow_db: str, monkeypatch: pytest.MonkeyPatch, tokens: list[str]
 ) -> None:
-    import airflow.sdk.definitions.dag as dag_module
-    from airflow.sdk.module_loading import import_string
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-    original = dag_module._run_inline_trigger
     lives: list[dict[str, Any]] = []
 
     class DiesAfter(BaseTrigger):
@@ -194,10 +192,10 @@ def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_ca
             finally:
                 await events.aclose()
 
-    def restarting(trigger: BaseTrigger, task_sdk_ti: Any) -> Any:
+    def restarting(original: Any, trigger: BaseTrigger, *rest: Any) -> Any:
         classpath, kwargs = trigger.serialize()
         lists_before = ice_connection.state()["request_counts"].get("ListAIAgentInstance", 0)
-        first = original(DiesAfter(trigger, 0.5), task_sdk_ti)
+        first = original(DiesAfter(trigger, 0.5), *rest)
         lives.append(
             {
                 "first_event": first.payload,
@@ -207,10 +205,11 @@ def test_trigger_restarted_from_its_serialized_form_finishes_without_a_second_ca
                 "kwargs": kwargs,
             }
         )
-        revived = import_string(classpath)(**json.loads(json.dumps(kwargs)))
-        return original(revived, task_sdk_ti)
+        module, name = classpath.rsplit(".", 1)
+        revived = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+        return original(revived, *rest)
 
-    monkeypatch.setattr(dag_module, "_run_inline_trigger", restarting)
+    wrap_inline_trigger(monkeypatch, restarting)
     run_ = run("ice_test_call_wait_deferrable")
     assert str(run_.state) == "success"
     [life] = lives
@@ -234,7 +233,7 @@ def test_timed_out_wait_stops_its_instance(
     assert only["Status"] == "Finished"
     assert only["EndReason"] == "Stopped"
     assert ice_connection.state()["request_counts"].get("StopAIAgentInstance") == 1
-    assert "did not finish" in capfd.readouterr().out
+    assert "did not finish" in task_output(capfd)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -258,7 +257,7 @@ def test_mapped_calls_one_per_map_index(
     assert {w["status"] for w in waits} == {"Finished"}
     assert {w["correlation_id"] for w in waits} == expected
     assert_no_secrets(
-        ice_connection, tokens, capfd.readouterr().out, json.dumps(list(values.values()), default=str)
+        ice_connection, tokens, task_output(capfd), json.dumps(list(values.values()), default=str)
     )
 
 
@@ -276,7 +275,7 @@ def test_example_dag_scheduled_agent_calls(
 
     dag = importlib.reload(module).dag
     recipients = [{"name": "Ann"}, {"name": "Bo"}]
-    run_ = dag.test(run_conf={"agent_id": AGENT_ID, "recipients": recipients})
+    run_ = run_dag(dag, run_conf={"agent_id": AGENT_ID, "recipients": recipients})
     assert str(run_.state) == "success"
     assert sorted(json.loads(i["UserData"])["name"] for i in instances(ice_connection)) == ["Ann", "Bo"]
     values = xcom_values(dag.dag_id, run_.run_id)
@@ -286,5 +285,5 @@ def test_example_dag_scheduled_agent_calls(
         "with_call_log": 2,
     }
     assert_no_secrets(
-        ice_connection, tokens, capfd.readouterr().out, json.dumps(list(values.values()), default=str)
+        ice_connection, tokens, task_output(capfd), json.dumps(list(values.values()), default=str)
     )

@@ -18,6 +18,7 @@ import pytest
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
 from tests.airflow_clears import clear, clear_number, resume
+from tests.airflow_compat import run_dag
 from tests.dags import ice_clear_test_dags as dags
 from tests.dags.ice_clear_test_dags import AGENT_ID
 
@@ -32,7 +33,7 @@ CREATES = ("GenerateAIAgentCall", "StartAIAgentOutboundCall")
 @pytest.fixture
 def before_retry(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, int, Callable[[Any], None]], None]:
     """``before_retry(task_id, map_index, action)``: run ``action(ti)`` just before that task
-    instance's second try starts in ``dag.test()`` (between its tries, outside any task)."""
+    instance's second try starts in ``run_dag(dag)`` (between its tries, outside any task)."""
     import airflow.sdk.definitions.dag as dag_module
 
     original = dag_module._run_task
@@ -125,7 +126,7 @@ def test_a_sibling_cleared_between_tries_does_not_make_the_retry_call_again(
         cleared.append(clear_number(ti.dag_id, ti.run_id))
 
     before_retry("call", -1, clear_sibling)
-    run = dag.test()
+    run = run_dag(dag)
     assert str(run.state) == "success"
     assert cleared == [1], "the sibling was cleared between the call's tries"
     assert task_instances(dag.dag_id, run.run_id)[("call", -1)][1] == 2  # it really retried
@@ -144,7 +145,7 @@ def test_the_same_task_cleared_after_its_call_finished_places_a_new_call(
     kind: str, ice_connection: IceEmulator, airflow_db: str
 ) -> None:
     dag = getattr(dags, f"ice_clear_self_{kind}")
-    run = dag.test()
+    run = run_dag(dag)
     assert str(run.state) == "success"
     [first] = calls(ice_connection)
     wait_until_finished(ice_connection)
@@ -171,7 +172,7 @@ def test_the_same_task_cleared_while_its_call_runs_adopts_it_then_calls_anew_onc
     ice_connection: IceEmulator, airflow_db: str
 ) -> None:
     dag = dags.ice_clear_self_app
-    run = dag.test()
+    run = run_dag(dag)
     [first] = calls(ice_connection)
     assert first["Status"] != "Finished"
 
@@ -205,7 +206,7 @@ def test_a_retry_while_the_instance_is_unlisted_for_40_s_adopts_it(
 ) -> None:
     dag = dags.ice_clear_lagging_listing
     started = time.monotonic()
-    run = dag.test()
+    run = run_dag(dag)
     elapsed = time.monotonic() - started
     assert str(run.state) == "success"
     assert task_instances(dag.dag_id, run.run_id)[("call", -1)][1] == 2  # the retry did the looking
@@ -234,7 +235,7 @@ def test_mapped_calls_one_index_retried_while_another_is_cleared(
         cleared.append(clear_number(ti.dag_id, ti.run_id))
 
     before_retry("call", 1, clear_index_0)
-    run = dag.test()
+    run = run_dag(dag)
     assert str(run.state) == "success"
     tis = task_instances(dag.dag_id, run.run_id)
     assert tis[("call", 1)][1] == 2  # index 1 retried
@@ -276,7 +277,7 @@ def test_user_data_shapes(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     dag = getattr(dags, dag_id)
-    run = dag.test(run_conf={"user_data": user_data})
+    run = run_dag(dag, run_conf={"user_data": user_data})
     if sent is None:
         assert str(run.state) == "failed"
         assert creates(ice_connection) == 0
@@ -296,7 +297,7 @@ def test_a_lost_answer_without_correlation_fails_without_retry(
     ice_connection: IceEmulator, airflow_db: str, lose_first_answer: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
     dag = dags.ice_clear_uncorrelated_lost_answer
-    run = dag.test()
+    run = run_dag(dag)
     assert str(run.state) == "failed"
     state, tries, _ = task_instances(dag.dag_id, run.run_id)[("call", -1)]
     assert (state, tries) == ("failed", 1)  # retries=2, yet no retry

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from airflow_provider_ice.emulator import IceEmulator
+from tests.airflow_compat import run_dag
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def test_non_retryable_failures_are_not_retried(
     monkeypatch.setenv("AIRFLOW_CONN_ICE_REFUSED", json.dumps(refused))
     from tests.dags.ice_non_retryable_test_dags import ice_test_non_retryable
 
-    run = ice_test_non_retryable.test()
+    run = run_dag(ice_test_non_retryable)
     outcomes = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
     # With retries=2 and no delay, a retried task would show try 3.
     assert outcomes == {

@@ -12,6 +12,7 @@ import pytest
 
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.storage import committed_files
+from tests.airflow_compat import asset_events, run_dag, xcom_rows, xcom_value
 
 pytestmark = pytest.mark.integration
 
@@ -48,12 +49,12 @@ def test_session_analytics_backfill_sees_every_instance_exactly_once(
     # dag.test() makes a manual run, whose data interval is the last complete day before its
     # logical date: the run for day D is triggered at D + 1 day (a backfill run's logical date is D).
     for day in days:
-        run = dag.test(logical_date=day + timedelta(days=1), run_conf=conf)
+        run = run_dag(dag, logical_date=day + timedelta(days=1), run_conf=conf)
         assert run.state == DagRunState.SUCCESS, f"run for {day:%Y-%m-%d} ended {run.state}"
     # A rerun of the middle day (as `airflow backfill create --reprocess-behavior completed` would do).
     middle = destination / f"date={days[1]:%Y-%m-%d}"
     before = committed_files(middle)["sessions.jsonl"].read_bytes()
-    assert dag.test(logical_date=days[2], run_conf=conf).state == DagRunState.SUCCESS
+    assert run_dag(dag, logical_date=days[2], run_conf=conf).state == DagRunState.SUCCESS
     assert committed_files(middle)["sessions.jsonl"].read_bytes() == before
 
     assert sorted(p.name for p in destination.iterdir()) == [f"date={d:%Y-%m-%d}" for d in days]
@@ -86,8 +87,6 @@ def test_call_log_pipeline_end_to_end(
 ) -> None:
     import importlib
 
-    from airflow.models.asset import AssetEvent
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
 
@@ -95,7 +94,9 @@ def test_call_log_pipeline_end_to_end(
     import example_dags.ice_call_log_pipeline as module
 
     dag = importlib.reload(module).dag
-    run = dag.test(run_conf={"agent_id": "agent-pipeline", "customer": "c-42", "destination": str(tmp_path)})
+    run = run_dag(
+        dag, run_conf={"agent_id": "agent-pipeline", "customer": "c-42", "destination": str(tmp_path)}
+    )
     assert run.state == DagRunState.SUCCESS
 
     instances = ice_connection.state("agent-pipeline")["instances"]
@@ -106,25 +107,20 @@ def test_call_log_pipeline_end_to_end(
     assert [f.name for f in files] == [f"{instance['ChannelId']}.json"]
 
     with create_session() as session:
-        rows = session.query(XComModel).filter_by(dag_id=dag.dag_id, run_id=run.run_id).all()
-        values = {row.task_id: row.value for row in rows if row.key == "return_value"}
-        asset_events = [
-            (event.asset.uri, dict(event.extra or {}))
-            for event in session.query(AssetEvent).filter_by(
-                source_dag_id=dag.dag_id, source_run_id=run.run_id
-            )
-        ]
+        rows = xcom_rows(session, dag.dag_id, run.run_id)
+        values = {row.task_id: xcom_value(row) for row in rows if row.key == "return_value"}
+        events = asset_events(session, dag.dag_id, run.run_id)
     fetched, summary = values["fetch_call_log"], values["summarise_conversation"]
     if isinstance(fetched, str):
         fetched, summary = json.loads(fetched), json.loads(summary)
     assert fetched["uri"] == files[0].resolve().as_uri()
     # The fetch emitted an asset event, annotated with what was written.
-    assert [uri for uri, _extra in asset_events] == ["ice://call-logs/all"]
-    assert asset_events[0][1]["sha256"] == fetched["sha256"]
+    assert [uri for uri, _extra in events] == ["ice://call-logs/all"]
+    assert events[0][1]["sha256"] == fetched["sha256"]
     assert fetched["channel_id"] == instance["ChannelId"]
     assert summary["channel_id"] == instance["ChannelId"]
     assert summary["turns_by_role"]
     assert summary["opening"]
-    everything = json.dumps([r.value for r in rows], default=str)
+    everything = json.dumps([xcom_value(r) for r in rows], default=str)
     assert "Signature" not in everything
     assert "_calllogs" not in everything

@@ -153,13 +153,11 @@ def render_markdown(figures: dict[str, Any]) -> str:
 
 def xcom_value(dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
     """A task's XCom value as stored in the metadata DB (deserialised)."""
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    from tests.airflow_compat import xcom_rows, xcom_value
+
     with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key=key, map_index=-1)
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
+        rows = xcom_rows(session, dag_id, run_id)
+        found = [row for row in rows if (row.task_id, row.key, row.map_index) == (task_id, key, -1)]
+        return xcom_value(found[0]) if found else None

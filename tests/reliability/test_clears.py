@@ -20,6 +20,7 @@ import pytest
 from airflow_provider_ice.api.correlation import make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
 from tests.airflow_clears import clear, resume
+from tests.airflow_compat import run_dag
 from tests.dags.ice_clear_test_dags import ice_reliability_clears as dag
 from tests.reliability._support import (
     fault_figures,
@@ -68,7 +69,7 @@ def test_clears_and_a_lagging_listing_under_faults(
         for number in range(runs):
             if number == 0:
                 emulator.force_faults("GenerateAIAgentCall", "slow_create")  # a lost answer, for sure
-            run = dag.test()
+            run = run_dag(dag)
             first_id = make_correlation_id(dag.dag_id, run.run_id, "call", -1)
             retries += task_tries(dag.dag_id, run.run_id)["call"][1] - 1
             # Clear while the call runs: the record must stand for the same call.

@@ -27,6 +27,7 @@ import pytest
 
 from airflow_provider_ice.api.correlation import make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
+from tests.airflow_compat import run_dag
 from tests.reliability._support import audit_run, fault_figures, start_emulator, stopwatch, task_tries
 
 AGENT = "reliability-agent"
@@ -72,7 +73,7 @@ def test_pipeline_under_faults_places_one_call_and_saves_every_call_log_once(
                 # Chance alone may spare GenerateAIAgentCall a kind of fault in 50 runs.
                 emulator.force_faults("GenerateAIAgentCall", FORCED_ON_CREATE[number])
             destination = tmp_path / f"run-{number:03d}"
-            run = dag.test(run_conf={"agent_id": AGENT, "destination": str(destination)})
+            run = run_dag(dag, run_conf={"agent_id": AGENT, "destination": str(destination)})
             correlation_id = make_correlation_id(dag.dag_id, run.run_id, "place_call", -1)
             audit = audit_run(emulator, AGENT, correlation_id, destination, run.run_id, str(run.state))
             tries = task_tries(dag.dag_id, run.run_id)
@@ -134,7 +135,7 @@ def test_retries_exhausted_fail_the_run_with_a_clear_error(
     dag_conn(emulator, max_retries=0)
     dag = importlib.import_module("tests.dags.ice_reliability_pipeline").dag
     emulator.set_faults(error_rate=1.0, actions=["ListAIAgentInstance", "DescribeAIAgentInstance"])
-    run = dag.test(run_conf={"agent_id": AGENT, "destination": str(tmp_path)})
+    run = run_dag(dag, run_conf={"agent_id": AGENT, "destination": str(tmp_path)})
     tries = task_tries(dag.dag_id, run.run_id)
     assert str(run.state) == "failed"
     assert tries["place_call"] == ("success", 1)

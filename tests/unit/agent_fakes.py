@@ -114,8 +114,16 @@ def listing(*batches: list[AIAgentInstance] | BaseException):
 
 
 def logged(caplog: Any, capsys: Any) -> str:
-    """Everything logged: Airflow's task loggers print through structlog, stdlib ones reach caplog."""
-    return caplog.text + capsys.readouterr().out
+    """Everything logged, once each.
+
+    Airflow 3's task loggers print through structlog (stdout) and stdlib loggers reach caplog;
+    Airflow 2 also echoes stdlib records to stdout, and those echoes are dropped here.
+    """
+    messages = [record.getMessage() for record in caplog.records]
+    out = [
+        line for line in capsys.readouterr().out.splitlines() if not any(m and m in line for m in messages)
+    ]
+    return "\n".join([caplog.text, *out])
 
 
 def make_op(**kwargs: Any) -> Any:

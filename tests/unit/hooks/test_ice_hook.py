@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from typing import Any
 from unittest import mock
 
 import certifi
 import httpx
 import pytest
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from airflow_provider_ice._compat import AIRFLOW_V_3_0_PLUS
 from airflow_provider_ice.api.client import AsyncIceClient, IceClient
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.hooks.ice import IceHook
@@ -121,6 +122,10 @@ def test_endpoint_override(monkeypatch: pytest.MonkeyPatch, endpoint: str, url: 
         ({"max_retries": "lots"}, "max_retries"),
         ({"max_retries": 50}, "max_retries"),
         ({"verify": 3}, "verify"),
+        ({"rate_limit": "fast"}, "rate_limit"),
+        ({"rate_limit": 0}, "rate_limit"),
+        ({"rate_limits": "{oops"}, "rate_limits"),
+        ({"rate_limits": {"GenerateAIAgentCall": -1}}, "rate_limits.GenerateAIAgentCall"),
     ],
 )
 def test_bad_extras_are_rejected_clearly(
@@ -266,9 +271,15 @@ async def test_async_methods_use_async_lookup_only(monkeypatch: pytest.MonkeyPat
         }.get(request.headers["x-acs-action"], ok({"Raw": 1}))
     )
     hook = IceHook(async_transport=httpx.MockTransport(script))
-    with mock.patch.object(
-        BaseHook, "get_connection", side_effect=AssertionError("sync lookup in a coroutine")
-    ):
+    loop_thread = threading.get_ident()
+    sync_lookup = BaseHook.get_connection
+
+    def off_the_loop(*args: Any, **kwargs: Any) -> Any:
+        # Below 3.3.2 common-compat runs the sync lookup in a worker thread, which is fine.
+        assert threading.get_ident() != loop_thread, "sync connection lookup on the event loop"
+        return sync_lookup(*args, **kwargs)
+
+    with mock.patch.object(BaseHook, "get_connection", side_effect=off_the_loop):
         assert [i.status async for i in hook.alist_ai_agent_instances("a")] == ["Created", "Finished"]
         assert (await hook.adescribe_ai_agent_instance("i")).status == "Finished"
         assert (await hook.astop_ai_agent_instance("i")).request_id == "s"
@@ -278,6 +289,39 @@ async def test_async_methods_use_async_lookup_only(monkeypatch: pytest.MonkeyPat
         assert client is await hook.aget_async_client()  # cached within one loop
         assert hook.endpoint == "http://127.0.0.1:1"  # settings cached by the async lookup
     await hook.aclose()
+
+
+def test_rate_limits_from_extras_are_shared_by_every_client_of_the_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_ice.api import ratelimit
+
+    ratelimit.reset_shared_buckets()
+    limits = {"rate_limit": "8", "rate_limits": '{"GenerateAIAgentCall": 2}'}
+    set_conn(monkeypatch, conn_id="ice_campaign", **limits)
+    set_conn(monkeypatch, conn_id="ice_poller", **limits)
+    campaign, poller = IceHook("ice_campaign"), IceHook("ice_poller")
+    settings = campaign.settings
+    assert settings.rate_limits is not None
+    assert settings.rate_limits.rate_for("ListAIAgentInstance") == 8.0
+    assert settings.rate_limits.rate_for("GenerateAIAgentCall") == 2.0
+
+    async def async_client() -> AsyncIceClient:
+        return await poller.aget_async_client()
+
+    sync, other = campaign.get_conn(), asyncio.run(async_client())
+    assert sync._limiter is not None
+    assert other._limiter is not None
+    # Two connections, one AccessKey and endpoint: one bucket per action for both clients.
+    assert sync._limiter.bucket("ListAIAgentInstance") is other._limiter.bucket("ListAIAgentInstance")
+    ratelimit.reset_shared_buckets()
+
+
+def test_no_rate_limit_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+    hook = IceHook()
+    assert hook.settings.rate_limits is None
+    assert hook.get_conn()._limiter is None
 
 
 def test_async_client_is_per_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -406,7 +450,7 @@ def test_no_secret_reaches_logs_at_debug(
 
 
 def test_secrets_are_registered_with_the_airflow_masker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk.log import _secrets_masker
+    from airflow.providers.common.compat.sdk import redact
 
     with local_server(_ice_answers) as (host, _):
         set_conn(
@@ -419,22 +463,29 @@ def test_secrets_are_registered_with_the_airflow_masker(monkeypatch: pytest.Monk
         hook.generate_ai_agent_call("agent-1")
         hook.describe_ai_agent_instance("i-1")
         hook.close()
-    masker = _secrets_masker()
     for label, secret in SECRETS.items():
-        assert secret not in str(masker.redact(f"value: {secret}")), f"{label} is not masked"
+        assert secret not in str(redact(f"value: {secret}")), f"{label} is not masked"
 
 
+@pytest.mark.skipif(
+    not AIRFLOW_V_3_0_PLUS,
+    reason="supervisor masking: Airflow 2 masks in-process only, there is no call to avoid",
+)
 async def test_async_secrets_are_masked_without_sync_supervisor_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk.log import _secrets_masker
+    from airflow.providers.common.compat.sdk import mask_secret, redact
 
     set_conn(monkeypatch, endpoint="http://127.0.0.1:1")
     body = {"Instance": {"CallLogUrl": "https://oss/x?Signature=AsyncOnlySignature77"}}
     hook = IceHook(async_transport=httpx.MockTransport(Script(ok(body))))
-    with mock.patch(
-        "airflow.sdk.log.mask_secret", side_effect=AssertionError("blocking mask_secret in a coroutine")
-    ):
+    loop_thread = threading.get_ident()
+
+    def blocking_mask(secret: str, *args: Any) -> None:
+        assert threading.get_ident() != loop_thread, "blocking mask_secret on the event loop"
+        mask_secret(secret, *args)
+
+    with mock.patch("airflow.providers.common.compat.sdk.mask_secret", side_effect=blocking_mask):
         await hook.adescribe_ai_agent_instance("i")
-    assert "AsyncOnlySignature77" not in str(
-        _secrets_masker().redact("url https://oss/x?Signature=AsyncOnlySignature77")
-    )
+        # Masked in-process at once, before the supervisor has been told.
+        assert "AsyncOnlySignature77" not in str(redact("url https://oss/x?Signature=AsyncOnlySignature77"))
+        await asyncio.sleep(0.2)  # the supervisor message (3.0-3.2: from a worker thread)
     await hook.aclose()

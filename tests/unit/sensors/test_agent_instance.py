@@ -8,12 +8,12 @@ from datetime import timedelta
 from unittest.mock import patch
 
 import pytest
-from airflow.sdk import PokeReturnValue
-from airflow.sdk.exceptions import (
+from airflow.exceptions import AirflowRescheduleException  # not in common-compat; same class in 2.x/3.x
+from airflow.providers.common.compat.sdk import (
     AirflowFailException,
-    AirflowRescheduleException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    PokeReturnValue,
     TaskDeferred,
 )
 
@@ -26,6 +26,7 @@ from airflow_provider_ice.exceptions import (
 from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.sensors.agent_instance import ERRORS_STATE_KEY, IceAIAgentInstanceSensor
 from airflow_provider_ice.triggers.agent_instance import IceAIAgentInstanceTrigger
+from tests.airflow_compat import needs_task_state_store
 from tests.unit.agent_fakes import (
     AGENT_ID,
     AUTH_TOKEN,
@@ -81,7 +82,7 @@ def test_poke_finished_returns_the_record_without_secrets() -> None:
     fake = listing([instance("Finished", correlation_id=CID, call_log=True)])
     with (
         patch.object(IceHook, "list_ai_agent_instances", side_effect=fake) as list_,
-        patch("airflow.sdk.log.mask_secret") as mask,
+        patch("airflow.providers.common.compat.sdk.mask_secret") as mask,
     ):
         result = make_sensor().poke(context())
     assert isinstance(result, PokeReturnValue)
@@ -198,6 +199,7 @@ def test_soft_fail_skips_on_timeout_and_on_not_found() -> None:
         make_sensor(not_found_timeout=0, soft_fail=True).execute(context())
 
 
+@needs_task_state_store()
 def test_reschedule_mode_reschedules_and_keeps_its_error_budget() -> None:
     store = FakeStateStore({ERRORS_STATE_KEY: 2})
     error = IceServerError("busy", http_status=503)
@@ -211,6 +213,7 @@ def test_reschedule_mode_reschedules_and_keeps_its_error_budget() -> None:
             make_sensor(mode="reschedule", max_consecutive_errors=3).execute(context(store=store))
 
 
+@needs_task_state_store()
 def test_reschedule_mode_resets_the_error_count_after_a_good_poke() -> None:
     store = FakeStateStore({ERRORS_STATE_KEY: 2})
     with (

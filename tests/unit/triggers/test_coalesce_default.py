@@ -5,7 +5,7 @@ from __future__ import annotations
 from unittest.mock import patch
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
