@@ -19,6 +19,7 @@ from airflow_provider_ice.api.correlation import embed_correlation_id, make_corr
 from airflow_provider_ice.api.errors import (
     IceApiError,
     IceAuthError,
+    IceConcurrencyLimitError,
     IceOutcomeUnknownError,
     IceServerError,
     IceThrottlingError,
@@ -259,7 +260,7 @@ class CampaignCycle:
             self.checkpoint.save(self.ledger, **self.extra)
 
     def _send(self, recipient: Recipient, attempt: Attempt) -> bool:
-        """Place one attempt; False when throttled (stop placing for now)."""
+        """Place one attempt; False when throttled or the agent is full (stop placing for now)."""
         user_data = embed_correlation_id(recipient.user_data, attempt.correlation_id)
         client = self.client
         self.ledger.dirty.add(attempt.chunk)
@@ -283,10 +284,12 @@ class CampaignCycle:
         except (IceOutcomeUnknownError, IceServerError) as error:
             log.warning("Outcome of %s unknown (%s): the listing will tell", attempt.correlation_id, error)
             return True
-        except IceThrottlingError as error:
+        except (IceThrottlingError, IceConcurrencyLimitError) as error:
+            # Throttled, or the agent is full (a smaller concurrent-call cap than max_active_calls):
+            # nothing was created, so the attempt is placed again once the pause is over.
             attempt.state = AttemptState.NOT_PLACED
             attempt.retry_at = time.time() + max(1.0, error.retry_after or 0.0)
-            log.warning("Throttled placing %s: pausing placement", attempt.correlation_id)
+            log.warning("%s placing %s: pausing placement", type(error).__name__, attempt.correlation_id)
             return False
         except IceAuthError:
             raise
