@@ -41,6 +41,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_ice.operators.agent_call",
                     "airflow_provider_ice.operators.call_log",
                     "airflow_provider_ice.operators.analytics",
+                    "airflow_provider_ice.operators.campaign",
                 ],
             }
         ],
@@ -53,7 +54,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Alibaba Cloud ICE",
-                "python-modules": ["airflow_provider_ice.triggers.agent_instance"],
+                "python-modules": [
+                    "airflow_provider_ice.triggers.agent_instance",
+                    "airflow_provider_ice.triggers.campaign",
+                ],
             }
         ],
         "extra-links": ["airflow_provider_ice.links.IceAIAgentInstanceLink"],

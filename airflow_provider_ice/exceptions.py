@@ -7,6 +7,7 @@ The hierarchy::
     |   +-- IceAgentInstanceNotFoundError   (also AirflowFailException: no retry)
     |   +-- IceAgentWaitTimeout             the instance did not finish in time
     |   +-- IceTriggerEventError            a trigger event was missing or malformed
+    |   +-- IceCampaignInputError           bad recipients or campaign settings (also AirflowFailException)
     +-- IceCallLogError                     a call log could not be fetched (retried)
         +-- IceCallLogNotReadyError         not Finished, or no CallLogUrl in time
     AirflowFailException
@@ -52,6 +53,10 @@ class IceAgentWaitTimeout(IceAgentCallError):
 
 class IceTriggerEventError(IceAgentCallError):
     """A trigger event was missing or malformed (e.g. triggerer and worker run different versions)."""
+
+
+class IceCampaignInputError(IceAgentCallError, AirflowFailException):
+    """The recipients or the campaign's settings are wrong: fails before any call, without retry."""
 
 
 class IceCallLogError(AirflowException):

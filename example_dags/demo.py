@@ -5,7 +5,9 @@
 1. starts ``airflow-ice-emulator`` in its own process (its console script, on a free port),
 2. seeds three past days of finished agent calls into it,
 3. runs ``ice_call_log_pipeline`` once (place a call, wait in deferrable mode, fetch the call log,
-   summarise the conversation) and ``ice_session_analytics`` for each of the three days,
+   summarise the conversation), ``ice_session_analytics`` for each of the three days, and
+   ``ice_outbound_campaign`` on a file of 300 recipients (one task instance; a fifth of the simulated
+   people never answer, and are called again),
 4. prints what happened, read back from the files written and from the emulator's own state,
 5. stops the emulator.
 
@@ -70,6 +72,11 @@ class Emulator:
             "1",
             "--call-duration",
             "8",
+            # Some people never answer (the campaign redials them); they hang up after 3 s.
+            "--no-show-rate",
+            "0.2",
+            "--user-online-timeout",
+            "3",
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         self.conn_json = self._wait_for_export_line()
@@ -104,8 +111,8 @@ class Emulator:
             self.process.kill()
 
 
-def _run_dags(days: list[datetime]) -> tuple[str, list[str]]:
-    """Run the pipeline once and the analytics DAG for each day; return their run states."""
+def _run_dags(days: list[datetime]) -> tuple[str, list[str], str]:
+    """Run the pipeline once, the analytics DAG for each day and the campaign; return their run states."""
     from airflow.utils.db import initdb
 
     initdb()
@@ -121,7 +128,9 @@ def _run_dags(days: list[datetime]) -> tuple[str, list[str]]:
         # A manual @daily run at midnight D+1 covers the data interval [D, D+1).
         run = ice_session_analytics.dag.test(logical_date=day + timedelta(days=1))
         analytics_states.append(str(run.state))
-    return str(pipeline_run.state), analytics_states
+    from example_dags import demo_campaign
+
+    return str(pipeline_run.state), analytics_states, demo_campaign.run()
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -228,12 +237,16 @@ def main() -> int:
             f"seeded {CALLS_PER_DAY} finished calls on each of "
             + ", ".join(d.date().isoformat() for d in days)
         )
-        pipeline_state, analytics_states = _run_dags(days)
+        from example_dags import demo_campaign
+
+        demo_campaign.prepare(data)
+        pipeline_state, analytics_states, campaign_state = _run_dags(days)
         _report(data, emulator, pipeline_state, analytics_states)
+        demo_campaign.report(data, emulator.control(f"state?agent_id={AGENT_ID}"), campaign_state)
     finally:
         emulator.stop()
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
-    ok = pipeline_state == "success" and all(s == "success" for s in analytics_states)
+    ok = pipeline_state == campaign_state == "success" and all(s == "success" for s in analytics_states)
     return 0 if ok else 1
 
 

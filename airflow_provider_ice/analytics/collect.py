@@ -34,14 +34,7 @@ from airflow_provider_ice.analytics.summary import IntervalSummary
 from airflow_provider_ice.api.call_log import parse_call_log
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.download import AsyncCallLogDownloader
-from airflow_provider_ice.api.errors import (
-    CallLogDownloadError,
-    CallLogEncodingError,
-    CallLogFormatError,
-    CallLogTooLargeError,
-    CallLogUrlError,
-    CallLogUrlExpiredError,
-)
+from airflow_provider_ice.api.errors import CallLogDownloadError, CallLogFormatError, call_log_failure
 from airflow_provider_ice.api.models import AIAgentInstance
 
 log = logging.getLogger(__name__)
@@ -249,14 +242,12 @@ class SessionCollector:
         try:
             result = await self.downloader.download(instance.call_log_url, buffer)
             call_log = parse_call_log(buffer.getvalue())
-        except (CallLogTooLargeError, CallLogUrlError) as err:
-            return session_metrics(instance, None, agent_id=agent_id, call_log_error=str(err))
-        except (CallLogFormatError, CallLogEncodingError) as err:
-            return self._set_aside(key, agent_id, instance, f"invalid:{err}")
-        except CallLogUrlExpiredError as err:
-            return self._set_aside(key, agent_id, instance, f"transient:{err}")
-        except CallLogDownloadError as err:
-            return self._set_aside(key, agent_id, instance, f"transient:{err}")
+        except (CallLogDownloadError, CallLogFormatError) as err:
+            failure = call_log_failure(err)
+            if failure == "refused":
+                return session_metrics(instance, None, agent_id=agent_id, call_log_error=str(err))
+            kind = "invalid" if failure == "damaged" else "transient"
+            return self._set_aside(key, agent_id, instance, f"{kind}:{err}")
         self.stats.downloaded += 1
         self.stats.downloaded_bytes += result.bytes
         return session_metrics(instance, call_log, agent_id=agent_id)

@@ -24,6 +24,10 @@ The hierarchy::
 
     CallLogFormatError (ValueError)             the downloaded bytes are not a call log
 
+IceApiError and CallLogDownloadError share a private base that holds what the retry policy reads
+(``http_status``, ``code``, ``retry_after``); :func:`call_log_failure` says what a failed call-log
+fetch asks for next.
+
 The Airflow-facing errors (what a task fails with) are in :mod:`airflow_provider_ice.exceptions`.
 """
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 EXCERPT_LENGTH = 200
 # Signed URLs and tokens must not survive into an error message, even inside an echoed body.
@@ -61,7 +65,30 @@ class IceValidationError(IceError, ValueError):
         super().__init__(f"{parameter}: {message}")
 
 
-class IceApiError(IceError):
+class _AnsweredError(IceError):
+    """An error an HTTP answer gave: the status, code and Retry-After the retry policy reads.
+
+    The message is scrubbed of secrets, then rendered by :meth:`_render`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.retry_after = retry_after
+        super().__init__(self._render(scrub(message)))
+
+    def _render(self, message: str) -> str:
+        return message
+
+
+class IceApiError(_AnsweredError):
     """The service answered with an error."""
 
     def __init__(
@@ -75,19 +102,16 @@ class IceApiError(IceError):
         action: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self.code = code
         self.message = scrub(message)
         self.request_id = request_id
-        self.http_status = http_status
         self.recommend = recommend
         self.action = action
-        self.retry_after = retry_after
-        super().__init__(self._render())
+        super().__init__(message, http_status=http_status, code=code, retry_after=retry_after)
 
-    def _render(self) -> str:
+    def _render(self, message: str) -> str:
         parts = [f"{self.action}: " if self.action else ""]
         parts.append(f"{self.code}: " if self.code else "")
-        parts.append(self.message)
+        parts.append(message)
         details = [
             f"{name}={value}"
             for name, value in (("HTTP", self.http_status), ("RequestId", self.request_id))
@@ -160,24 +184,11 @@ class IcePaginationError(IceError):
     """A listing window holds more instances than ListAIAgentInstance can reach and cannot be split."""
 
 
-class CallLogDownloadError(IceError):
+class CallLogDownloadError(_AnsweredError):
     """A call log could not be downloaded. Messages never contain the URL."""
 
     #: Named in the retry log line of :mod:`.retry`.
     action = "Call-log download"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.http_status = http_status
-        self.code = code
-        self.retry_after = retry_after
-        super().__init__(scrub(message))
 
 
 class CallLogUrlError(CallLogDownloadError, ValueError):
@@ -202,6 +213,26 @@ class CallLogUnavailableError(CallLogDownloadError):
 
 class CallLogFormatError(ValueError):
     """The bytes behind a CallLogUrl are not a call log (not UTF-8 JSON, truncated, wrong types)."""
+
+
+#: What a failed call-log fetch asks for next (see :func:`call_log_failure`).
+CallLogFailure = Literal["refused", "damaged", "expired", "failed"]
+
+
+def call_log_failure(err: CallLogDownloadError | CallLogFormatError) -> CallLogFailure:
+    """Return what a failed call-log fetch asks for next: the one rule the operator and collector share.
+
+    ``"refused"``: the URL or the size cap refuses it for good; ``"damaged"``: the body does not
+    decode or is not a call log (download again); ``"expired"``: the storage refused the URL (fetch a
+    fresh one); ``"failed"``: the download kept failing (already retried) and may succeed later.
+    """
+    if isinstance(err, (CallLogTooLargeError, CallLogUrlError)):
+        return "refused"
+    if isinstance(err, (CallLogFormatError, CallLogEncodingError)):
+        return "damaged"
+    if isinstance(err, CallLogUrlExpiredError):
+        return "expired"
+    return "failed"
 
 
 AUTH_CODE_PREFIXES = (

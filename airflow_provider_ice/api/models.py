@@ -93,12 +93,12 @@ class ScenarioRuntime(IceModel):
     auth_token: SecretStr | None = Field(default=None, alias="AuthToken")
 
 
-class RuntimeConfig(IceModel):
-    """``RuntimeConfig``: the ARTC channel the agent joined. Every ``AuthToken`` is a credential."""
+class RuntimeConfig(ScenarioRuntime):
+    """``RuntimeConfig``: the ARTC channel the agent joined, and its per-scenario copies.
 
-    channel_id: str | None = Field(default=None, alias="ChannelId")
-    agent_user_id: str | None = Field(default=None, alias="AgentUserId")
-    auth_token: SecretStr | None = Field(default=None, alias="AuthToken")
+    Every ``AuthToken`` is a credential.
+    """
+
     voice_chat: ScenarioRuntime | None = Field(default=None, alias="VoiceChat")
     vision_chat: ScenarioRuntime | None = Field(default=None, alias="VisionChat")
     avatar_chat_3d: ScenarioRuntime | None = Field(default=None, alias="AvatarChat3D")
@@ -214,48 +214,3 @@ class StopAIAgentInstanceResponse(IceModel):
     """The answer of StopAIAgentInstance."""
 
     request_id: str | None = Field(default=None, alias="RequestId")
-
-
-# Requests: what the caller gives, validated before anything is sent.
-
-
-class GenerateAIAgentCallRequest(IceModel):
-    """The parameters of GenerateAIAgentCall."""
-
-    ai_agent_id: str = Field(alias="AIAgentId")
-    agent_config: AIAgentConfig | dict[str, Any] | None = Field(default=None, alias="AgentConfig")
-    template_config: dict[str, Any] | None = Field(default=None, alias="TemplateConfig")
-    chat_sync_config: dict[str, Any] | None = Field(default=None, alias="ChatSyncConfig")
-    expire: int | None = Field(default=None, alias="Expire")
-    session_id: str | None = Field(default=None, alias="SessionId")
-    user_data: str | None = Field(default=None, alias="UserData")
-    user_id: str | None = Field(default=None, alias="UserId")
-
-
-class StartAIAgentOutboundCallRequest(IceModel):
-    """The parameters of StartAIAgentOutboundCall."""
-
-    ai_agent_id: str = Field(alias="AIAgentId")
-    called_number: str = Field(alias="CalledNumber")
-    caller_number: str = Field(alias="CallerNumber")
-    config: dict[str, Any] | None = Field(default=None, alias="Config")
-    session_id: str | None = Field(default=None, alias="SessionId")
-    user_data: str | None = Field(default=None, alias="UserData")
-
-
-class ListAIAgentInstanceRequest(IceModel):
-    """The parameters of one ListAIAgentInstance page."""
-
-    ai_agent_id: str = Field(alias="AIAgentId")
-    start_time: str | None = Field(default=None, alias="StartTime")
-    end_time: str | None = Field(default=None, alias="EndTime")
-    page_size: int | None = Field(default=None, alias="PageSize")
-    page_number: int | None = Field(default=None, alias="PageNumber")
-
-
-class InstanceIdRequest(IceModel):
-    """The parameters of DescribeAIAgentInstance and StopAIAgentInstance."""
-
-    """DescribeAIAgentInstance and StopAIAgentInstance take just the instance id."""
-
-    instance_id: str = Field(alias="InstanceId")

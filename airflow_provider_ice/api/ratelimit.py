@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import IceValidationError
+from .validation import bounded_number
 
 #: A throttling answer leaves at least this share of the configured rate.
 MIN_RATE_SHARE = 1 / 16
@@ -54,17 +55,9 @@ def _rate(value: Any, parameter: str) -> float | None:
         raise IceValidationError(
             parameter, f"must be requests per second (0 < rate <= {MAX_RATE:g}), got {value!r}"
         )
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise IceValidationError(
-            parameter, f"must be requests per second (0 < rate <= {MAX_RATE:g}) or null, got {value!r}"
-        ) from None
-    if not (math.isfinite(rate) and 0 < rate <= MAX_RATE):
-        raise IceValidationError(
-            parameter, f"must be requests per second (0 < rate <= {MAX_RATE:g}) or null, got {value!r}"
-        )
-    return rate
+    return bounded_number(
+        value, parameter, MAX_RATE, f"must be requests per second (0 < rate <= {MAX_RATE:g}) or null"
+    )
 
 
 @dataclass(frozen=True)

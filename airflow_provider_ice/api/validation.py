@@ -201,6 +201,21 @@ def positive_seconds(
     return seconds
 
 
+def bounded_number(value: Any, parameter: str, high: float, expected: str) -> float:
+    """Return ``value`` (a number or a numeric string) as a finite float in (0, ``high``].
+
+    Anything else raises an :class:`~.errors.IceValidationError` naming ``parameter``: ``expected``
+    (what is allowed) followed by the value given.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and 0 < number <= high):
+        raise IceValidationError(parameter, f"{expected}, got {value!r}")
+    return number
+
+
 def format_time(value: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, the only format ICE accepts."""
     return value.astimezone(timezone.utc).strftime(ICE_TIME_FORMAT)

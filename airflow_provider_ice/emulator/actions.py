@@ -80,6 +80,16 @@ def _time(params: Params, name: str) -> float | None:
     return parsed.timestamp()
 
 
+def _agent_configs(params: Params) -> dict[str, Any]:
+    """Return AgentConfig and TemplateConfig as fields of a new instance (ChatSyncConfig is only checked)."""
+    fields = {
+        "agent_config": _json_object(params, "AgentConfig"),
+        "template_config": _json_object(params, "TemplateConfig"),
+    }
+    _json_object(params, "ChatSyncConfig")
+    return fields
+
+
 class Actions:
     """Runs one action against the store and returns the response body (without ``RequestId``).
 
@@ -124,20 +134,10 @@ class Actions:
             raise invalid_parameter(
                 "UserId", f"it must be at most {MAX_USER_ID} characters, got {len(user_id)}."
             )
-        agent_config = _json_object(params, "AgentConfig")
-        template_config = _json_object(params, "TemplateConfig")
-        _json_object(params, "ChatSyncConfig")
-        self._quotas.check_agent("GenerateAIAgentCall", agent_id, self._store.now())
-        instance = self._store.create(
-            agent_id,
-            user_id=user_id,
-            session_id=params.get("SessionId") or None,
-            user_data=params.get("UserData"),
-            agent_config=agent_config,
-            template_config=template_config,
-            expire=expire,
+        fields = _agent_configs(params)
+        instance = self._create(
+            "GenerateAIAgentCall", agent_id, params, user_id=user_id, expire=expire, **fields
         )
-        self._quotas.track(instance)
         ident = identity_of(self._config.seed, instance)
         body: dict[str, Any] = {
             "InstanceId": instance.instance_id,
@@ -146,7 +146,7 @@ class Actions:
             "UserId": ident.user_id,
             "Token": self._rtc_token(instance, ident.channel_id, ident.user_id),
         }
-        if agent_config and agent_config.get("AvatarConfig"):
+        if fields["agent_config"] and fields["agent_config"].get("AvatarConfig"):
             body["AvatarUserId"] = "avatar-" + derive(self._config.seed, instance.instance_id, "avatar", 6)
         return body
 
@@ -157,20 +157,11 @@ class Actions:
         for key in ("ChannelId", "AgentUserId", "AuthToken"):
             if not isinstance(runtime.get(key), str) or not runtime[key]:
                 raise invalid_parameter(f"RuntimeConfig.{key}", "it must be a non-empty string.")
-        agent_config = _json_object(params, "AgentConfig")
-        template_config = _json_object(params, "TemplateConfig")
-        _json_object(params, "ChatSyncConfig")
-        self._quotas.check_agent("StartAIAgentInstance", agent_id, self._store.now())
-        instance = self._store.create(
-            agent_id,
-            kind="runtime",
-            session_id=params.get("SessionId") or None,
-            user_data=params.get("UserData"),
-            agent_config=agent_config,
-            template_config=template_config,
-            runtime={k: runtime[k] for k in ("ChannelId", "AgentUserId", "AuthToken")},
+        runtime_fields = {k: runtime[k] for k in ("ChannelId", "AgentUserId", "AuthToken")}
+        fields = _agent_configs(params)
+        instance = self._create(
+            "StartAIAgentInstance", agent_id, params, kind="runtime", runtime=runtime_fields, **fields
         )
-        self._quotas.track(instance)
         return {"InstanceId": instance.instance_id}
 
     def start_ai_agent_outbound_call(self, params: Params, base_url: str) -> dict[str, Any]:
@@ -180,17 +171,15 @@ class Actions:
             if not number.lstrip("+").isdigit():
                 raise invalid_parameter(name, "it must be a phone number made of digits.")
         config = _json_object(params, "Config")
-        self._quotas.check_agent("StartAIAgentOutboundCall", agent_id, self._store.now())
-        instance = self._store.create(
+        instance = self._create(
+            "StartAIAgentOutboundCall",
             agent_id,
+            params,
             kind="outbound",
-            session_id=params.get("SessionId") or None,
-            user_data=params.get("UserData"),
             agent_config=config,
             called_number=numbers["CalledNumber"],
             caller_number=numbers["CallerNumber"],
         )
-        self._quotas.track(instance)
         return {"InstanceId": instance.instance_id}
 
     # -- reading and stopping -----------------------------------------------------------------
@@ -228,6 +217,15 @@ class Actions:
         return {}
 
     # -- helpers ------------------------------------------------------------------------------
+    def _create(self, action: str, agent_id: str, params: Params, **fields: Any) -> Instance:
+        """Check the agent's quota, create the instance (with the common SessionId/UserData) and track it."""
+        self._quotas.check_agent(action, agent_id, self._store.now())
+        instance = self._store.create(
+            agent_id, session_id=params.get("SessionId") or None, user_data=params.get("UserData"), **fields
+        )
+        self._quotas.track(instance)
+        return instance
+
     def _instance(self, params: Params) -> Instance:
         instance_id = _required(params, "InstanceId")
         instance = self._store.get(instance_id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import shlex
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from airflow_provider_ice.emulator.config import ACTIONS, EmulatorConfig, FaultConfig, QuotaConfig
 from airflow_provider_ice.emulator.server import IceEmulator
@@ -153,47 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fields_from_args(cls: type[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Return the options of ``args`` named like a field of the dataclass ``cls`` (flags use field names)."""
+    given = vars(args)
+    return {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}
+
+
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """Return the emulator configuration the parsed command line asks for."""
     fault_actions = None
     if args.fault_actions:
         fault_actions = frozenset(a.strip() for a in args.fault_actions.split(",") if a.strip())
     faults = FaultConfig(
-        throttle_rate=args.throttle_rate,
-        throttle_status=args.throttle_status,
-        retry_after_ms=args.retry_after_ms,
-        error_rate=args.error_rate,
-        drop_rate=args.drop_rate,
-        drop_after_execute=not args.drop_before_execute,
-        latency=args.latency,
-        slow_create_rate=args.slow_create_rate,
-        slow_create_delay=args.slow_create_delay,
-        calllog_expire_first=args.calllog_expire_first,
-        calllog_error_rate=args.calllog_error_rate,
-        calllog_truncate_rate=args.calllog_truncate_rate,
-        listing_lag=args.listing_lag,
-        actions=fault_actions,
+        **{
+            **_fields_from_args(FaultConfig, args),
+            "drop_after_execute": not args.drop_before_execute,
+            "actions": fault_actions,
+        }
     )
-    return EmulatorConfig(
-        host=args.host,
-        port=args.port,
-        access_key_id=args.access_key_id,
-        access_key_secret=args.access_key_secret,
-        security_token=args.security_token,
-        seed=args.seed,
-        user_join_delay=args.user_join_delay,
-        call_duration=args.call_duration,
-        no_show_rate=args.no_show_rate,
-        idle_rate=args.idle_rate,
-        user_online_timeout=args.user_online_timeout,
-        max_idle_time=args.max_idle_time,
-        calllog_url_ttl=args.calllog_url_ttl,
-        faults=faults,
-        quotas=QuotaConfig(
-            qps=args.qps, action_qps=dict(args.action_qps), agent_concurrency=args.agent_concurrency
-        ),
-        allow_unsigned=args.allow_unsigned,
-    )
+    quotas = QuotaConfig(**{**_fields_from_args(QuotaConfig, args), "action_qps": dict(args.action_qps)})
+    return EmulatorConfig(**{**_fields_from_args(EmulatorConfig, args), "faults": faults, "quotas": quotas})
 
 
 def _announce(emulator: IceEmulator, histories: Sequence[tuple[str, int, float]]) -> None:

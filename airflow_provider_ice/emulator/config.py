@@ -30,6 +30,14 @@ def _check_non_negative(name: str, value: float) -> None:
         raise ValueError(f"{name}: must be >= 0 seconds, got {value!r}")
 
 
+def _check_all(config: object, *, rates: Iterable[str], non_negative: Iterable[str]) -> None:
+    """Check the fields of ``config`` named in ``rates`` (probabilities) and ``non_negative`` (seconds)."""
+    for name in rates:
+        _check_rate(name, getattr(config, name))
+    for name in non_negative:
+        _check_non_negative(name, getattr(config, name))
+
+
 @dataclass(frozen=True)
 class FaultConfig:
     """Faults the emulator injects into API calls and call-log downloads (never into ``/_emulator/``).
@@ -81,13 +89,18 @@ class FaultConfig:
     actions: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("throttle_rate", "error_rate", "drop_rate", "slow_create_rate"):
-            _check_rate(name, getattr(self, name))
-        for name in ("calllog_error_rate", "calllog_truncate_rate"):
-            _check_rate(name, getattr(self, name))
-        _check_non_negative("latency", self.latency)
-        _check_non_negative("slow_create_delay", self.slow_create_delay)
-        _check_non_negative("listing_lag", self.listing_lag)
+        _check_all(
+            self,
+            rates=(
+                "throttle_rate",
+                "error_rate",
+                "drop_rate",
+                "slow_create_rate",
+                "calllog_error_rate",
+                "calllog_truncate_rate",
+            ),
+            non_negative=("latency", "slow_create_delay", "listing_lag"),
+        )
         if self.throttle_status not in (400, 429):
             raise ValueError(f"throttle_status: must be 400 or 429, got {self.throttle_status!r}")
         if self.retry_after_ms < 0:
@@ -231,12 +244,18 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if not self.access_key_id or not self.access_key_secret:
             raise ValueError("access_key_id and access_key_secret: both must be non-empty")
-        for name in ("user_join_delay", "call_duration", "user_online_timeout", "max_idle_time"):
-            _check_non_negative(name, getattr(self, name))
-        for name in ("calllog_url_ttl", "max_timestamp_skew"):
-            _check_non_negative(name, getattr(self, name))
-        _check_rate("no_show_rate", self.no_show_rate)
-        _check_rate("idle_rate", self.idle_rate)
+        _check_all(
+            self,
+            rates=("no_show_rate", "idle_rate"),
+            non_negative=(
+                "user_join_delay",
+                "call_duration",
+                "user_online_timeout",
+                "max_idle_time",
+                "calllog_url_ttl",
+                "max_timestamp_skew",
+            ),
+        )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: must be 0..65535, got {self.port!r}")
         if self.nonce_capacity < 1:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -86,29 +87,25 @@ def add_control_routes(app: web.Application, emulator: Controlled) -> None:
         emulator.reset()
         return web.json_response({"ok": True})
 
-    async def get_faults(request: web.Request) -> web.Response:
-        return web.json_response(emulator.faults.config.to_dict())
+    def settings_routes(
+        path: str, current: Callable[[], FaultConfig | QuotaConfig], change: Callable[..., Any], empty: type
+    ) -> None:
+        """Register ``GET path`` (the settings) and ``POST path`` (change; ``?replace=1``: from empty)."""
 
-    async def post_faults(request: web.Request) -> web.Response:
-        try:
-            changes = await _json_body(request)
-            base = FaultConfig() if request.query.get("replace") in ("1", "true") else None
-            config = emulator.set_faults(base, **changes)
-        except (ValueError, TypeError) as err:
-            return _bad_request(str(err))
-        return web.json_response(config.to_dict())
+        async def get(request: web.Request) -> web.Response:
+            return web.json_response(current().to_dict())
 
-    async def get_quotas(request: web.Request) -> web.Response:
-        return web.json_response(emulator.quotas.config.to_dict())
+        async def post(request: web.Request) -> web.Response:
+            try:
+                changes = await _json_body(request)
+                base = empty() if request.query.get("replace") in ("1", "true") else None
+                config = change(base, **changes)
+            except (ValueError, TypeError) as err:
+                return _bad_request(str(err))
+            return web.json_response(config.to_dict())
 
-    async def post_quotas(request: web.Request) -> web.Response:
-        try:
-            changes = await _json_body(request)
-            base = QuotaConfig() if request.query.get("replace") in ("1", "true") else None
-            config = emulator.set_quotas(base, **changes)
-        except (ValueError, TypeError) as err:
-            return _bad_request(str(err))
-        return web.json_response(config.to_dict())
+        app.router.add_get(f"{PREFIX}/{path}", get)
+        app.router.add_post(f"{PREFIX}/{path}", post)
 
     async def force_faults(request: web.Request) -> web.Response:
         try:
@@ -139,9 +136,7 @@ def add_control_routes(app: web.Application, emulator: Controlled) -> None:
     app.router.add_get(f"{PREFIX}/health", health)
     app.router.add_get(f"{PREFIX}/state", state)
     app.router.add_post(f"{PREFIX}/reset", reset)
-    app.router.add_get(f"{PREFIX}/faults", get_faults)
-    app.router.add_post(f"{PREFIX}/faults", post_faults)
+    settings_routes("faults", lambda: emulator.faults.config, emulator.set_faults, FaultConfig)
     app.router.add_post(f"{PREFIX}/faults/force", force_faults)
-    app.router.add_get(f"{PREFIX}/quotas", get_quotas)
-    app.router.add_post(f"{PREFIX}/quotas", post_quotas)
+    settings_routes("quotas", lambda: emulator.quotas.config, emulator.set_quotas, QuotaConfig)
     app.router.add_post(f"{PREFIX}/seed", seed)

@@ -14,6 +14,7 @@ import dataclasses
 import random
 import threading
 from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,14 @@ def _api_decision(
     return ApiFaults(drop_after=dropped, delay=delay), kinds
 
 
+def by_kind(counts: Mapping[tuple[str, str], int], kinds: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Return ``{kind: {action: n}}`` for every kind of ``kinds`` from counts by ``(kind, action)``."""
+    grouped: dict[str, dict[str, int]] = {kind: {} for kind in kinds}
+    for (kind, action), n in sorted(counts.items()):
+        grouped[kind][action] = n
+    return grouped
+
+
 class FaultInjector:
     """Decide which faults each call meets: seeded draws, forced faults, and a count of each.
 
@@ -199,10 +208,7 @@ class FaultInjector:
         """``{kind: {action: n}}`` for every kind of :data:`FAULT_KINDS` (empty when never injected)."""
         with self._lock:
             counts = dict(self._injected)
-        by_kind: dict[str, dict[str, int]] = {kind: {} for kind in FAULT_KINDS}
-        for (kind, action), n in sorted(counts.items()):
-            by_kind[kind][action] = n
-        return by_kind
+        return by_kind(counts, FAULT_KINDS)
 
     def for_api(self, action: str) -> ApiFaults:
         with self._lock:

@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow_provider_ice.api.errors import CONCURRENCY_LIMIT_CODE
 from airflow_provider_ice.emulator.config import QuotaConfig
+from airflow_provider_ice.emulator.faults import by_kind
 from airflow_provider_ice.emulator.store import FINISHED, Instance
 from airflow_provider_ice.emulator.wire import ApiError
 
@@ -163,7 +164,4 @@ class QuotaEnforcer:
         """``{kind: {action: n}}`` for every kind of :data:`QUOTA_KINDS`."""
         with self._lock:
             counts = dict(self._refused)
-        by_kind: dict[str, dict[str, int]] = {kind: {} for kind in QUOTA_KINDS}
-        for (kind, action), n in sorted(counts.items()):
-            by_kind[kind][action] = n
-        return by_kind
+        return by_kind(counts, QUOTA_KINDS)

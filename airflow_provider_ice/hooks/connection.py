@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.signing import Credentials
+from airflow_provider_ice.api.validation import bounded_number
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.ratelimit import RateLimits
@@ -54,15 +55,9 @@ def _number(extras: Mapping[str, Any], name: str, default: float) -> float:
     value = extras.get(name)
     if value in (None, ""):
         return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise IceValidationError(
-            name, f"connection extra must be a number of seconds, got {value!r}"
-        ) from None
-    if not 0 < number <= 3600:
-        raise IceValidationError(name, f"connection extra must be between 0 and 3600 seconds, got {value!r}")
-    return number
+    return bounded_number(
+        value, name, 3600, "connection extra must be a number of seconds between 0 and 3600 (0 excluded)"
+    )
 
 
 def _integer(extras: Mapping[str, Any], name: str, default: int) -> int:

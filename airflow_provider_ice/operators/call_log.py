@@ -16,12 +16,9 @@ from airflow_provider_ice._compat import make_asset
 from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
-    CallLogEncodingError,
     CallLogFormatError,
-    CallLogTooLargeError,
-    CallLogUrlError,
-    CallLogUrlExpiredError,
     IceValidationError,
+    call_log_failure,
 )
 from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_download_limits
 from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, Outcome, poll_instance
@@ -48,6 +45,11 @@ log = logging.getLogger(__name__)
 #: The asset a fetch emits when the user names none.
 CALL_LOG_ASSET_PREFIX = "ice://call-logs/"
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+#: The warning logged before another attempt, by :func:`~.api.errors.call_log_failure`.
+_RETRY_NOTES = {
+    "damaged": "Downloaded call log does not decode or is invalid (%s); downloading again",
+    "expired": "CallLogUrl refused (%s); fetching a fresh one",
+}
 
 
 def default_asset(agent_id: str | None) -> Asset:
@@ -243,25 +245,17 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             with storage.spool_for(final) as spool:
                 try:
                     result = downloader.download(url, spool)
-                except CallLogEncodingError as err:
-                    # A body that does not decode is damaged like a truncated one: download again.
-                    last_problem, body_invalid = str(err), True
-                    self.log.warning("Downloaded call log does not decode (%s); downloading again", err)
-                    continue
-                except CallLogUrlExpiredError as err:
-                    last_problem, body_invalid = str(err), False
-                    self.log.warning("CallLogUrl refused (%s); fetching a fresh one", err)
-                    continue
-                except (CallLogTooLargeError, CallLogUrlError) as err:
-                    raise IceCallLogInvalidError(f"call log of {target.describe()}: {err}") from None
-                except CallLogDownloadError as err:
-                    raise IceCallLogError(f"call log of {target.describe()}: {err}") from None
-                try:
                     call_log = self._validate(spool.name, result)
-                except CallLogFormatError as err:
-                    # A truncated transfer the server declared complete: download again.
-                    last_problem, body_invalid = str(err), True
-                    self.log.warning("Downloaded call log is invalid (%s); downloading again", err)
+                except (CallLogDownloadError, CallLogFormatError) as err:
+                    failure = call_log_failure(err)
+                    if failure == "refused":
+                        raise IceCallLogInvalidError(f"call log of {target.describe()}: {err}") from None
+                    if failure == "failed":
+                        raise IceCallLogError(f"call log of {target.describe()}: {err}") from None
+                    # A damaged body (it does not decode, or a truncated transfer the server declared
+                    # complete) is downloaded again; a refused URL is replaced by a fresh one.
+                    last_problem, body_invalid = str(err), failure == "damaged"
+                    self.log.warning(_RETRY_NOTES[failure], err)
                     continue
                 uri = storage.publish_file(spool, final)
             return instance, result, call_log, uri

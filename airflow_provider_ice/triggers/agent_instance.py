@@ -105,8 +105,7 @@ def event_failure(event: dict[str, Any]) -> IceAgentCallError:
     return error
 
 
-#: Imported in a worker thread before the first poll: imported cold inside the triggerer's event
-#: loop they would block it for a noticeable time (pydantic models, the client, aiohttp).
+#: Imported in a worker thread before the first poll (cold, in the event loop, they would block it).
 _WAIT_MODULES = (
     "airflow_provider_ice.hooks.ice",
     "airflow_provider_ice.api.client",
@@ -115,7 +114,8 @@ _WAIT_MODULES = (
 )
 
 
-def _import_wait_modules() -> None:
+def import_wait_modules() -> None:
+    """Import what waiting needs: pydantic models, the client, aiohttp (call it in a worker thread)."""
     for name in _WAIT_MODULES:
         importlib.import_module(name)
 
@@ -321,7 +321,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the instance is Finished, missing too long, failing, or past the deadline."""
-        await asyncio.to_thread(_import_wait_modules)  # cheap once they are loaded
+        await asyncio.to_thread(import_wait_modules)  # cheap once they are loaded
         target = self.target
         tracker = WaitTracker(
             target=target,

@@ -1,9 +1,13 @@
-"""Fixtures of the integration tests: hostile servers (the emulator fixtures come from its pytest plugin)."""
+"""Fixtures of the integration tests: hostile servers, recorded triggers.
+
+The emulator fixtures come from its pytest plugin.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -30,3 +34,18 @@ def elsewhere() -> Iterator[HostileServer]:
     server = HostileServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def triggers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """The serialized form of every trigger dag.test() runs inline."""
+    from tests.airflow_compat import wrap_inline_trigger
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def recording(original: Any, trigger: Any, *rest: Any) -> Any:
+        seen.append(trigger.serialize())
+        return original(trigger, *rest)
+
+    wrap_inline_trigger(monkeypatch, recording)
+    return seen

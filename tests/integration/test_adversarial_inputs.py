@@ -7,84 +7,30 @@ anything through) and asserts that the emulator received nothing: no API call, n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.emulator import IceEmulator
-from airflow_provider_ice.hooks.ice import IceHook
-from airflow_provider_ice.operators.agent_call import (
-    IceGenerateAIAgentCallOperator,
-    IceStartAIAgentOutboundCallOperator,
+from tests.integration.adversarial import (
+    AGENT,
+    AWARE,
+    NAIVE,
+    UNSERIALISABLE,
+    analytics,
+    fetch,
+    generate,
+    hook,
+    nothing_reached,
+    outbound,
+    sensor,
 )
-from airflow_provider_ice.operators.analytics import IceSessionAnalyticsOperator
-from airflow_provider_ice.operators.call_log import IceFetchCallLogOperator
-from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor
 
 pytestmark = pytest.mark.integration
-
-AGENT = "adversarial-agent"
-NAIVE = datetime(2026, 1, 1, 12, 0)
-AWARE = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-UNSERIALISABLE = {"customer": object()}
-
-
-def context() -> dict[str, Any]:
-    """A first try's context: enough for the operators to get to their first request."""
-    ti = SimpleNamespace(
-        dag_id="adversarial", run_id="run-1", task_id="task", map_index=-1, try_number=1, xcom_push=print
-    )
-    return {"ti": ti, "dag_run": None, "task_state_store": None}
-
-
-def generate(**kwargs: Any) -> Callable[[], Any]:
-    kwargs.setdefault("agent_id", AGENT)
-    return lambda: IceGenerateAIAgentCallOperator(task_id="call", **kwargs).execute(context())  # type: ignore[arg-type]
-
-
-def outbound(**kwargs: Any) -> Callable[[], Any]:
-    kwargs = {"agent_id": AGENT, "called_number": "+8613800000000", "caller_number": "05718000000", **kwargs}
-    return lambda: IceStartAIAgentOutboundCallOperator(task_id="call", **kwargs).execute(context())  # type: ignore[arg-type]
-
-
-def sensor(**kwargs: Any) -> Callable[[], Any]:
-    def run() -> Any:
-        task = IceAIAgentInstanceSensor(
-            task_id="wait", poke_interval=0.01, timeout=5, deferrable=False, **kwargs
-        )
-        return task.execute(context())  # type: ignore[arg-type]
-
-    return run
-
-
-def fetch(tmp: Path, **kwargs: Any) -> Callable[[], Any]:
-    kwargs.setdefault("agent_id", AGENT)
-    kwargs.setdefault("correlation_id", "af-adversarial")
-    kwargs.setdefault("destination", str(tmp) + "/")
-    return lambda: IceFetchCallLogOperator(task_id="fetch", **kwargs).execute(context())  # type: ignore[arg-type]
-
-
-def analytics(tmp: Path, **kwargs: Any) -> Callable[[], Any]:
-    kwargs = {"agent_ids": AGENT, "start_time": AWARE, "end_time": "2026-01-02T12:00:00Z", **kwargs}
-    return lambda: IceSessionAnalyticsOperator(task_id="sessions", destination=str(tmp), **kwargs).execute(
-        context()  # type: ignore[arg-type]
-    )
-
-
-def hook(method: str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
-    def run() -> Any:
-        result = getattr(IceHook(), method)(*args, **kwargs)
-        return list(result) if method == "list_ai_agent_instances" else result
-
-    return run
 
 
 @dataclass(frozen=True)
@@ -281,13 +227,6 @@ def _params() -> list[Any]:
     return [pytest.param(case, id=name) for name, case in CASES.items()]
 
 
-def _nothing_reached(emulator: IceEmulator) -> None:
-    state = emulator.state()
-    assert state["request_counts"] == {}, f"a request reached the emulator: {state['request_counts']}"
-    assert state["calllog_downloads"] == {}
-    assert state["calllog_denied"] == 0
-
-
 @pytest.mark.parametrize("case", _params())
 def test_bad_input_fails_before_any_request_naming_the_parameter(
     case: Case, ice_connection: IceEmulator, tmp_path: Path
@@ -300,110 +239,5 @@ def test_bad_input_fails_before_any_request_naming_the_parameter(
     assert case.parameter in message, message
     for words in case.allowed:
         assert words in message, f"{words!r} missing from {message!r}"
-    _nothing_reached(ice_connection)
+    nothing_reached(ice_connection)
     assert not any(tmp_path.iterdir()), "nothing may be written for a refused input"
-
-
-# -- the connection ------------------------------------------------------------------------------
-
-
-def _conn(emulator: IceEmulator, **changes: Any) -> str:
-    conn = json.loads(emulator.airflow_conn_json())
-    extra = {**conn["extra"], **changes.pop("extra", {})}
-    conn.update(changes)
-    conn["extra"] = {k: v for k, v in extra.items() if v is not None}
-    return json.dumps({k: v for k, v in conn.items() if v is not None})
-
-
-CONNECTIONS: dict[str, tuple[dict[str, Any], str, tuple[str, ...]]] = {
-    "endpoint-ftp-scheme": (
-        {"extra": {"endpoint": "ftp://ice.cn-shanghai.aliyuncs.com"}},
-        "endpoint",
-        ("https://",),
-    ),
-    "endpoint-ws-scheme": ({"extra": {"endpoint": "ws://127.0.0.1:1"}}, "endpoint", ("https://",)),
-    "endpoint-with-path": (
-        {"extra": {"endpoint": "https://ice.example.com/api"}},
-        "endpoint",
-        ("scheme://host",),
-    ),
-    "endpoint-bad-port": ({"extra": {"endpoint": "http://127.0.0.1:99999"}}, "endpoint", ("port",)),
-    "region-not-a-region": ({"extra": {"endpoint": None, "region": "Shanghai!"}}, "region", ("cn-shanghai",)),
-    "no-credentials": ({"login": None, "password": None}, "credentials", ("AccessKey",)),
-    "only-access-key-id": ({"password": None}, "credentials", ("half", "secret")),
-    "only-access-key-secret": ({"login": None}, "credentials", ("half", "AccessKey ID")),
-    "blank-secret": ({"password": "   "}, "credentials", ("half",)),
-    "timeout-not-a-number": ({"extra": {"timeout": "soon"}}, "timeout", ("seconds",)),
-    "timeout-zero": ({"extra": {"timeout": 0}}, "timeout", ("between 0 and 3600",)),
-    "max-retries-99": ({"extra": {"max_retries": 99}}, "max_retries", ("0 and 20",)),
-    "ca-bundle-missing": (
-        {"extra": {"endpoint": "https://127.0.0.1:1", "verify": "/nonexistent/ca.pem"}},
-        "verify",
-        ("CA bundle",),
-    ),
-}
-
-
-@pytest.mark.parametrize(
-    ("changes", "parameter", "allowed"), list(CONNECTIONS.values()), ids=list(CONNECTIONS)
-)
-@pytest.mark.parametrize("entry", ["hook", "generate-operator", "sensor"])
-def test_bad_connection_fails_before_any_request(
-    ice_emulator: IceEmulator,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    changes: dict[str, Any],
-    parameter: str,
-    allowed: tuple[str, ...],
-    entry: str,
-) -> None:
-    for name in (
-        "ALIBABA_CLOUD_ACCESS_KEY_ID",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-        "ALIBABA_CLOUD_SECURITY_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", _conn(ice_emulator, **dict(changes)))
-    call = {
-        "hook": hook("describe_ai_agent_instance", "i-1"),
-        "generate-operator": generate(),
-        "sensor": sensor(agent_id=AGENT, channel_id="c"),
-    }[entry]
-    if entry == "sensor":
-        # The sensor counts polling errors; a configuration error must fail at once, not be retried.
-        with pytest.raises(AirflowFailException) as caught:
-            call()
-        message = str(caught.value)
-    else:
-        with pytest.raises(IceValidationError) as validation:
-            call()
-        assert validation.value.parameter == parameter
-        # A task fails without retries (the hook, outside a task, raises the plain error).
-        assert isinstance(validation.value, AirflowFailException) is (entry != "hook")
-        message = str(validation.value)
-    assert parameter in message
-    for words in allowed:
-        assert words in message, f"{words!r} missing from {message!r}"
-    _nothing_reached(ice_emulator)
-
-
-def test_bare_host_means_https_and_plain_http_call_log_urls_are_refused(
-    ice_emulator: IceEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """Plain http only for an endpoint written ``http://``: a bare host is HTTPS, and a connection
-    that is not explicitly http refuses an ``http://`` CallLogUrl before downloading anything."""
-    import io
-
-    from airflow_provider_ice.api.download import download_call_log
-    from airflow_provider_ice.api.errors import CallLogUrlError
-
-    host = ice_emulator.url.removeprefix("http://")
-    monkeypatch.setenv("AIRFLOW_CONN_ICE_DEFAULT", _conn(ice_emulator, extra={"endpoint": host}))
-    ice_hook = IceHook()
-    assert ice_hook.endpoint == f"https://{host}"
-    assert ice_hook.get_conn().endpoint == f"https://{host}"
-    assert ice_hook.allows_plain_http is False
-    plain_url = f"{ice_emulator.url}/_calllogs/i-1.json?Expires=9999999999&OSSAccessKeyId=x&Signature=y"
-    with pytest.raises(CallLogUrlError, match="scheme 'http' is not allowed; allowed: https"):
-        download_call_log(plain_url, io.BytesIO(), allow_http=ice_hook.allows_plain_http)
-    _nothing_reached(ice_emulator)

@@ -42,19 +42,6 @@ def tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return captured
 
 
-@pytest.fixture
-def triggers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """The serialized form of every trigger dag.test() runs inline."""
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def recording(original: Any, trigger: Any, *rest: Any) -> Any:
-        seen.append(trigger.serialize())
-        return original(trigger, *rest)
-
-    wrap_inline_trigger(monkeypatch, recording)
-    return seen
-
-
 def run(dag_id: str, **conf: Any) -> Any:
     """``dag.test()`` of a DAG in tests/dags (it is also in the DAGs folder, as dag.test() needs)."""
     from tests.dags import ice_agent_call_test_dags as module

@@ -14,7 +14,12 @@ import pytest
 from airflow_provider_ice import CONN_TYPE, get_provider_info
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_DAG_IDS = {"ice_scheduled_agent_calls", "ice_call_log_pipeline", "ice_session_analytics"}
+EXAMPLE_DAG_IDS = {
+    "ice_scheduled_agent_calls",
+    "ice_call_log_pipeline",
+    "ice_session_analytics",
+    "ice_outbound_campaign",
+}
 
 
 def _import_attr(dotted: str) -> object:
@@ -37,7 +42,7 @@ def test_every_module_and_class_named_in_provider_info_imports() -> None:
         for entry in info[kind]
         for module in entry["python-modules"]
     ]
-    assert len(modules) == 6
+    assert len(modules) == 8
     for module in modules:
         importlib.import_module(module)
     for link in info["extra-links"]:
@@ -95,6 +100,8 @@ def test_the_api_layer_never_imports_airflow() -> None:
         "names = [m.name for m in pkgutil.iter_modules(api.__path__, api.__name__ + '.')];"
         "[importlib.import_module(name) for name in names];"
         "import airflow_provider_ice.analytics.collect, airflow_provider_ice.analytics.summary;"
+        "import airflow_provider_ice.campaign.recipients, airflow_provider_ice.campaign.plan;"
+        "import airflow_provider_ice.campaign.ledger, airflow_provider_ice.campaign.results;"
         "print(json.dumps([names, sorted(m for m in sys.modules if m.split('.')[0] == 'airflow')]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

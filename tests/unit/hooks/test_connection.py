@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.hooks.ice import IceHook
-from tests.unit.hooks.test_ice_hook import set_conn
+from tests.unit.hooks.connections import set_conn
 
 
 def test_ca_bundle_field_and_the_old_verify_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Outbound campaign logic: recipients, scheduling, the attempt ledger and results (no Airflow import)."""
