@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, Param
+from airflow.providers.common.compat.sdk import DAG, Param
 
 from airflow_provider_ice.operators.campaign import IceAgentCallCampaignOperator
 

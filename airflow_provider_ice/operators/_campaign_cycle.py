@@ -40,7 +40,7 @@ from airflow_provider_ice.campaign.results import result_rows, summarise
 from ._campaign_io import Checkpoint, JoinedProbe, campaign_client, list_campaign_instances, read_recipients
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_ice.triggers.campaign import IceCampaignTrigger
 

@@ -16,7 +16,7 @@ from airflow_provider_ice.campaign.ledger import Attempt, Ledger
 from airflow_provider_ice.campaign.recipients import detect_format, parse_lines
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_ice.api.client import IceClient
     from airflow_provider_ice.api.download import CallLogDownloader
@@ -118,7 +118,7 @@ def campaign_client(hook: IceHook) -> IceClient:
     thousands of calls (most of a 300-call campaign's CPU). The campaign never logs a response, and
     Tokens stay ``SecretStr`` inside the response models and are dropped right after the call.
     """
-    from airflow.sdk.log import mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret
 
     from airflow_provider_ice.api.client import IceClient
 

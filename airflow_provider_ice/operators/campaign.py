@@ -8,7 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import positive_seconds
@@ -18,7 +18,7 @@ from airflow_provider_ice.exceptions import IceAgentCallError, IceCampaignInputE
 from ._campaign_cycle import CampaignCycle
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_ice.hooks.ice import IceHook
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_ice._compat import has_feature
 from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.emulator import IceEmulator
+from tests import airflow_compat
 from tests.dags.ice_campaign_test_dags import AGENT_ID
 
 pytestmark = [
@@ -90,25 +92,16 @@ def results(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def run_dag(dag_id: str, **params: Any) -> Any:
     from tests.dags import ice_campaign_test_dags as module
 
-    return getattr(module, dag_id).test(run_conf=params)
+    return airflow_compat.run_dag(getattr(module, dag_id), run_conf=params)
 
 
 def return_value(run: Any) -> Any:
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(
-                XComModel.dag_id == run.dag_id,
-                XComModel.run_id == run.run_id,
-                XComModel.task_id == "campaign",
-                XComModel.key == "return_value",
-            )
-            .one()
-        )
-        return row.value
+        rows = airflow_compat.xcom_rows(session, run.dag_id, run.run_id)
+        [row] = [r for r in rows if (r.task_id, r.key) == ("campaign", "return_value")]
+        return airflow_compat.xcom_value(row)
 
 
 def tries(run: Any) -> int:
@@ -224,7 +217,9 @@ def test_retried_campaign_calls_nobody_twice_and_skips_nobody(
         assert row["instance_id"] in (instance["InstanceId"], None)
         assert (row["channel_id"], row["status"]) == (instance["ChannelId"], "Finished")
     adopted = [r for r in rows if r["instance_id"] is None]
-    assert len(adopted) <= 3
+    # The store's checkpoint knows all but the last few; without it (Airflow < 3.3) the retry knows
+    # every call of the failed try (at most the 9 it sent) only from the listing.
+    assert len(adopted) <= (3 if has_feature("the task state store") else 9)
     if after_sending:
         assert adopted, "the call sent just before the worker died was adopted from the listing"
     assert summary["recipients_by_outcome"].get("in_progress", 0) == 0
@@ -293,8 +288,9 @@ def test_worker_killed_mid_campaign_then_rerun_calls_nobody_twice(
     logical_date = datetime(2026, 6, 1, tzinfo=timezone.utc)
     script = (
         "import json, sys; from datetime import datetime;"
+        "from tests.airflow_compat import run_dag;"
         "from tests.dags.ice_campaign_test_dags import ice_test_campaign_slow as d;"
-        "d.test(logical_date=datetime.fromisoformat(sys.argv[1]), run_conf=json.loads(sys.argv[2]))"
+        "run_dag(d, logical_date=datetime.fromisoformat(sys.argv[1]), run_conf=json.loads(sys.argv[2]))"
     )
     repo = Path(__file__).resolve().parents[2]
     worker = subprocess.Popen(
@@ -320,7 +316,7 @@ def test_worker_killed_mid_campaign_then_rerun_calls_nobody_twice(
 
     # dag.test() cannot resume the killed task instance (it starts a new run): the new run resumes
     # the campaign by its campaign_id and reconciles with the listing (no checkpoint of the old run).
-    run = ice_test_campaign_slow.test(logical_date=logical_date, run_conf=conf)
+    run = airflow_compat.run_dag(ice_test_campaign_slow, logical_date=logical_date, run_conf=conf)
     assert str(run.state) == "success"
     assert_each_person_called_as_the_policy_says(ice_connection, keys, max_attempts=2)
     summary = return_value(run)

@@ -55,6 +55,6 @@ def test_defaults_and_templated_fields() -> None:
 
 
 def test_input_errors_fail_without_retry() -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     assert issubclass(IceCampaignInputError, AirflowFailException)
