@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_ice.api.correlation import correlation_id_of
+from airflow_provider_ice.storage import committed_files
 from tests.deployment.conftest import DATED_LOGICAL_DATE, PIPELINE, RECIPIENTS, Workload
 from tests.deployment.stack import COMPONENTS, TRIGGERER_ENV, Stack, stop_tree, wait_for
 
@@ -185,8 +186,11 @@ def test_backfill_and_a_run_without_a_logical_date_write_their_partitions(worklo
     sessions = Path(workload.stack.root / "data" / "sessions")
     yesterday = (workload.today - timedelta(days=1)).strftime("%Y-%m-%d")
     for day in [*workload.backfill_days, yesterday]:  # the REST run without a date covers yesterday
-        summary = json.loads((sessions / f"date={day}" / "summary.json").read_text())
-        assert summary
+        # Read through the partition's manifest, as the README tells readers to.
+        files = committed_files(sessions / f"date={day}")
+        assert sorted(files) == ["sessions.jsonl", "summary.json"], day
+        summary = json.loads(files["summary.json"].read_text())
+        assert summary["interval"]["start"][:10] == day, summary["interval"]
 
 
 def test_ice_console_link_of_a_finished_call(workload: Workload) -> None:
