@@ -45,13 +45,14 @@ def reliability_report() -> Iterator[dict[str, Any]]:
 
 def _bad_inputs_tried() -> dict[str, int]:
     """Sizes of the adversarial tables that ``make test`` runs (tests/integration), for the README figures."""
+    from tests.integration import test_adversarial_connection as adversarial_connection
     from tests.integration import test_adversarial_inputs as adversarial
     from tests.integration import test_hostile_call_logs as hostile_logs
     from tests.integration import test_hostile_responses as hostile
 
     figures = {
         "invalid_arguments": len(adversarial.CASES),
-        "invalid_connections_x_entry_points": len(adversarial.CONNECTIONS) * 3,
+        "invalid_connections_x_entry_points": len(adversarial_connection.CONNECTIONS) * 3,
         "plain_http_refusals": 1,
         "hostile_api_answers": len(hostile.API_CASES) + 4,
         "hostile_call_log_downloads": len(hostile_logs.DOWNLOAD_CASES),
