@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not legs_wanted:
         parser.error(f"--legs: unknown {unknown or 'empty'}; allowed: {', '.join(LEGS)}")
     versions = [v.strip() for v in args.versions.replace(" ", ",").split(",") if v.strip()]
-    log_dir = Path(args.log_dir)
+    log_dir = Path(args.log_dir).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     lines, failed = [], False
     for version in versions:
