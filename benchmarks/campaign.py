@@ -41,6 +41,14 @@ FULL = {"n": 10_000, "qps": 100.0, "agent_limit": 400, "join_delay": 0.5, "durat
 SMOKE = {"n": 40, "qps": 20.0, "agent_limit": 10, "join_delay": 0.2, "duration": 0.3, "poll": 0.3}
 
 
+def sized(smoke: bool, recipients: int | None = None) -> dict[str, Any]:
+    """The size of a run: SMOKE or FULL, with ``recipients`` instead of its own count if given."""
+    size = dict(SMOKE if smoke else FULL)
+    if recipients is not None:
+        size["n"] = recipients
+    return size
+
+
 def emulator_args(smoke: bool) -> tuple[str, ...]:
     """Flags of the benchmark's emulator process: timings, the account quota and the agent limit."""
     size = SMOKE if smoke else FULL
