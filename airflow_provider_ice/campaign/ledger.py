@@ -17,7 +17,7 @@ Nothing here imports Airflow.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,17 @@ class AttemptState(str, Enum):
     NOT_PLACED = "not_placed"  # concluded not placed (throttled, or unlisted past the tolerance)
     REFUSED = "refused"  # the service refused the request for good
     FINISHED = "finished"  # the listing shows it Finished
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the answer to an attempt's creating request said (SENDING: the outcome is unknown)."""
+
+    state: AttemptState
+    instance_id: str | None = None
+    channel_id: str | None = None
+    retry_at: float | None = None
+    error: str | None = None
 
 
 def attempt_correlation_id(campaign_id: str, key: str, number: int) -> str:
@@ -141,6 +152,15 @@ class Ledger:
         self.dirty.add(chunk)
         return opened
 
+    def record(self, attempt: Attempt, placement: Placement) -> None:
+        """Apply the answer to ``attempt``'s creating request (a listing seen meanwhile is kept)."""
+        attempt.instance_id = attempt.instance_id or placement.instance_id
+        attempt.channel_id = attempt.channel_id or placement.channel_id
+        if attempt.state is AttemptState.SENDING and placement.state is not AttemptState.SENDING:
+            attempt.state = placement.state
+            attempt.retry_at, attempt.error = placement.retry_at, placement.error
+        self.dirty.add(attempt.chunk)
+
     def chunk_payload(self, chunk: int) -> dict[str, Any]:
         return {cid: a.to_json() for cid, a in self._members.get(chunk, {}).items()}
 
@@ -165,12 +185,14 @@ class Ledger:
         now: float,
         lookup_tolerance: float,
         joined: Callable[[Attempt, AIAgentInstance], tuple[bool | None, str | None]],
+        in_flight: Collection[str] = (),
     ) -> set[str]:
         """Bring the attempts up to date with the listing (``listed``: correlation id -> instance).
 
-        Only listed attempts and attempts of unknown outcome can change. ``joined(attempt,
-        instance)`` tells for a Finished instance whether the person joined, and when they answered.
-        Return the keys of the recipients whose attempts changed.
+        Only listed attempts and attempts of unknown outcome can change; one whose request is still
+        ``in_flight`` (correlation ids) is never concluded not placed. ``joined(attempt, instance)``
+        tells for a Finished instance whether the person joined, and when they answered. Return the
+        keys of the recipients whose attempts changed.
         """
         candidates = [self.attempts[cid] for cid in listed if cid in self.attempts]
         candidates += [
@@ -184,7 +206,11 @@ class Ledger:
             before = attempt.fingerprint()
             if instance is not None:
                 self._observe(attempt, instance, now, joined)
-            elif attempt.state is AttemptState.SENDING and now >= (attempt.sent_by or 0) + lookup_tolerance:
+            elif (
+                attempt.state is AttemptState.SENDING
+                and now >= (attempt.sent_by or 0) + lookup_tolerance
+                and attempt.correlation_id not in in_flight
+            ):
                 attempt.state = AttemptState.NOT_PLACED
                 attempt.error = "not listed within lookup_tolerance after the send: concluded not placed"
             if attempt.fingerprint() != before:

@@ -7,20 +7,17 @@ pass. The scheduling decisions are :func:`airflow_provider_ice.campaign.plan.dec
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
 import logging
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ice.api.correlation import make_correlation_id
-from airflow_provider_ice.api.ratelimit import TokenBucket
 from airflow_provider_ice.api.waiting import WINDOW_MARGIN
+from airflow_provider_ice.campaign.agenda import Agenda
 from airflow_provider_ice.campaign.ledger import (
     CHUNK_SIZE,
     Attempt,
@@ -29,7 +26,6 @@ from airflow_provider_ice.campaign.ledger import (
     attempt_correlation_id,
     iso_epoch,
 )
-from airflow_provider_ice.campaign.plan import Decision, Next, decide
 from airflow_provider_ice.campaign.recipients import Recipient, RecipientSpec, prepare
 from airflow_provider_ice.campaign.results import result_rows, summarise
 
@@ -38,10 +34,10 @@ from ._campaign_io import (
     JoinedProbe,
     campaign_client,
     list_campaign_instances,
-    place_call,
     read_recipients,
     write_results,
 )
+from ._campaign_send import Placement, Sender, place_call
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -138,11 +134,16 @@ class CampaignCycle:
             {"allow_http": bool(operator.hook.allows_plain_http), "verify": settings.verify},
             call_logs=operator.call_log_folder(),
         )
-        # The operator's own pace (below the connection's rate limit, which applies underneath).
-        self.pace = TokenBucket(operator.calls_per_second)
-        self.due: dict[str, int] = {}  # recipient key -> attempt number to place now, in order
-        self.later: dict[str, float] = {}  # recipient key -> when its next attempt comes due
-        self._later_heap: list[tuple[float, str]] = []
+        self.send_client = campaign_client(operator.hook)  # the sender thread's own
+        self.in_flight: set[str] = set()  # correlation ids handed to the sender, not answered yet
+        self._paused_until = 0.0  # after a throttling or agent-full answer
+        self.agenda = Agenda(
+            self.by_key,
+            self.ledger,
+            policy=operator.policy,
+            window=operator.window,
+            default_timezone=operator.default_timezone,
+        )
         self._swept = -math.inf
         self._saved = time.monotonic()
         log.info(
@@ -168,6 +169,7 @@ class CampaignCycle:
     def close(self) -> None:
         self.probe.close()
         self.client.close()
+        self.send_client.close()
 
     # -- one pass -------------------------------------------------------------------------------
 
@@ -177,55 +179,68 @@ class CampaignCycle:
         The worker keeps placing while calls are due and slots free up (the listing is swept every
         ``poll_interval`` meanwhile); a wait for free slots stays on the worker for at most
         :data:`CAPACITY_WAIT`. Any other wait (the last calls' outcomes, a redial or the calling
-        window) is the triggerer's.
+        window) is the triggerer's. Sends run in the :class:`~._campaign_send.Sender` thread.
         """
         self.reconcile()
-        self._refresh(self.by_key, time.time())
+        self.agenda.refresh(self.by_key, time.time())
+        sender = Sender(self._send, self.op.calls_per_second)
+        try:
+            self._loop(sender)
+        finally:
+            sender.close()
+            self._drain(sender)
+        return self._outcome()
+
+    def _loop(self, sender: Sender) -> None:
         blocked_since: float | None = None
         while True:
+            self._drain(sender)
             now = time.time()
-            self._refresh_due_later(now)
+            self.agenda.advance(now)
             if time.monotonic() - self._swept >= self.op.poll_interval and self.ledger.active():
                 self.reconcile()
-            hold = float(self.extra.get("hold_until") or 0)
+            hold = max(float(self.extra.get("hold_until") or 0), self._paused_until)
             free = self.op.max_active_calls - len(self.ledger.active())
-            if self.due and hold <= now and free > 0:
-                self._place(self._take(min(free, self._batch_size())))
+            if self.agenda.due and hold <= now and free > 0 and sender.in_flight < 2:
+                self._place(sender, self.agenda.take(min(free, self._batch_size()), now))
                 blocked_since = None
-            elif self.due and hold <= now:
+            elif sender.in_flight:
+                self._drain(sender, wait=self._swept + self.op.poll_interval - time.monotonic())
+            elif self.agenda.due and hold <= now + CAPACITY_WAIT:
                 blocked_since = now if blocked_since is None else blocked_since
                 if now + self.op.poll_interval - blocked_since > CAPACITY_WAIT:
-                    break
-                time.sleep(max(0.0, self._swept + self.op.poll_interval - time.monotonic()))
+                    return
+                pause = self._swept + self.op.poll_interval - time.monotonic()
+                time.sleep(max(0.0, pause if hold <= now else min(pause, hold - now)))
             else:
-                break
+                return
             if time.monotonic() - self._saved >= CHECKPOINT_EVERY:
                 self._save()
-        return self._outcome()
 
     def _outcome(self) -> StepOutcome:
         self._save()
         active = self.ledger.active()
-        later = list(self.later.values())
+        later = list(self.agenda.later.values())
         hold = float(self.extra.get("hold_until") or 0)
         if hold > time.time():
             later.append(hold)
-        if not active and not later and not self.due:
+        if not active and not later and not self.agenda.due:
             return StepOutcome(summary=self._finish())
         # A redial or window coming due matters only if a slot will be free for it: with more calls
         # due than free slots, finished calls (which the trigger reports) are what wakes the task.
-        wake = later if len(self.due) < self.op.max_active_calls - len(active) else []
+        wake = later if len(self.agenda.due) < self.op.max_active_calls - len(active) else []
         wake += [
             (a.sent_by or 0) + self.op.lookup_tolerance for a in active if a.state is AttemptState.SENDING
         ]
         wake += [(a.sent_by or 0) + self.op.not_found_timeout for a in active if a.status is None]
         # With calls still due, resume as soon as a quarter of the slots (or all that are due) free up.
-        need = min(len(self.due), max(1, self.op.max_active_calls // 4)) if self.due else len(active)
+        due = len(self.agenda.due)
+        need = min(due, max(1, self.op.max_active_calls // 4)) if due else len(active)
         log.info(
             "Campaign %s: %d call(s) in progress, %d due, %d waiting for their time",
             self.campaign_id,
             len(active),
-            len(self.due),
+            len(self.agenda.due),
             len(later),
         )
         return StepOutcome(
@@ -273,7 +288,7 @@ class CampaignCycle:
             self.ledger.open_chunk(unknown, sent_by=self.ledger.started_at)
         self.fresh = False
         now = time.time()
-        changed = self.ledger.reconcile(listed, now, self.op.lookup_tolerance, self.probe)
+        changed = self.ledger.reconcile(listed, now, self.op.lookup_tolerance, self.probe, self.in_flight)
         for attempt in self.ledger.active():
             unlisted = attempt.state is AttemptState.PLACED and attempt.status is None
             if unlisted and now >= (attempt.sent_by or 0) + self.op.not_found_timeout:
@@ -282,93 +297,51 @@ class CampaignCycle:
                 attempt.error = "accepted by the service but never listed within not_found_timeout"
                 self.ledger.dirty.add(attempt.chunk)
                 changed.add(attempt.key)
-        self._refresh(changed, now)
-
-    # -- what is due ----------------------------------------------------------------------------
-
-    def _decide(self, key: str, now: float) -> Decision:
-        recipient = self.by_key[key]
-        return decide(
-            self.ledger.attempts_of(key),
-            now,
-            policy=self.op.policy,
-            window=self.op.window,
-            tz=recipient.timezone or self.op.default_timezone,
-        )
-
-    def _refresh(self, keys: Iterable[str], now: float) -> None:
-        """Decide again what the recipients of ``keys`` need next (due now, later, or nothing)."""
-        for key in keys:
-            if key not in self.by_key:
-                continue
-            decision = self._decide(key, now)
-            self.due.pop(key, None)
-            self.later.pop(key, None)
-            if decision.next is Next.CALL:
-                self.due[key] = decision.number
-            elif decision.next is Next.LATER and decision.at is not None:
-                self.later[key] = decision.at
-                heapq.heappush(self._later_heap, (decision.at, key))
-
-    def _refresh_due_later(self, now: float) -> None:
-        heap = self._later_heap
-        keys = []
-        while heap and heap[0][0] <= now:
-            at, key = heapq.heappop(heap)
-            if self.later.get(key) == at:
-                keys.append(key)
-        self._refresh(keys, now)
+        self.agenda.refresh(changed, now)
 
     def _batch_size(self) -> int:
         return max(1, min(CHUNK_SIZE, math.ceil(self.op.calls_per_second * BATCH_SECONDS)))
 
-    def _take(self, count: int) -> list[tuple[Recipient, int]]:
-        """Take up to ``count`` due calls, each decided again now (a window may have closed)."""
-        now = time.time()
-        taken: list[tuple[Recipient, int]] = []
-        for key in list(itertools.islice(self.due, count)):
-            del self.due[key]
-            decision = self._decide(key, now)
-            if decision.next is Next.CALL:
-                taken.append((self.by_key[key], decision.number))
-            else:
-                self._refresh([key], now)
-        return taken
-
     # -- placing --------------------------------------------------------------------------------
 
-    def _place(self, batch: list[tuple[Recipient, int]]) -> None:
-        """Write the batch ahead to the checkpoint, then send it at the campaign's pace."""
+    def _place(self, sender: Sender, batch: list[tuple[Recipient, int]]) -> None:
+        """Write the batch ahead to the checkpoint, then hand it to the sender."""
         if not batch:
             return
-        attempts = self.ledger.open_chunk([(r.key, n) for r, n in batch], sent_by=time.time() + SEND_HORIZON)
+        sent_by = time.time() + SEND_HORIZON
+        attempts = self.ledger.open_chunk([(r.key, n) for r, n in batch], sent_by=sent_by)
         chunk = attempts[0].chunk
-        # Before any of them is sent; the previous batch's responses (InstanceIds) go along.
+        # Durable before any of them is sent; the previous batch's answers (InstanceIds) go along.
         self.checkpoint.save_ahead(
             self.ledger, [c for c in (chunk - 1, chunk) if c in self.ledger.dirty], **self.extra
         )
-        try:
-            for index, ((recipient, _), attempt) in enumerate(zip(batch, attempts, strict=True)):
-                delay, _ticket = self.pace.reserve()
-                if delay > 0:
-                    time.sleep(delay)
-                if time.time() > (attempt.sent_by or 0) - 0.5:
-                    horizon = time.time() + SEND_HORIZON
-                    for unsent in attempts[index:]:
-                        unsent.sent_by = horizon
-                    self.checkpoint.save_ahead(self.ledger, [chunk], **self.extra)
-                if not self._send(recipient, attempt):
-                    for unsent in attempts[index + 1 :]:
-                        unsent.state, unsent.retry_at = AttemptState.NOT_PLACED, attempt.retry_at
-                    self.ledger.dirty.add(chunk)
-                    break
-        finally:
-            self._refresh([r.key for r, _ in batch], time.time())
+        self.in_flight.update(a.correlation_id for a in attempts)
+        sender.submit([(r, a) for (r, _), a in zip(batch, attempts, strict=True)], sent_by)
 
-    def _send(self, recipient: Recipient, attempt: Attempt) -> bool:
-        """Place one attempt; False when throttled or the agent is full (stop placing for now)."""
-        self.ledger.dirty.add(attempt.chunk)
-        return place_call(self.client, self.op, recipient, attempt)
+    def _drain(self, sender: Sender, wait: float | None = None) -> None:
+        """Apply the sender's reports; with ``wait``, until a batch is done or ``wait`` seconds passed."""
+        deadline = None if wait is None else time.monotonic() + wait
+        changed: set[str] = set()
+        while True:
+            report = sender.next_report(None if deadline is None else deadline - time.monotonic())
+            if report is None:
+                break
+            if report.error is not None:
+                raise report.error
+            if report.done:
+                sender.in_flight -= 1
+                deadline = None  # a batch slot is free: apply what is there and go on
+            elif report.attempt is not None and report.placement is not None:
+                self.in_flight.discard(report.attempt.correlation_id)
+                self.ledger.record(report.attempt, report.placement)
+                if report.placement.retry_at is not None:
+                    self._paused_until = max(self._paused_until, report.placement.retry_at)
+                changed.add(report.attempt.key)
+        self.agenda.refresh(changed, time.time())
+
+    def _send(self, recipient: Recipient, attempt: Attempt) -> Placement:
+        """Send one attempt's creating request (in the sender thread; the ledger is not touched)."""
+        return place_call(self.send_client, self.op, recipient, attempt)
 
     # -- results --------------------------------------------------------------------------------
 

@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ice.api.correlation import correlation_id_of, embed_correlation_id
-from airflow_provider_ice.api.errors import (
-    IceApiError,
-    IceAuthError,
-    IceConcurrencyLimitError,
-    IceOutcomeUnknownError,
-    IceServerError,
-    IceThrottlingError,
-)
-from airflow_provider_ice.campaign.ledger import Attempt, AttemptState, Ledger
-from airflow_provider_ice.campaign.recipients import Recipient, detect_format, parse_lines
+from airflow_provider_ice.api.correlation import correlation_id_of
+from airflow_provider_ice.campaign.ledger import Attempt, Ledger
+from airflow_provider_ice.campaign.recipients import detect_format, parse_lines
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -33,7 +24,6 @@ if TYPE_CHECKING:
     from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.hooks.ice import IceHook
 
-    from .campaign import IceAgentCallCampaignOperator
 
 log = logging.getLogger(__name__)
 
@@ -184,49 +174,6 @@ def list_campaign_instances(
         if cid is not None and cid in expected and cid not in found:
             found[cid] = instance
     return found
-
-
-def place_call(
-    client: IceClient, op: IceAgentCallCampaignOperator, recipient: Recipient, attempt: Attempt
-) -> bool:
-    """Place one attempt; False when throttled or the agent is full (stop placing for now)."""
-    user_data = embed_correlation_id(recipient.user_data, attempt.correlation_id)
-    try:
-        if op.call_type == "phone":
-            response: Any = client.start_ai_agent_outbound_call(
-                op.agent_id,
-                called_number=recipient.called_number or "",
-                caller_number=op.caller_number or "",
-                config=op.outbound_config,
-                user_data=user_data,
-            )
-        else:
-            user_id = recipient.fields.get(op.user_id_field) if op.user_id_field else None
-            # The Token stays a SecretStr in the response and is dropped here: nobody joins a
-            # campaign's app call through this task (see campaign_client on masking).
-            response = client.generate_ai_agent_call(
-                op.agent_id, user_id=None if user_id is None else str(user_id), user_data=user_data
-            )
-            attempt.channel_id = response.channel_id
-    except (IceOutcomeUnknownError, IceServerError) as error:
-        log.warning("Outcome of %s unknown (%s): the listing will tell", attempt.correlation_id, error)
-        return True
-    except (IceThrottlingError, IceConcurrencyLimitError) as error:
-        # Throttled, or the agent is full (a smaller concurrent-call cap than max_active_calls):
-        # nothing was created, so the attempt is placed again once the pause is over.
-        attempt.state = AttemptState.NOT_PLACED
-        attempt.retry_at = time.time() + max(1.0, error.retry_after or 0.0)
-        log.warning("%s placing %s: pausing placement", type(error).__name__, attempt.correlation_id)
-        return False
-    except IceAuthError:
-        raise
-    except IceApiError as error:
-        attempt.state, attempt.error = AttemptState.REFUSED, str(error)
-        log.warning("Call to recipient %r refused: %s", recipient.key, error)
-        return True
-    attempt.state = AttemptState.PLACED
-    attempt.instance_id = response.instance_id
-    return True
 
 
 def campaign_client(hook: IceHook) -> IceClient:
