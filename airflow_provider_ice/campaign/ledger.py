@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_ice.api.models import AIAgentInstance
 
 #: Attempts per checkpoint chunk at most (a chunk is one write-ahead batch).
-CHUNK_SIZE = 100
+CHUNK_SIZE = 200
 
 
 class AttemptState(str, Enum):

@@ -42,6 +42,7 @@ from ._campaign_send import Placement, Sender, place_call
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.triggers.campaign import IceCampaignTrigger
 
     from .campaign import IceAgentCallCampaignOperator
@@ -49,12 +50,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The write-ahead record promises that its sends happen within this many seconds of it.
-SEND_HORIZON = 5.0
+SEND_HORIZON = 10.0
 #: A write-ahead batch holds at most this many seconds of sends at ``calls_per_second``.
-BATCH_SECONDS = 1.0
+BATCH_SECONDS = 2.0
 #: Responses and statuses (InstanceIds, outcomes) are checkpointed at most this often while placing:
 #: a resume would learn them again from the listing, so they need not hold up the sends.
 CHECKPOINT_EVERY = 2.0
+#: While the sender is busy, the main thread tells who joined for at most this long at a time.
+PROBE_SLICE = 0.05
 #: Waiting for free slots stays on the worker (sweeping every ``poll_interval``) for at most this
 #: long; a longer wait is handed to the triggerer.
 CAPACITY_WAIT = 10.0
@@ -136,6 +139,7 @@ class CampaignCycle:
         )
         self.send_client = campaign_client(operator.hook)  # the sender thread's own
         self.in_flight: set[str] = set()  # correlation ids handed to the sender, not answered yet
+        self.probes: dict[str, tuple[Attempt, AIAgentInstance]] = {}  # Finished, joined not yet told
         self._paused_until = 0.0  # after a throttling or agent-full answer
         self.agenda = Agenda(
             self.by_key,
@@ -189,6 +193,7 @@ class CampaignCycle:
         finally:
             sender.close()
             self._drain(sender)
+        self._probe(None)
         return self._outcome()
 
     def _loop(self, sender: Sender) -> None:
@@ -204,6 +209,9 @@ class CampaignCycle:
             if self.agenda.due and hold <= now and free > 0 and sender.in_flight < 2:
                 self._place(sender, self.agenda.take(min(free, self._batch_size()), now))
                 blocked_since = None
+            elif sender.in_flight and self.probes:
+                self._probe(PROBE_SLICE)  # while the sender has a batch in hand
+                self._drain(sender)
             elif sender.in_flight:
                 self._drain(sender, wait=self._swept + self.op.poll_interval - time.monotonic())
             elif self.agenda.due and hold <= now + CAPACITY_WAIT:
@@ -211,7 +219,11 @@ class CampaignCycle:
                 if now + self.op.poll_interval - blocked_since > CAPACITY_WAIT:
                     return
                 pause = self._swept + self.op.poll_interval - time.monotonic()
-                time.sleep(max(0.0, pause if hold <= now else min(pause, hold - now)))
+                pause = pause if hold <= now else min(pause, hold - now)
+                if self.probes:
+                    self._probe(max(0.0, pause))
+                else:
+                    time.sleep(max(0.0, pause))
             else:
                 return
             if time.monotonic() - self._saved >= CHECKPOINT_EVERY:
@@ -288,7 +300,8 @@ class CampaignCycle:
             self.ledger.open_chunk(unknown, sent_by=self.ledger.started_at)
         self.fresh = False
         now = time.time()
-        changed = self.ledger.reconcile(listed, now, self.op.lookup_tolerance, self.probe, self.in_flight)
+        tolerance = self.op.lookup_tolerance
+        changed = self.ledger.reconcile(listed, now, tolerance, self._probe_later, self.in_flight)
         for attempt in self.ledger.active():
             unlisted = attempt.state is AttemptState.PLACED and attempt.status is None
             if unlisted and now >= (attempt.sent_by or 0) + self.op.not_found_timeout:
@@ -298,6 +311,22 @@ class CampaignCycle:
                 self.ledger.dirty.add(attempt.chunk)
                 changed.add(attempt.key)
         self.agenda.refresh(changed, now)
+
+    def _probe_later(self, attempt: Attempt, instance: AIAgentInstance) -> tuple[bool | None, str | None]:
+        """Queue a Finished call for :meth:`_probe` (placing comes first); unknown until then."""
+        self.probes[attempt.correlation_id] = (attempt, instance)
+        return None, None
+
+    def _probe(self, budget: float | None) -> None:
+        """Tell whether the people of queued Finished calls joined (for ``budget`` seconds; None: all)."""
+        deadline = None if budget is None else time.monotonic() + budget
+        keys = []
+        while self.probes and (deadline is None or time.monotonic() < deadline):
+            attempt, instance = self.probes.pop(next(iter(self.probes)))
+            attempt.joined, attempt.answered_at = self.probe(attempt, instance)
+            self.ledger.dirty.add(attempt.chunk)
+            keys.append(attempt.key)
+        self.agenda.refresh(keys, time.time())  # a redial may now be due
 
     def _batch_size(self) -> int:
         return max(1, min(CHUNK_SIZE, math.ceil(self.op.calls_per_second * BATCH_SECONDS)))

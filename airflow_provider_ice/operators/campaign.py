@@ -41,8 +41,8 @@ class IceAgentCallCampaignOperator(BaseOperator):
     people talk). A person who never joined is called again after ``redial_after``, up to
     ``max_attempts`` calls.
 
-    **Exactly once per recipient and attempt.** Before each batch of creating requests (at most one
-    second of them) the batch is written ahead to the checkpoint (the task state store; without
+    **Exactly once per recipient and attempt.** Before each batch of creating requests (at most two
+    seconds of them) the batch is written ahead to the checkpoint (the task state store; without
     one, XCom, which lasts one try) with a time no send of the batch happens after; responses and
     statuses follow every few seconds. Every resume, retry included, reconciles the checkpoint with
     ListAIAgentInstance by correlation id: a listed call is adopted; an attempt whose outcome is
