@@ -341,6 +341,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                     "agent-full refusals",
                     "wall s",
                     "minimum s",
+                    "first call after s",
+                    "calls / s",
                     "CPU ms / call",
                     "peak RSS MB",
                 ],
@@ -353,6 +355,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                         camp["agent_full_refusals"],
                         camp["wall_s"],
                         camp["minimum_wall_s"],
+                        camp.get("first_call_after_s"),
+                        camp.get("calls_per_s"),
                         camp["cpu_ms_per_call"],
                         camp["peak_rss_mb"],
                     ]
