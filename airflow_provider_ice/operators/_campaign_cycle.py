@@ -215,15 +215,16 @@ class CampaignCycle:
             elif sender.in_flight:
                 self._drain(sender, wait=self._swept + self.op.poll_interval - time.monotonic())
             elif self.agenda.due and hold <= now + CAPACITY_WAIT:
+                # Paused (a throttling answer) until ``hold``, or full until a sweep frees a slot.
                 blocked_since = now if blocked_since is None else blocked_since
-                if now + self.op.poll_interval - blocked_since > CAPACITY_WAIT:
+                sweep_at = now + self._swept + self.op.poll_interval - time.monotonic()
+                until = hold if hold > now else sweep_at
+                if until - blocked_since > CAPACITY_WAIT:
                     return
-                pause = self._swept + self.op.poll_interval - time.monotonic()
-                pause = pause if hold <= now else min(pause, hold - now)
                 if self.probes:
-                    self._probe(max(0.0, pause))
+                    self._probe(max(0.0, until - now))
                 else:
-                    time.sleep(max(0.0, pause))
+                    time.sleep(max(0.0, until - now))
             else:
                 return
             if time.monotonic() - self._saved >= CHECKPOINT_EVERY:
