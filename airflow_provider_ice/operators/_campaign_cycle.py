@@ -205,9 +205,12 @@ class CampaignCycle:
             if time.monotonic() - self._swept >= self.op.poll_interval and self.ledger.active():
                 self.reconcile()
             hold = max(float(self.extra.get("hold_until") or 0), self._paused_until)
-            free = self.op.max_active_calls - len(self.ledger.active())
+            # Calls started and not seen Finished; the sender starts at most the free slots.
+            sent, waiting = sender.counts()
+            free = self.op.max_active_calls - (len(self.ledger.active()) - waiting)
+            sender.allow(sent, free)
             if self.agenda.due and hold <= now and free > 0 and sender.in_flight < 2:
-                self._place(sender, self.agenda.take(min(free, self._batch_size()), now))
+                self._place(sender, self.agenda.take(self._batch_size(), now))
                 blocked_since = None
             elif sender.in_flight and self.probes:
                 self._probe(PROBE_SLICE)  # while the sender has a batch in hand
@@ -330,7 +333,8 @@ class CampaignCycle:
         self.agenda.refresh(keys, time.time())  # a redial may now be due
 
     def _batch_size(self) -> int:
-        return max(1, min(CHUNK_SIZE, math.ceil(self.op.calls_per_second * BATCH_SECONDS)))
+        by_rate = math.ceil(self.op.calls_per_second * BATCH_SECONDS)
+        return max(1, min(CHUNK_SIZE, by_rate, self.op.max_active_calls))
 
     # -- placing --------------------------------------------------------------------------------
 

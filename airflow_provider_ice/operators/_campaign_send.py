@@ -11,6 +11,7 @@ write-ahead record promised (``sent_by``): what is left then is returned unsent.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -105,8 +106,28 @@ class Sender:
         self._pace = TokenBucket(calls_per_second)
         self._jobs: queue.Queue[tuple[Batch, float] | None] = queue.Queue()
         self.reports: queue.Queue[Report] = queue.Queue()
-        self.in_flight = 0
+        self.in_flight = 0  # batches submitted and not reported done
+        self.waiting = 0  # attempts handed over, neither started nor given back
+        self.sent = 0  # attempts whose request was started
+        self._limit = math.inf  # the sender starts no request beyond this count
+        self._allowed = threading.Condition()
         self._thread: threading.Thread | None = None
+
+    def allow(self, sent: int, slots: int) -> None:
+        """Let ``slots`` more calls start than the ``sent`` counted with them (:meth:`counts`).
+
+        The main thread counts the calls in progress (sent and not seen Finished) after every sweep
+        and answer; the sender waits for a slot before each request, so a batch written ahead need
+        not fit in the free slots when it is handed over.
+        """
+        with self._allowed:
+            self._limit = sent + slots
+            self._allowed.notify_all()
+
+    def counts(self) -> tuple[int, int]:
+        """Return (attempts started, attempts handed over and neither started nor given back)."""
+        with self._allowed:
+            return self.sent, self.waiting
 
     def submit(self, batch: Batch, sent_by: float) -> None:
         """Queue a batch already written ahead; none of it is sent after ``sent_by``."""
@@ -114,6 +135,8 @@ class Sender:
             self._thread = threading.Thread(target=self._run, name="ice-campaign-sender", daemon=True)
             self._thread.start()
         self.in_flight += 1
+        with self._allowed:
+            self.waiting += len(batch)
         self._jobs.put((batch, sent_by))
 
     def next_report(self, timeout: float | None) -> Report | None:
@@ -132,21 +155,44 @@ class Sender:
             self._thread.join()
             self._thread = None
 
+    def _give_back(self, attempt: Attempt) -> None:
+        """Report ``attempt`` as not sent: it is placed again later, with a new write-ahead record."""
+        self._settle(started=False)
+        self.reports.put(Report(attempt, Placement(AttemptState.NOT_PLACED)))
+
+    def _settle(self, *, started: bool) -> None:
+        with self._allowed:
+            self.waiting -= 1
+            self.sent += started
+
+    def _slot(self, deadline: float) -> bool:
+        """Wait until a call may start (True), or until epoch ``deadline`` has passed (False)."""
+        with self._allowed:
+            while self.sent >= self._limit:
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    return False
+                self._allowed.wait(remaining)
+            return True
+
     def _run(self) -> None:
         stopped = False
         while (job := self._jobs.get()) is not None:
             batch, sent_by = job
             for recipient, attempt in batch:
                 if stopped:
-                    self.reports.put(Report(attempt, Placement(AttemptState.NOT_PLACED)))
+                    self._give_back(attempt)
+                    continue
+                if not self._slot(sent_by - HORIZON_MARGIN):
+                    self._give_back(attempt)  # no free slot before what the record promised
                     continue
                 delay, _ticket = self._pace.reserve()
                 if delay > 0:
                     time.sleep(delay)
                 if time.time() > sent_by - HORIZON_MARGIN:
-                    # Past what the write-ahead record promised: not sent, placed again later.
-                    self.reports.put(Report(attempt, Placement(AttemptState.NOT_PLACED)))
+                    self._give_back(attempt)  # past what the write-ahead record promised
                     continue
+                self._settle(started=True)
                 try:
                     placement = self._send(recipient, attempt)
                 except BaseException as error:  # the main thread fails the task with it

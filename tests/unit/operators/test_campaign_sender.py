@@ -110,3 +110,27 @@ def test_an_error_is_reported_and_nothing_more_is_sent() -> None:
     [error] = [r.error for r in seen if r.error is not None]
     with pytest.raises(RuntimeError, match="boom"):
         raise error
+
+
+def test_a_call_starts_only_in_a_free_slot_and_waits_no_longer_than_its_record_allows() -> None:
+    sent: list[str] = []
+    sender = Sender(placed(sent), calls_per_second=1000)
+    sender.allow(0, 2)
+    ledger = Ledger("camp", time.time())
+    sender.submit(batch(["a", "b", "c", "d", "e"], ledger), time.time() + 1.5)  # gives up 1 s from now
+    time.sleep(0.3)
+    assert sent == ["a", "b"], "two free slots"
+    assert sender.counts() == (2, 3)
+    sender.allow(2, 1)  # a call finished
+    seen = reports(sender, 1)
+    sender.close()
+    assert sent == ["a", "b", "c"]
+    outcome = {r.attempt.key: r.placement.state for r in seen if r.attempt and r.placement}
+    assert outcome == {
+        "a": AttemptState.PLACED,
+        "b": AttemptState.PLACED,
+        "c": AttemptState.PLACED,
+        "d": AttemptState.NOT_PLACED,
+        "e": AttemptState.NOT_PLACED,
+    }
+    assert sender.counts() == (3, 0)
