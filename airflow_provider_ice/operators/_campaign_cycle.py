@@ -7,6 +7,7 @@ pass. The scheduling decisions are :func:`airflow_provider_ice.campaign.plan.dec
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -140,6 +141,7 @@ class CampaignCycle:
         self.send_client = campaign_client(operator.hook)  # the sender thread's own
         self.in_flight: set[str] = set()  # correlation ids handed to the sender, not answered yet
         self.probes: dict[str, tuple[Attempt, AIAgentInstance]] = {}  # Finished, joined not yet told
+        self._submitted: collections.deque[int] = collections.deque()  # chunks handed over, in order
         self._paused_until = 0.0  # after a throttling or agent-full answer
         self.agenda = Agenda(
             self.by_key,
@@ -345,17 +347,16 @@ class CampaignCycle:
         sent_by = time.time() + SEND_HORIZON
         attempts = self.ledger.open_chunk([(r.key, n) for r, n in batch], sent_by=sent_by)
         chunk = attempts[0].chunk
-        # Durable before any of them is sent; the previous batch's answers (InstanceIds) go along.
-        self.checkpoint.save_ahead(
-            self.ledger, [c for c in (chunk - 1, chunk) if c in self.ledger.dirty], **self.extra
-        )
+        self.checkpoint.save_chunks(self.ledger, [chunk], **self.extra)  # before any of them is sent
         self.in_flight.update(a.correlation_id for a in attempts)
+        self._submitted.append(chunk)
         sender.submit([(r, a) for (r, _), a in zip(batch, attempts, strict=True)], sent_by)
 
     def _drain(self, sender: Sender, wait: float | None = None) -> None:
         """Apply the sender's reports; with ``wait``, until a batch is done or ``wait`` seconds passed."""
         deadline = None if wait is None else time.monotonic() + wait
         changed: set[str] = set()
+        done: list[int] = []
         while True:
             report = sender.next_report(None if deadline is None else deadline - time.monotonic())
             if report is None:
@@ -364,6 +365,7 @@ class CampaignCycle:
                 raise report.error
             if report.done:
                 sender.in_flight -= 1
+                done.append(self._submitted.popleft())
                 deadline = None  # a batch slot is free: apply what is there and go on
             elif report.attempt is not None and report.placement is not None:
                 self.in_flight.discard(report.attempt.correlation_id)
@@ -371,6 +373,9 @@ class CampaignCycle:
                 if report.placement.retry_at is not None:
                     self._paused_until = max(self._paused_until, report.placement.retry_at)
                 changed.add(report.attempt.key)
+        answered = [chunk for chunk in done if chunk in self.ledger.dirty]
+        if answered:  # a batch's answers (InstanceIds)
+            self.checkpoint.save_chunks(self.ledger, answered, **self.extra)
         self.agenda.refresh(changed, time.time())
 
     def _send(self, recipient: Recipient, attempt: Attempt) -> Placement:

@@ -77,8 +77,8 @@ class Checkpoint:
         """Write the changed chunks, then the header (a chunk is never referenced before it exists)."""
         self._write(ledger, sorted(ledger.dirty), extra)
 
-    def save_ahead(self, ledger: Ledger, chunks: list[int], **extra: Any) -> None:
-        """Write ``chunks`` (a batch about to be sent, and the last batch's responses), then the header.
+    def save_chunks(self, ledger: Ledger, chunks: list[int], **extra: Any) -> None:
+        """Write ``chunks`` (a batch about to be sent, or one just answered), then the header.
 
         Other changed chunks wait for the next :meth:`save`: what they record (statuses, outcomes)
         the listing tells again on a resume; the write-ahead record is what must never be missing.
