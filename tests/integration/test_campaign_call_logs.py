@@ -17,6 +17,7 @@ from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.emulator import IceEmulator
 from tests.dags.ice_campaign_test_dags import AGENT_ID
 from tests.integration.test_campaign_dags import (
+    CAMPAIGN_EMULATOR,
     assert_each_person_called_as_the_policy_says,
     results,
     return_value,
@@ -24,12 +25,7 @@ from tests.integration.test_campaign_dags import (
     write_recipients,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.ice_emulator(
-        user_join_delay=0.1, call_duration=0.4, user_online_timeout=0.4, no_show_rate=0.3
-    ),
-]
+pytestmark = [pytest.mark.integration, CAMPAIGN_EMULATOR]
 
 
 def test_fetched_call_logs_are_published_and_named_in_the_results(
