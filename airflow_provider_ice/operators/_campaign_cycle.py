@@ -1,8 +1,10 @@
-"""One pass of a campaign on the worker: reconcile, place what is due, then finish or say how to wait.
+"""A campaign on the worker: reconcile, place what is due for as long as it can, then finish or wait.
 
 :class:`CampaignCycle` is built on every start and resume of the task (a resumed task is a new
-operator object), reads the recipients and the checkpoint, and :meth:`CampaignCycle.step` does one
-pass. The scheduling decisions are :func:`airflow_provider_ice.campaign.plan.decide`'s.
+operator object), reads the recipients and the checkpoint, and :meth:`CampaignCycle.step` places
+until nothing more can be placed now. Who is due is decided by
+:class:`~airflow_provider_ice.campaign.agenda.Agenda`; the requests go out from a
+:class:`~._campaign_send.Sender` thread.
 """
 
 from __future__ import annotations
