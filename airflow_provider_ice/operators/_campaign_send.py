@@ -176,7 +176,7 @@ class Sender:
             return True
 
     def _run(self) -> None:
-        stopped = False
+        stopped = failed = False
         while (job := self._jobs.get()) is not None:
             batch, sent_by = job
             for recipient, attempt in batch:
@@ -197,14 +197,14 @@ class Sender:
                     placement = self._send(recipient, attempt)
                 except BaseException as error:  # the main thread fails the task with it
                     self.reports.put(Report(error=error))
-                    stopped = True
+                    stopped = failed = True  # nothing more is sent, whatever is handed over later
                     continue
                 self.reports.put(Report(attempt, placement))
                 if placement.state is AttemptState.NOT_PLACED:
                     stopped = True  # throttled or the agent is full: the rest waits for the pause
             self.reports.put(Report(done=True))
             # After a pause-worthy answer, batches already queued go back unsent too.
-            stopped = stopped and not self._jobs.empty()
+            stopped = failed or (stopped and not self._jobs.empty())
 
 
 __all__ = ["Placement", "Report", "Sender", "place_call"]

@@ -134,3 +134,25 @@ def test_a_call_starts_only_in_a_free_slot_and_waits_no_longer_than_its_record_a
         "e": AttemptState.NOT_PLACED,
     }
     assert sender.counts() == (3, 0)
+
+
+def test_after_an_error_a_batch_handed_over_later_is_not_sent_either() -> None:
+    sent: list[str] = []
+
+    def send(recipient: Recipient, attempt: Attempt) -> Placement:
+        sent.append(recipient.key)
+        if recipient.key == "a":
+            raise RuntimeError("boom")
+        return Placement(AttemptState.PLACED)
+
+    sender = Sender(send, calls_per_second=1000)
+    ledger = Ledger("camp", time.time())
+    sender.submit(batch(["a"], ledger), time.time() + 60)
+    reports(sender, 1)  # the queue is empty when the failed batch ends
+    sender.submit(batch(["b"], ledger), time.time() + 60)
+    seen = reports(sender, 1)
+    sender.close()
+    assert sent == ["a"]
+    assert [(r.attempt.key, r.placement.state) for r in seen if r.attempt and r.placement] == [
+        ("b", AttemptState.NOT_PLACED)
+    ]
