@@ -28,16 +28,27 @@ AGENT = "agent-coalesce"
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def _place(emulator: Any, prefix: str, n: int, duration: float = 1.0) -> None:
+async def _place(emulator: Any, prefix: str, n: int, duration: float = 1.0) -> list[str]:
+    """Place ``n`` calls; return their InstanceIds."""
     async with AsyncIceClient(emulator.credentials, endpoint=emulator.url) as client:
-        for i in range(n):
-            await client.generate_ai_agent_call(
-                AGENT,
-                user_data={
-                    "AirflowCorrelationId": f"{prefix}-{i}",
-                    "EmulatorScenario": {"UserJoinDelay": 0.1, "CallDuration": duration},
-                },
-            )
+        return [
+            (
+                await client.generate_ai_agent_call(
+                    AGENT,
+                    user_data={
+                        "AirflowCorrelationId": f"{prefix}-{i}",
+                        "EmulatorScenario": {"UserJoinDelay": 0.1, "CallDuration": duration},
+                    },
+                )
+            ).instance_id
+            for i in range(n)
+        ]
+
+
+async def _stop(emulator: Any, instance_ids: list[str]) -> None:
+    async with AsyncIceClient(emulator.credentials, endpoint=emulator.url) as client:
+        for instance_id in instance_ids:
+            await client.stop_ai_agent_instance(instance_id)
 
 
 def _trigger(
@@ -81,11 +92,27 @@ async def test_many_triggers_share_one_sweep(ice_connection: Any) -> None:
 
 
 async def test_opt_out_polls_on_its_own(ice_connection: Any) -> None:
-    await _place(ice_connection, "solo", 5)
-    results = await asyncio.gather(*(_events(_trigger(f"solo-{i}", coalesce=False)) for i in range(5)))
+    # The calls end when the test stops them, not after a wall-clock duration that a loaded machine
+    # may spend before the triggers' first polls.
+    instance_ids = await _place(ice_connection, "solo", 5, duration=600.0)
+    waiting = asyncio.gather(*(_events(_trigger(f"solo-{i}", coalesce=False)) for i in range(5)))
+    deadline = time.monotonic() + 25
+    while _lists(ice_connection) < 5 * 2 and not waiting.done() and time.monotonic() < deadline:
+        assert active_pollers() == []  # no shared sweep, at any time
+        await asyncio.sleep(0.05)
+    assert not waiting.done(), waiting.result()
+    # Taken before any StopAIAgentInstance is sent: the emulator counts and answers a listing in one
+    # step of its loop, so every listing that saw a call Finished is counted after this.
+    before_stop = _lists(ice_connection)
+    assert before_stop >= 5 * 2
+    await _stop(ice_connection, instance_ids)
+    results = await asyncio.wait_for(waiting, 60)
     assert all(events[0]["status"] == "success" for events in results)
     assert active_pollers() == []
-    assert _lists(ice_connection) >= 5 * 3  # every trigger polled on its own, several times
+    # Each trigger saw its call Finished through a ListAIAgentInstance of its own (one shared sweep
+    # would have seen all five at once), and all of them polled several times.
+    assert _lists(ice_connection) - before_stop >= 5
+    assert _lists(ice_connection) >= 5 * 3
 
 
 async def test_restart_from_serialized_kwargs_registers_again(ice_connection: Any) -> None:
