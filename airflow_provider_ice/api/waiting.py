@@ -270,11 +270,15 @@ class WaitTracker:
             )
         return Step(Action.WAIT, f"Instance status is {observation.status}", observation)
 
-    def on_error(self, error: BaseException) -> Step:
-        """Return the step after a failed poll: fail on a permanent error or too many in a row."""
+    def on_error(self, error: BaseException, in_a_row: int | None = None) -> Step:
+        """Return the step after a failed poll: fail on a permanent error or too many in a row.
+
+        :param in_a_row: failed polls in a row, this one included, when the source counts them (a
+            shared sweep may fail several times before its reader looks); None: this one failure.
+        """
         if isinstance(error, PERMANENT_ERRORS):
             return Step(Action.FAIL, f"Polling {self.target.describe()} failed: {error}", permanent=True)
-        self.consecutive_errors += 1
+        self.consecutive_errors = max(self.consecutive_errors + 1, in_a_row or 0)
         if self.consecutive_errors > self.max_consecutive_errors:
             return Step(
                 Action.FAIL,

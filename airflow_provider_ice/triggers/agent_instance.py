@@ -126,8 +126,8 @@ class InstancePoller(Protocol):
     :class:`IceAIAgentInstanceTrigger` asks its poller for one :class:`Observation` per loop pass.
     The default (``coalesce=True``) is :class:`~.coalesced.CoalescedInstancePoller`: one shared
     ListAIAgentInstance sweep per (connection, agent) in the triggerer process serves every trigger.
-    :class:`DirectInstancePoller` polls on its own. A poller whose ``paces_itself`` attribute is true
-    blocks in ``poll_once`` until it has news or a deadline comes, so the loop does not sleep after it.
+    :class:`DirectInstancePoller` polls on its own. With a true ``paces_itself``, ``poll_once`` blocks until
+    news or a deadline (no sleep after it); a ``failures_in_a_row`` counts failed polls for the tolerance.
     """
 
     async def poll_once(self, target: InstanceTarget) -> Observation:
@@ -350,7 +350,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
-                    step = tracker.on_error(error)
+                    step = tracker.on_error(error, getattr(poller, "failures_in_a_row", None))
                 else:
                     last = observation
                     step = tracker.on_observation(observation, time.time())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,6 +35,9 @@ class FakeClient:
         self.pages: list[int] = []
         self.fail_pages = 0
         self.gate: asyncio.Event | None = None
+        #: When set, every page waits for a turn the test gives (``turns.release()``): the test
+        #: decides when the next sweep may go on, whatever the wall clock and the machine's load.
+        self.turns: asyncio.Semaphore | None = None
         self.page_started = asyncio.Event()
         self.closed = False
 
@@ -52,6 +56,8 @@ class FakeClient:
         self.page_started.set()
         if self.gate is not None:
             await self.gate.wait()
+        if self.turns is not None:
+            await self.turns.acquire()
         if self.fail_pages:
             self.fail_pages -= 1
             raise IceServerError("try later", code="ServiceUnavailable", request_id="r", http_status=503)
@@ -72,6 +78,16 @@ class FakeClient:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the loop until ``condition()`` holds; fail after ``timeout`` seconds."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 def client_factory(client: FakeClient) -> poller_mod.ClientFactory:

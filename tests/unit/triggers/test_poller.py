@@ -18,6 +18,7 @@ from tests.unit.triggers.poller_fakes import (
     WaiterStack,
     client_factory,
     listed_instance,
+    until,
     wait_for,
 )
 
@@ -72,10 +73,10 @@ async def test_unchanged_status_is_not_delivered_but_finished_is() -> None:
         assert first is not None
         assert first.instance is not None
         assert str(first.instance.status) == "Executing"
-        # Several sweeps of the same status wake nobody.
-        assert await w.next_result(timeout=0.15) is None
-        sweeps_so_far = active_pollers()[0].sweeps
-        assert sweeps_so_far >= 3
+        # Several sweeps of the same status wake nobody (counted, not timed: a loaded machine sweeps late).
+        poller = active_pollers()[0]
+        await until(lambda: poller.sweeps >= 4)
+        assert await w.next_result(timeout=0) is None
         client.set_status(1, "Finished")
         done = await w.next_result(timeout=5)
     assert done is not None
@@ -91,7 +92,9 @@ async def test_unknown_status_is_delivered_once_then_its_change() -> None:
         assert obs is not None
         assert obs.instance is not None
         assert not obs.instance.status.is_known
-        assert await w.next_result(timeout=0.1) is None
+        poller = active_pollers()[0]
+        await until(lambda: poller.sweeps >= 3)  # sweep 2 is over: the same unknown status, no news
+        assert await w.next_result(timeout=0) is None
         client.set_status(0, "Finished")
         obs = await w.next_result(timeout=5)
     assert obs is not None
@@ -121,10 +124,16 @@ async def test_not_found_is_reported_every_sweep() -> None:
 async def test_transient_sweep_failures_are_counted_then_recovered() -> None:
     client = FakeClient(3)
     client.fail_pages = 2
+    # A waiter's mailbox keeps only the latest news, and a sweep that overran its interval is followed
+    # at once by the next: the test gives each sweep its turn once it has read the previous one.
+    client.turns = asyncio.Semaphore(0)
+    results = []
     async with wait_for(client, 1, interval=0.02) as w:
-        first = await w.next_result(timeout=5)
-        second = await w.next_result(timeout=5)
-        third = await w.next_result(timeout=5)
+        for _ in range(3):
+            client.turns.release()
+            results.append(await w.next_result(timeout=5))
+    client.turns.release()  # the sweep under way ends, and with it the poller
+    first, second, third = results
     assert first is not None
     assert isinstance(first.error, IceServerError)
     assert first.consecutive_failures == 1
@@ -207,7 +216,7 @@ async def test_cancelled_waiter_leaves_the_poller() -> None:
                 await w.next_result()
 
     task = asyncio.create_task(trigger_like())
-    await asyncio.sleep(0.1)
+    await until(lambda: bool(active_pollers()) and active_pollers()[0].sweeps >= 2)
     poller = active_pollers()[0]
     assert poller.waiter_count == 1
     task.cancel()
@@ -221,16 +230,20 @@ async def test_cancelled_waiter_leaves_the_poller() -> None:
 
 async def test_interval_is_min_of_waiters_intervals() -> None:
     client = FakeClient(3)
-    async with wait_for(client, 1, interval=10) as slow:
+    loop = asyncio.get_running_loop()
+    async with wait_for(client, 1, interval=30) as slow:
         await slow.next_result(timeout=5)
         poller = active_pollers()[0]
         assert poller.sweeps == 1
         await asyncio.sleep(0.2)
-        assert poller.sweeps == 1  # 10 s interval: no second sweep yet
+        assert poller.sweeps == 1  # 30 s interval: no second sweep yet
+        joined = loop.time()
         async with wait_for(client, 2, interval=0.05):
-            await asyncio.sleep(0.5)
-            fast_sweeps = poller.sweeps
-        assert 4 <= fast_sweeps <= 12
+            # Four more sweeps long before the slow interval could allow a second one ...
+            await until(lambda: poller.sweeps >= 5, timeout=20)
+            fast_sweeps, elapsed = poller.sweeps, loop.time() - joined
+        # ... and never more often than the fast interval: sweeps start at least 0.05 s apart.
+        assert fast_sweeps - 1 <= elapsed / 0.05 + 1
         await asyncio.sleep(0.3)
         assert poller.sweeps <= fast_sweeps + 1  # back to the slow waiter's interval
 
@@ -347,11 +360,16 @@ async def test_early_stop_cancels_prefetched_pages() -> None:
         await oldest.next_result(timeout=5)
         poller = active_pollers()[0]
     assert client.pages == list(range(1, 11))
+    # The poller stops with its last waiter: the newcomer starts a new one (no 30 s wait on the old one).
+    await asyncio.wait_for(poller._task, 5)  # type: ignore[arg-type]
     # A newcomer on page 1 now: the hint says 10 pages, but only PREFETCH_PAGES are ever in flight.
     async with wait_for(client, 999, interval=30) as newest:
         poller = active_pollers()[0]
         poller._pages_hint = 10
-        await newest.next_result(timeout=5)
+        found = await newest.next_result(timeout=5)
+    assert found is not None
+    assert found.found
+    assert client.pages[10] == 1
     assert len(client.pages) - 10 <= 4
 
 
