@@ -119,7 +119,9 @@ async def test_restart_from_serialized_kwargs_registers_again(ice_connection: An
     await _place(ice_connection, "restart", 1, duration=2.0)
     first = _trigger("restart-0")
     task = asyncio.create_task(_events(first))
-    await asyncio.sleep(0.5)
+    deadline = time.monotonic() + 20  # the trigger imports its modules in a worker thread first
+    while not active_pollers() and not task.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     assert active_pollers()[0].waiter_count == 1
     task.cancel()  # the triggerer restarts: the running trigger is cancelled ...
     with pytest.raises(asyncio.CancelledError):
