@@ -284,8 +284,11 @@ async def test_client_factory_failure_is_a_sweep_failure() -> None:
         window_start=T0,
         poll_interval=0.02,
     ) as w:
+        client.turns = asyncio.Semaphore(0)  # the second sweep's page waits until the failure is read
         o1 = await w.next_result(timeout=5)
+        client.turns.release()
         o2 = await w.next_result(timeout=5)
+    client.turns.release()  # the sweep under way ends, and with it the poller
     assert o1 is not None
     assert isinstance(o1.error, ConnectionError)
     assert o2 is not None
