@@ -17,6 +17,8 @@ from airflow_provider_ice.triggers.waiter import Waiter
 
 AGENT = "agent-1"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: Seconds a test waits for news it expects: generous, for a loaded machine (news ends the wait).
+WAIT = 60.0
 
 
 def listed_instance(n: int, status: str = "Executing") -> dict[str, Any]:
@@ -80,7 +82,7 @@ class FakeClient:
         self.closed = True
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
     """Yield to the loop until ``condition()`` holds; fail after ``timeout`` seconds."""
 
     async def poll() -> None:

@@ -14,6 +14,7 @@ from airflow_provider_ice.triggers.waiter import Waiter
 from tests.unit.triggers.poller_fakes import (
     AGENT,
     T0,
+    WAIT,
     FakeClient,
     client_factory,
     until,
@@ -102,7 +103,7 @@ async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> N
     try:
         assert (await seam.poll_once(_target(1))).outcome is Outcome.WAITING
         # Executing never changes: no news, so the call returns at the deadline with the last status.
-        again = await asyncio.wait_for(seam.poll_once(_target(1)), 5)
+        again = await asyncio.wait_for(seam.poll_once(_target(1)), WAIT)
         assert again.outcome is Outcome.WAITING
         assert time.time() >= end
     finally:
@@ -118,8 +119,9 @@ async def test_instance_poller_seam_returns_last_observation_at_deadlines() -> N
     )
     try:
         assert (await missing.poll_once(_target(77))).outcome is Outcome.NOT_FOUND
-        # Interval 10 s, but the not-found deadline bounds the wait.
-        second = await asyncio.wait_for(missing.poll_once(_target(77)), 5)
+        # Interval 10 s, but the not-found deadline bounds the wait: back before any second sweep.
+        second = await asyncio.wait_for(missing.poll_once(_target(77)), WAIT)
         assert second.outcome is Outcome.NOT_FOUND
+        assert active_pollers()[0].sweeps == 1
     finally:
         await missing.aclose()
