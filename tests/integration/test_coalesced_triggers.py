@@ -209,7 +209,10 @@ def test_two_triggerer_processes_each_run_their_own_poller(ice_connection: Any, 
             )
     for proc, err_path in zip(procs, errs, strict=True):
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "registered", err_path.read_text()[-2000:]
+        # Airflow logs to stdout too; an empty line is the end of the output.
+        while (line := proc.stdout.readline()) and line.strip() != "registered":
+            pass
+        assert line, err_path.read_text()[-2000:]
     asyncio.run(_stop(ice_connection, instance_ids))
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     for out, ids, proc, err_path in zip(outputs, sets, procs, errs, strict=True):
