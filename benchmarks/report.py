@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import scheduler_cpu
+
 
 def _f(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -159,6 +161,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
     elif camp:
         add("campaign: every target", camp["skipped"], "-", None)
+    if results.get("scheduler_cpu"):
+        for row in scheduler_cpu.targets(results["scheduler_cpu"]):
+            add(*row)
     parse = results.get("parse_cost")
     if parse:
         worst = max(parse["rows"], key=lambda row: row["added_ms"])
@@ -366,6 +371,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 "Airflow's own machinery.",
                 "",
             ]
+    if results.get("scheduler_cpu"):
+        lines += scheduler_cpu.section(results["scheduler_cpu"])
     parse = results.get("parse_cost")
     if parse:
         lines += [f"## 5. DAG parse cost (median of {parse['runs']} fresh interpreters)", ""]

@@ -15,9 +15,10 @@ How it works:
   ChannelId (:func:`~airflow_provider_ice.api.waiting.instance_matches`; the first, i.e. newest, match
   wins, as in :func:`~airflow_provider_ice.api.waiting.afind_instance`) and stops paging as soon as
   every waiter is matched.
-* Each :class:`~.waiter.Waiter` then receives a :class:`~.waiter.SweepResult`: the instance it
-  matched, ``None`` when it is not in the window (the trigger keeps its not-found timeout), or the
-  sweep's error (the trigger keeps its error tolerance). A waiter is only woken for news: a status it
+* Each :class:`~.waiter.Waiter` receives a :class:`~.waiter.SweepResult`: the instance it matched
+  as soon as the page holding it is read; at the end of the sweep, ``None`` when it is not in the
+  window (the trigger keeps its not-found timeout), or the sweep's error (the trigger keeps its
+  error tolerance). A waiter is only woken for news: a status it
   has not seen, not-found, or a failure (no wake-up for a repeated ``Created``/``Executing``).
 * Poll interval: **the smallest ``poll_interval`` among the current waiters**, from the start of one
   sweep to the start of the next: no waiter is polled less often than it asked, and one with a
@@ -207,11 +208,7 @@ class CoalescedPoller:
         finally:
             self._sweep_remaining = None
         for wid, waiter in snapshot.items():
-            if wid not in self._waiters:
-                continue  # left during the sweep
-            if wid in matched:
-                waiter.offer(matched[wid], None)
-            else:
+            if wid in self._waiters and wid not in matched:  # matched ones had theirs from _match
                 waiter.offer(None, error)
 
     async def _match(
@@ -246,6 +243,10 @@ class CoalescedPoller:
                     if waiter.matches(instance):
                         matched[wid] = instance
                         remaining.discard(wid)
+                        if wid in self._waiters:
+                            # Delivered as its page is read, not when the sweep ends: a sweep of
+                            # many pages (paced by the account's quota) adds nothing to the latency.
+                            waiter.offer(instance, None)
                 if not remaining:
                     break  # everyone matched, or everyone left
 

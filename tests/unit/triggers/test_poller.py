@@ -372,3 +372,27 @@ async def test_a_window_beyond_100_full_pages_is_handed_to_the_client_listing() 
     assert result.instance.channel_id == "chan-3"
     assert client.pages == list(range(1, 101))
     assert len(listed) == 1
+
+
+async def test_a_waiter_hears_of_its_instance_when_its_page_is_read_not_when_the_sweep_ends() -> None:
+    client = FakeClient(300)
+    last_page = asyncio.Event()
+    read_page = client.list_ai_agent_instances_page
+
+    async def held_last_page(agent_id: str, **kw: Any) -> ListAIAgentInstanceResponse:
+        if kw["page_number"] == 3:
+            await last_page.wait()
+        return await read_page(agent_id, **kw)
+
+    client.list_ai_agent_instances_page = held_last_page  # type: ignore[method-assign]
+    async with wait_for(client, 299, interval=30) as newest, wait_for(client, 0, interval=30) as oldest:
+        first = await newest.next_result(timeout=5)  # page 1, while the sweep waits for page 3
+        assert first is not None
+        assert first.instance is not None
+        assert first.instance.channel_id == "chan-299"
+        assert await oldest.next_result(timeout=0.2) is None
+        last_page.set()
+        last = await oldest.next_result(timeout=5)
+        assert last is not None
+        assert last.instance is not None
+        assert last.instance.channel_id == "chan-0"
