@@ -166,12 +166,12 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             add(*row)
     parse = results.get("parse_cost")
     if parse:
-        worst = max(parse["rows"], key=lambda row: row["added_ms"])
+        worst = max(parse["rows"], key=lambda row: row["added_cpu_ms"])
         add(
-            "DAG parse cost: worst public module over `import airflow.sdk`",
-            f"{worst['added_ms']:.0f} ms ({worst['module']})",
+            "DAG parse cost: worst public module over `import airflow.sdk` (CPU time)",
+            f"{worst['added_cpu_ms']:.0f} ms ({worst['module']}; wall {worst['added_ms']:.0f} ms)",
             f"<= {parse['target_ms']:.0f} ms",
-            worst["added_ms"] <= parse["target_ms"],
+            worst["added_cpu_ms"] <= parse["target_ms"],
         )
     return out
 
@@ -376,18 +376,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     parse = results.get("parse_cost")
     if parse:
         lines += [f"## 5. DAG parse cost (median of {parse['runs']} fresh interpreters)", ""]
-        lines += _table(
-            [
-                "module",
-                "added ms over `import airflow.sdk`",
-                "`import airflow.sdk` ms",
-                "heavy imports added",
-            ],
-            [
-                [r["module"], r["added_ms"], r["airflow_sdk_ms"], r["heavy_imports_added"] or "-"]
-                for r in parse["rows"]
-            ],
-        )
+        header = [
+            "module",
+            "added CPU ms",
+            "added wall ms",
+            "`import airflow.sdk` wall ms",
+            "heavy imports added",
+        ]
+        fields = ("module", "added_cpu_ms", "added_ms", "airflow_sdk_ms")
+        rows = [[*(r[f] for f in fields), r["heavy_imports_added"] or "-"] for r in parse["rows"]]
+        lines += _table(header, rows)
     notes = report.get("notes")
     if notes:
         lines += [notes.strip(), ""]

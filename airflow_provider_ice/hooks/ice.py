@@ -11,7 +11,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_ice._compat import mask_secret_nonblocking
@@ -95,6 +94,9 @@ class IceHook(BaseHook):
         """Return the settings resolved with the async connection lookup (safe inside a triggerer)."""
         if "settings" in self.__dict__:
             return self.settings
+        # Imported here: only triggers look connections up asynchronously (it is not free at DAG parse).
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
         try:
             conn: Connection | None = await get_async_connection(self.ice_conn_id, hook=type(self))
         except AirflowNotFoundException:

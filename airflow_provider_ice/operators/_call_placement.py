@@ -18,7 +18,6 @@ from airflow_provider_ice.api.errors import (
     IceThrottlingError,
     IceTransportError,
 )
-from airflow_provider_ice.api.models import InstanceStatus
 from airflow_provider_ice.api.validation import iso, parse_time, utcnow
 from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, find_instance
 from airflow_provider_ice.exceptions import IceAgentCallError
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.sdk._shared.logging.types import Logger
 
-    from airflow_provider_ice.api.models import AIAgentInstance
+    from airflow_provider_ice.api.models import AIAgentInstance, InstanceStatus
     from airflow_provider_ice.hooks.ice import IceHook
 
 #: Seconds between listings while looking for an instance whose creation outcome is unknown.
@@ -119,6 +118,9 @@ class CallPlacementMixin:
         return self._adopt(instance, correlation_id, since)
 
     def _recover_stored(self, stored: StoredCall) -> dict[str, Any] | None:
+        # Only a retry gets here: the models (pydantic) stay out of every DAG file's parse.
+        from airflow_provider_ice.api.models import InstanceStatus
+
         record, earlier = stored.record, stored.correlation_id
         if stored.pending:
             if earlier is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_ice import storage
-from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
+from airflow_provider_ice.api.decompress import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import (
     parse_time,

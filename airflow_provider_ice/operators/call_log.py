@@ -13,7 +13,7 @@ from airflow.providers.common.compat.sdk import Asset, BaseOperator
 
 from airflow_provider_ice import storage
 from airflow_provider_ice._compat import make_asset
-from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
+from airflow_provider_ice.api.decompress import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
     CallLogFormatError,

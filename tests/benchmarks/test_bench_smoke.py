@@ -76,7 +76,7 @@ def test_every_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
 
     parse = results["parse_cost"]["rows"]
     assert parse
-    assert all(row["added_ms"] >= 0 for row in parse)
+    assert all(row["added_ms"] >= 0 and row["added_cpu_ms"] >= 0 for row in parse)
 
     markdown = (tmp_path / "latest.md").read_text()
     headings = (

@@ -111,6 +111,37 @@ def test_the_api_layer_never_imports_airflow() -> None:
     assert {"airflow_provider_ice.api.client", "airflow_provider_ice.api.waiting"} <= set(api_modules)
 
 
+#: What a DAG file must not pay for at each parse: imported only where a task uses it.
+NOT_AT_PARSE = (
+    "croniter",
+    "aiohttp",
+    "airflow.providers.common.compat.connection",
+    "airflow_provider_ice.api.models",
+    "airflow_provider_ice.api.client",
+    "airflow_provider_ice.api.signing",
+    "airflow_provider_ice.api.download",
+    "airflow_provider_ice.api.call_log",
+)
+
+
+def test_public_modules_import_no_heavy_module_over_airflow_sdk() -> None:
+    """Every module a DAG file may import (benchmarks/parse_cost.py's list) leaves these out."""
+    code = (
+        "import sys, json, importlib, airflow.sdk;"
+        "from benchmarks.parse_cost import public_modules;"
+        "before = set(sys.modules); modules = public_modules();"
+        "[importlib.import_module(name) for name in modules];"
+        "print(json.dumps([modules, sorted(set(sys.modules) - before)]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    modules, added = json.loads(result.stdout.splitlines()[-1])
+    assert "airflow_provider_ice.operators.campaign" in modules
+    assert set(modules) <= set(added) | {"airflow_provider_ice"}  # imported here, not by airflow.sdk
+    assert sorted(set(NOT_AT_PARSE) & set(added)) == []
+
+
 def test_example_dags_parse_without_errors(airflow_db: str) -> None:
     from tests.airflow_compat import DagBag
 
