@@ -106,7 +106,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             add(
                 f"{n} waits, ListAIAgentInstance quota {quota:g}/s: p95 detection latency",
                 f"{_f(p95, 2)} s",
-                f"<= {row['latency_bound_s']:.1f} s (max(interval, S) + S, S = pages / quota)",
+                f"<= {row['latency_bound_s']:.2f} s (1.5 x max(interval, pages / quota))",
                 p95 is not None and p95 <= row["latency_bound_s"] and row["lost"] == 0,
             )
     back = results.get("backfill")
