@@ -195,6 +195,8 @@ MEANING = """\
 - **Backfill speed-up with 30 ms latency**: how much faster a day of sessions is collected than with
   a sequential SDK script when the service is across the internet; CPU per session is what it costs
   the worker; RSS growth shows memory stays bounded as the day grows.
+- **Airflow CPU per call, campaign vs mapped tasks**: what a deployment (scheduler, workers, task processes,
+  api-server, triggerer) spends per call placed; 0.03x means thirty times more calls on the same cores.
 - **DAG parse cost**: what importing the provider adds to every parse of a DAG file by the scheduler.
 """
 
