@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from benchmarks import scheduler_cpu
 from benchmarks.report import render_markdown
@@ -40,6 +43,19 @@ def test_smoke_skips_with_the_reason() -> None:
     assert met is None
     assert "PostgreSQL" in measured
     assert limit == "<= 0.05x"
+
+
+def test_a_deployment_that_cannot_be_set_up_is_a_skip_with_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.deployment import stack
+
+    def no_postgres() -> Path:
+        raise stack.DeploymentError("PostgreSQL is not installed and cannot be installed here\nmore")
+
+    monkeypatch.setattr(stack, "ensure_postgres", no_postgres)
+    monkeypatch.setattr(scheduler_cpu, "_airflow_is_3_3", lambda: True)
+    result = scheduler_cpu.run(smoke=False)
+    reason = "the deployment could not be set up: PostgreSQL is not installed and cannot be installed here"
+    assert result == {"skipped": reason, "recipients": 200}
 
 
 def _row(dag_id: str, net: float, calls: int = 200, once: int = 200) -> dict[str, Any]:
