@@ -18,8 +18,8 @@ How it works:
 * Each :class:`~.waiter.Waiter` receives a :class:`~.waiter.SweepResult`: the instance it matched
   as soon as the page holding it is read; at the end of the sweep, ``None`` when it is not in the
   window (the trigger keeps its not-found timeout), or the sweep's error (the trigger keeps its
-  error tolerance). A waiter is only woken for news: a status it
-  has not seen, not-found, or a failure (no wake-up for a repeated ``Created``/``Executing``).
+  error tolerance). A waiter is only woken for news: a status it has not seen, not-found, or a
+  failure (no wake-up for a repeated ``Created``/``Executing``).
 * Poll interval: **the smallest ``poll_interval`` among the current waiters**, from the start of one
   sweep to the start of the next: no waiter is polled less often than it asked, and one with a
   longer interval gets fresher data for free.
