@@ -250,45 +250,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     waits = results.get("waiting")
     if waits:
         lines += ["## 2. Waiting at scale (real IceAIAgentInstanceTrigger coroutines in one process)", ""]
-        lines += _table(
-            [
-                "waits",
-                "mode",
-                "List requests / interval",
-                "sweeps / interval",
-                "requests / sweep",
-                "sweep period s",
-                "CPU s",
-                "peak RSS MB",
-                "p50 latency s",
-                "p95 latency s",
-                "lost",
-                "duplicated",
-                "throttled",
-                "interval s",
-                "time cap s",
-            ],
-            [
-                [
-                    r["waits"],
-                    r["mode"],
-                    r["list_requests_per_interval"],
-                    _f(r.get("sweeps_per_interval"), 2),
-                    _f(r.get("requests_per_sweep"), 1),
-                    _f(r.get("sweep_period_s"), 2),
-                    r["cpu_s"],
-                    r["peak_rss_mb"],
-                    _f(r["p50_latency_s"], 2),
-                    _f(r["p95_latency_s"], 2),
-                    r["lost"],
-                    r["duplicated"],
-                    r.get("throttled", "n/a"),
-                    r["poll_interval_s"],
-                    r["time_cap_s"],
-                ]
-                for r in waits["rows"]
-            ],
-        )
+        header = "waits|mode|List requests / interval|sweeps / interval|requests / sweep|sweep period s|CPU s"
+        header += "|peak RSS MB|p50 latency s|p95 latency s|lost|duplicated|throttled|interval s|time cap s"
+        # Row fields in header order; ":n" formats a float with n digits.
+        spec = "waits mode list_requests_per_interval sweeps_per_interval:2 requests_per_sweep:1"
+        spec += " sweep_period_s:2 cpu_s peak_rss_mb p50_latency_s:2 p95_latency_s:2 lost duplicated"
+        spec += " throttled poll_interval_s time_cap_s"
+        parts = [f.partition(":") for f in spec.split()]
+        fields = [(name, int(digits) if digits else None) for name, _, digits in parts]
+        rows = [[r.get(k, "n/a") if d is None else _f(r.get(k), d) for k, d in fields] for r in waits["rows"]]
+        lines += _table(header.split("|"), rows)
         lines += [
             "Calls finish in random order, evenly over the spread; naive polling is run with the same "
             "time cap as coalesced polling, and what it did not detect within the cap counts as lost "
