@@ -87,7 +87,7 @@ class InstanceTarget:
         """
         start = fields.get("window_start") if window_start is None else window_start
         return cls(
-            agent_id=fields.get("agent_id") or "",
+            agent_id=str(fields.get("agent_id") or ""),
             correlation_id=fields.get("correlation_id"),
             channel_id=fields.get("channel_id"),
             instance_id=fields.get("instance_id"),

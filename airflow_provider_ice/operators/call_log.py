@@ -21,7 +21,7 @@ from airflow_provider_ice.api.errors import (
     call_log_failure,
 )
 from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_download_limits
-from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, Outcome, poll_instance
+from airflow_provider_ice.api.waiting import InstanceTarget, Outcome, poll_instance, window_after
 from airflow_provider_ice.exceptions import (
     IceCallLogError,
     IceCallLogInvalidError,
@@ -168,7 +168,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             created = parse_time(self.created_after, "created_after")
         try:
             if created is None and call.get("created_at"):
-                created = parse_time(call["created_at"], "created_after") - WINDOW_MARGIN
+                created = window_after(call["created_at"], "created_after")
         except (TypeError, ValueError):
             raise IceValidationError(
                 "created_after", "must be an ISO-8601 time or a datetime (also call['created_at'])"
