@@ -130,6 +130,13 @@ class IceHook(BaseHook):
         """True only when the connection's endpoint explicitly says ``http://`` (local emulator)."""
         return self.settings.endpoint.startswith("http://")
 
+    def download_options(self) -> dict[str, Any]:
+        """Return how this connection fetches call-log URLs: a downloader's ``allow_http`` and ``verify``.
+
+        It looks the connection up synchronously: call it before an event loop starts.
+        """
+        return {"allow_http": self.allows_plain_http, "verify": self.settings.verify}
+
     # -- clients ------------------------------------------------------------------------------
 
     @cached_property

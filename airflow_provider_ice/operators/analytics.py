@@ -192,10 +192,7 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
             raise IceValidationError("agent_ids", "at least one agent id is required")
         final = self.partition(start, end)
         # Resolved here, synchronously, so the event loop below never does a sync connection lookup.
-        download_settings = {
-            "allow_http": bool(self.hook.allows_plain_http),
-            "verify": self.hook.settings.verify,
-        }
+        download_settings = self.hook.download_options()
         self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
         with storage.staged_partition(final) as staging:
             summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, download_settings))

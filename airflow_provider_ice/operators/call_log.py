@@ -201,8 +201,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
 
         target = self.target()
         with CallLogDownloader(
-            allow_http=bool(self.hook.allows_plain_http),
-            verify=self.hook.settings.verify,
+            **self.hook.download_options(),
             max_bytes=self.max_bytes,
             max_retries=self.download_retries,
             timeout=self.download_timeout,
