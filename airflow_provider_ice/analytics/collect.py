@@ -55,6 +55,7 @@ class InstanceLister(Protocol):
 class CollectStats:
     """What happened while collecting (for logs and the task's return value)."""
 
+    # Counters of the collection itself; IntervalSummary (summary.py) counts the sessions.
     listed: int = 0
     duplicates: int = 0
     downloaded: int = 0

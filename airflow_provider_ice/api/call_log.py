@@ -68,6 +68,8 @@ class CallLogMetrics(_Tolerant):
 class CallLog(_Tolerant):
     """A parsed call log. Missing fields are ``None``/empty; unknown ones stay in ``model_extra``."""
 
+    # A declaration, one line per field of the document (see the module docstring): nothing to
+    # share with the API's models but the form.
     schema_version: str | None = None
     instance_id: str | None = None
     agent_id: str | None = Field(default=None, alias="AIAgentId")

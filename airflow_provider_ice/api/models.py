@@ -136,6 +136,7 @@ class RuntimeConfig(ScenarioRuntime):
 class CallInfo(IceModel):
     """``CallInfo`` of a PSTN (outbound) instance."""
 
+    # A declaration, one line per field of the documented answer: nothing to share but the form.
     status: str | None = None
     call_start_time: str | None = None
     call_end_time: str | None = None
@@ -151,6 +152,7 @@ class AIAgentInstance(IceModel):
     ``CallLogUrl`` is a bearer URL: it is kept as a secret so that it never prints by accident.
     """
 
+    # A declaration, one line per field of the documented answer: nothing to share but the form.
     status: InstanceStatus | None = None
     call_log_url: SecretStr | None = None
     runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -186,6 +188,7 @@ class AIAgentInstance(IceModel):
 class GenerateAIAgentCallResponse(IceModel):
     """The answer of GenerateAIAgentCall: the instance, its channel and the ARTC Token (a secret)."""
 
+    # A declaration, one line per field of the documented answer: nothing to share but the form.
     request_id: str | None = None
     instance_id: str
     channel_id: str | None = None

@@ -116,6 +116,8 @@ class IceHook(BaseHook):
             extras,
         )
 
+    # Read-only views of the connection's settings (pass-throughs, no logic), like the emulator's
+    # url and access_key_* (emulator/server.py).
     @property
     def endpoint(self) -> str:
         """The ICE endpoint URL the clients use."""
@@ -201,7 +203,7 @@ class IceHook(BaseHook):
 
     # -- API ----------------------------------------------------------------------------------
     # Typed pass-throughs to the client (the hook's public API, mocked by operator tests); they
-    # repeat the client's signatures on purpose and add no logic.
+    # repeat the client's signatures on purpose and add no logic, so they also look like each other.
 
     def generate_ai_agent_call(
         self,

@@ -145,6 +145,8 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
         validate_page_size(page_size, "page_size")
         validate_int_range(concurrency, "concurrency", 1, MAX_CONCURRENCY)
         validate_download_limits(max_bytes, max_url_refreshes, download_retries, download_timeout)
+        # Airflow's contract: every parameter is kept under its own name (templated ones are rendered
+        # in place), so this list looks like every other operator's.
         self.agent_ids = agent_ids
         self.start_time = start_time
         self.end_time = end_time

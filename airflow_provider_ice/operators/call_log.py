@@ -130,6 +130,8 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             kwargs["outlets"] = [default_asset(agent_id)]
         super().__init__(**kwargs)
         validate_download_limits(max_bytes, max_url_refreshes, download_retries, download_timeout)
+        # Airflow's contract: every parameter is kept under its own name (templated ones are rendered
+        # in place), so this list looks like every other operator's.
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id

@@ -131,6 +131,8 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
             raise IceValidationError("agent_id", "give call=<operator output> or agent_id")
         if call is None and not (channel_id or correlation_id):
             raise IceValidationError("channel_id", "with agent_id, give channel_id or correlation_id")
+        # Airflow's contract: every parameter is kept under its own name (templated ones are rendered
+        # in place), so this list looks like every other operator's.
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
