@@ -271,7 +271,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
     @property
     def target(self) -> InstanceTarget:
-        """Return the instance this trigger waits for."""
+        """Return the instance this trigger waits for (its attributes hold the target's fields by name)."""
         return InstanceTarget.named_by(vars(self))
 
     def make_hook(self) -> IceHook:
