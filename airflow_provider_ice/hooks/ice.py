@@ -118,6 +118,8 @@ class IceHook(BaseHook):
             extras,
         )
 
+    # Read-only views of the connection's settings (pass-throughs, no logic), like the emulator's
+    # url and access_key_* (emulator/server.py).
     @property
     def endpoint(self) -> str:
         """The ICE endpoint URL the clients use."""
@@ -131,6 +133,13 @@ class IceHook(BaseHook):
     def allows_plain_http(self) -> bool:
         """True only when the connection's endpoint explicitly says ``http://`` (local emulator)."""
         return self.settings.endpoint.startswith("http://")
+
+    def download_options(self) -> dict[str, Any]:
+        """Return how this connection fetches call-log URLs: a downloader's ``allow_http`` and ``verify``.
+
+        It looks the connection up synchronously: call it before an event loop starts.
+        """
+        return {"allow_http": self.allows_plain_http, "verify": self.settings.verify}
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -196,7 +205,7 @@ class IceHook(BaseHook):
 
     # -- API ----------------------------------------------------------------------------------
     # Typed pass-throughs to the client (the hook's public API, mocked by operator tests); they
-    # repeat the client's signatures on purpose and add no logic.
+    # repeat the client's signatures on purpose and add no logic, so they also look like each other.
 
     def generate_ai_agent_call(
         self,

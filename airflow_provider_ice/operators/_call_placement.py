@@ -19,7 +19,7 @@ from airflow_provider_ice.api.errors import (
     IceTransportError,
 )
 from airflow_provider_ice.api.validation import iso, parse_time, utcnow
-from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, find_instance
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, find_instance, window_after
 from airflow_provider_ice.exceptions import IceAgentCallError
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
@@ -175,7 +175,7 @@ class CallPlacementMixin:
             return self.hook.describe_ai_agent_instance(instance_id).status
         if not correlation_id:
             return None
-        found = self._find(correlation_id, parse_time(record["created_at"], "created_at") - WINDOW_MARGIN)
+        found = self._find(correlation_id, window_after(record["created_at"], "created_at"))
         return None if found is None else found.status
 
     # -- placing ------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ class CallPlacementMixin:
         dag_run = context.get("dag_run")
         started = getattr(dag_run, "start_date", None)
         if started is not None:
-            return parse_time(started, "dag_run.start_date") - WINDOW_MARGIN
+            return window_after(started, "dag_run.start_date")
         return utcnow() - self.lookback
 
     def _remember(self, context: Context, store: CallStore, record: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ from airflow_provider_ice.api import params as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.errors import IceAuthError
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.api.waiting import WINDOW_MARGIN
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget
 from airflow_provider_ice.triggers.waiter import Waiter
 
 if TYPE_CHECKING:
@@ -328,32 +328,22 @@ def active_pollers() -> list[CoalescedPoller]:
 
 @contextlib.asynccontextmanager
 async def coalesced_wait(
-    *,
-    conn_id: str,
-    agent_id: str,
-    client_factory: ClientFactory,
-    correlation_id: str | None,
-    channel_id: str | None,
-    window_start: datetime,
-    poll_interval: float,
+    *, conn_id: str, target: InstanceTarget, client_factory: ClientFactory, poll_interval: float
 ) -> AsyncIterator[Waiter]:
     """Register a waiter for the body of the ``async with`` and unregister it on exit or cancellation.
 
-    :param conn_id: Airflow connection id (with ``agent_id``, the poller's key).
-    :param agent_id: the agent the instance belongs to.
+    :param conn_id: Airflow connection id (with the target's agent, the poller's key).
+    :param target: the instance to wait for, found in the listing (by correlation id and/or ChannelId).
     :param client_factory: creates the poller's async client if this waiter starts the poller.
-    :param correlation_id: see :class:`Waiter`.
-    :param channel_id: see :class:`Waiter`.
-    :param window_start: see :class:`Waiter`.
     :param poll_interval: see :class:`Waiter`.
     """
     waiter = Waiter(
-        correlation_id=correlation_id,
-        channel_id=channel_id,
-        window_start=window_start,
+        correlation_id=target.correlation_id,
+        channel_id=target.channel_id,
+        window_start=target.window_start,
         poll_interval=poll_interval,
     )
-    get_poller(conn_id, agent_id, client_factory).register(waiter)
+    get_poller(conn_id, target.agent_id, client_factory).register(waiter)
     try:
         yield waiter
     finally:

@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
+from airflow_provider_ice.api.waiting import InstanceTarget
 from airflow_provider_ice.triggers.poller import CoalescedPoller, active_pollers, coalesced_wait, get_poller
 from tests.unit.triggers.poller_fakes import (
     AGENT,
@@ -262,14 +263,9 @@ async def test_client_factory_failure_is_a_sweep_failure() -> None:
             raise ConnectionError("connection lookup failed")
         return client
 
+    target = InstanceTarget(agent_id=AGENT, correlation_id="corr-1", window_start=T0)
     async with coalesced_wait(
-        conn_id="c",
-        agent_id=AGENT,
-        client_factory=flaky_factory,
-        correlation_id="corr-1",
-        channel_id=None,
-        window_start=T0,
-        poll_interval=0.02,
+        conn_id="c", target=target, client_factory=flaky_factory, poll_interval=0.02
     ) as w:
         o1 = await w.next_result(timeout=5)
         o2 = await w.next_result(timeout=5)
@@ -293,11 +289,8 @@ async def test_window_start_is_min_of_waiters() -> None:
     async with (
         coalesced_wait(
             conn_id="c",
-            agent_id=AGENT,
+            target=InstanceTarget(agent_id=AGENT, correlation_id="corr-0", window_start=early),
             client_factory=client_factory(client),
-            correlation_id="corr-0",
-            channel_id=None,
-            window_start=early,
             poll_interval=0.02,
         ) as a,
         wait_for(client, 1) as b,
