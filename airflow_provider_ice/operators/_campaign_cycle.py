@@ -119,13 +119,8 @@ class CampaignCycle:
             for r in self.recipients
             for n in range(1, operator.policy.max_attempts + 1)
         }
-        settings = operator.hook.settings
         self.client = campaign_client(operator.hook)
-        self.probe = JoinedProbe(
-            self.client,
-            operator.call_type,
-            {"allow_http": bool(operator.hook.allows_plain_http), "verify": settings.verify},
-        )
+        self.probe = JoinedProbe(self.client, operator.call_type, operator.hook.download_options())
         self._next_send = time.monotonic()
         log.info(
             "Campaign %s: %d recipient(s), %d rejected, %d attempt(s) on record",

@@ -72,11 +72,8 @@ class CoalescedInstancePoller:
             self._waiter = await self._stack.enter_async_context(
                 coalesced_wait(
                     conn_id=self.conn_id,
-                    agent_id=target.agent_id,
+                    target=target,
                     client_factory=self.client_factory,
-                    correlation_id=target.correlation_id,
-                    channel_id=target.channel_id,
-                    window_start=target.window_start,
                     poll_interval=self.poll_interval,
                 )
             )

@@ -11,6 +11,7 @@ from typing import Any
 from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
+from airflow_provider_ice.api.waiting import InstanceTarget
 from airflow_provider_ice.triggers import poller as poller_mod
 from airflow_provider_ice.triggers.poller import coalesced_wait
 from airflow_provider_ice.triggers.waiter import Waiter
@@ -100,14 +101,14 @@ def client_factory(client: FakeClient) -> poller_mod.ClientFactory:
 
 
 def wait_for(client: FakeClient, n: int, *, interval: float = 0.05, by: str = "corr") -> Any:
-    return coalesced_wait(
-        conn_id="c",
+    target = InstanceTarget(
         agent_id=AGENT,
-        client_factory=client_factory(client),
         correlation_id=f"corr-{n}" if by in ("corr", "both") else None,
         channel_id=f"chan-{n}" if by in ("chan", "both") else None,
         window_start=T0,
-        poll_interval=interval,
+    )
+    return coalesced_wait(
+        conn_id="c", target=target, client_factory=client_factory(client), poll_interval=interval
     )
 
 

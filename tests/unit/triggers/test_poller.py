@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
+from airflow_provider_ice.api.waiting import InstanceTarget
 from airflow_provider_ice.triggers.poller import CoalescedPoller, active_pollers, coalesced_wait, get_poller
 from tests.unit.triggers.poller_fakes import (
     AGENT,
@@ -276,14 +277,9 @@ async def test_client_factory_failure_is_a_sweep_failure() -> None:
             raise ConnectionError("connection lookup failed")
         return client
 
+    target = InstanceTarget(agent_id=AGENT, correlation_id="corr-1", window_start=T0)
     async with coalesced_wait(
-        conn_id="c",
-        agent_id=AGENT,
-        client_factory=flaky_factory,
-        correlation_id="corr-1",
-        channel_id=None,
-        window_start=T0,
-        poll_interval=0.02,
+        conn_id="c", target=target, client_factory=flaky_factory, poll_interval=0.02
     ) as w:
         client.turns = asyncio.Semaphore(0)  # the second sweep's page waits until the failure is read
         o1 = await w.next_result(timeout=WAIT)
@@ -310,11 +306,8 @@ async def test_window_start_is_min_of_waiters() -> None:
     async with (
         coalesced_wait(
             conn_id="c",
-            agent_id=AGENT,
+            target=InstanceTarget(agent_id=AGENT, correlation_id="corr-0", window_start=early),
             client_factory=client_factory(client),
-            correlation_id="corr-0",
-            channel_id=None,
-            window_start=early,
             poll_interval=0.02,
         ) as a,
         wait_for(client, 1) as b,
@@ -398,3 +391,27 @@ async def test_a_window_beyond_100_full_pages_is_handed_to_the_client_listing() 
     assert result.instance.channel_id == "chan-3"
     assert client.pages == list(range(1, 101))
     assert len(listed) == 1
+
+
+async def test_a_waiter_hears_of_its_instance_when_its_page_is_read_not_when_the_sweep_ends() -> None:
+    client = FakeClient(300)
+    last_page = asyncio.Event()
+    read_page = client.list_ai_agent_instances_page
+
+    async def held_last_page(agent_id: str, **kw: Any) -> ListAIAgentInstanceResponse:
+        if kw["page_number"] == 3:
+            await last_page.wait()
+        return await read_page(agent_id, **kw)
+
+    client.list_ai_agent_instances_page = held_last_page  # type: ignore[method-assign]
+    async with wait_for(client, 299, interval=30) as newest, wait_for(client, 0, interval=30) as oldest:
+        first = await newest.next_result(timeout=5)  # page 1, while the sweep waits for page 3
+        assert first is not None
+        assert first.instance is not None
+        assert first.instance.channel_id == "chan-299"
+        assert await oldest.next_result(timeout=0.2) is None
+        last_page.set()
+        last = await oldest.next_result(timeout=5)
+        assert last is not None
+        assert last.instance is not None
+        assert last.instance.channel_id == "chan-0"
