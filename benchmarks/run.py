@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import backfill, campaign, parse_cost, signed_calls, waiting
+from benchmarks import backfill, campaign, parse_cost, scheduler_cpu, signed_calls, waiting
 from benchmarks.common import emulator_process
 from benchmarks.report import render_markdown
 
@@ -30,7 +30,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: Hand-written analysis of the targets a full run does not meet (profiles, causes), kept with the code.
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 
-BENCHMARKS = ("emulator_ceiling", "signed_calls", "waiting", "backfill", "campaign", "parse_cost")
+BENCHMARKS = (
+    "emulator_ceiling",
+    "signed_calls",
+    "waiting",
+    "backfill",
+    "campaign",
+    "scheduler_cpu",
+    "parse_cost",
+)
 
 
 def _emulator_ceiling(smoke: bool) -> dict[str, Any]:
@@ -117,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             result = _emulator_ceiling(args.smoke)
         elif name == "parse_cost":
             result = parse_cost.run(smoke=args.smoke)
+        elif name == "scheduler_cpu":  # a whole deployment of its own, emulator included
+            result = scheduler_cpu.run(smoke=args.smoke)
         else:
             # A fresh emulator process per benchmark: no state or warm caches carried over.
             with emulator_process(*_emulator_args(name, args.smoke)) as emulator:

@@ -132,12 +132,11 @@ class CampaignCycle:
             for r in self.recipients
             for n in range(1, operator.policy.max_attempts + 1)
         }
-        settings = operator.hook.settings
         self.client = campaign_client(operator.hook)
         self.probe = JoinedProbe(
             self.client,
             operator.call_type,
-            {"allow_http": bool(operator.hook.allows_plain_http), "verify": settings.verify},
+            operator.hook.download_options(),
             call_logs=operator.call_log_folder(),
         )
         self.send_client = campaign_client(operator.hook)  # the sender thread's own
