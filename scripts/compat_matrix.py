@@ -18,6 +18,7 @@ Usage: ``python scripts/compat_matrix.py [--versions 2.11,3.3] [--uv PATH] [--lo
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -40,7 +41,19 @@ EXAMPLE_DAGS: tuple[tuple[str, str | None, dict[str, object]], ...] = (
     ("ice_call_log_pipeline", None, {"poke_interval": 1}),
     ("ice_scheduled_agent_calls", None, {}),
     ("ice_session_analytics", "2026-11-03", {}),
+    # Recipients written by _write_recipients (the DAG's default path); the campaign settings below.
+    ("ice_outbound_campaign", None, {"agent_id": "demo-agent"}),
 )
+#: The campaign's recipients (one in a time zone Python does not know: a ``rejected`` row).
+CAMPAIGN_RECIPIENTS = (
+    ("C001", "Ada", "2026-12-01 10:00", "Europe/Berlin"),
+    ("C002", "Bo", "2026-12-02 10:00", "Asia/Shanghai"),
+    ("C003", "Cy", "2026-12-03 10:00", "America/New_York"),
+    ("C004", "Di", "2026-12-04 10:00", "Asia/Singapore"),
+    ("C005", "Ed", "2026-12-05 10:00", "Mars/Olympus"),
+)
+#: A brief campaign: any hour, a redial 2 s after a no-show, the emulator's pace.
+CAMPAIGN_ENV = {"ICE_CAMPAIGN_WINDOW": "always", "ICE_CAMPAIGN_REDIAL_AFTER": "2", "ICE_CAMPAIGN_CPS": "20"}
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|error|errors|xfailed|xpassed)\b")
 
 
@@ -140,6 +153,35 @@ def _start_emulator(python: Path, env: dict[str, str], log) -> tuple[subprocess.
     raise RuntimeError("the emulator did not announce itself within 60 s")
 
 
+def _write_recipients(data: Path) -> None:
+    """Write the campaign's recipients CSV where ``ice_outbound_campaign`` reads it by default."""
+    path = data / "campaign" / "recipients.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_id", "name", "appointment", "tz"])
+        writer.writerows(CAMPAIGN_RECIPIENTS)
+
+
+def _campaign_outcome(data: Path) -> str | None:
+    """Return what is wrong with the campaign's committed summary, or None when every row is counted.
+
+    Each recipient with a known time zone is reached (the emulator's users all join) and the one
+    with an unknown zone is rejected; the run state alone would not show a campaign that skipped people.
+    """
+    summaries = sorted((data / "campaigns").rglob("summary.json"))
+    if not summaries:
+        return "no summary.json was committed"
+    summary = json.loads(summaries[-1].read_text(encoding="utf-8"))
+    expected = {
+        "recipients": len(CAMPAIGN_RECIPIENTS),
+        "reached": len(CAMPAIGN_RECIPIENTS) - 1,
+        "rejected": 1,
+    }
+    found = {key: summary.get(key) for key in expected}
+    return None if found == expected else f"summary {found}, expected {expected}"
+
+
 def example_dags_leg(python: Path, log) -> Leg:
     """Every example DAG through ``airflow dags test`` against the emulator, on a fresh SQLite DB."""
     leg = Leg("example DAGs")
@@ -157,8 +199,10 @@ def example_dags_leg(python: Path, log) -> Leg:
                 "ICE_DATA_DIR": str(Path(home) / "data"),
                 "ICE_POKE_INTERVAL": "1",
                 "ICE_ANALYTICS_START_DATE": (today - timedelta(days=5)).isoformat(),
+                **CAMPAIGN_ENV,
             }
         )
+        _write_recipients(Path(env["ICE_DATA_DIR"]))
         emulator, conn = _start_emulator(python, env, log)
         try:
             env["AIRFLOW_CONN_ICE_DEFAULT"] = conn
@@ -177,12 +221,17 @@ def example_dags_leg(python: Path, log) -> Leg:
                     reader.seek(before)
                     output = reader.read()
                 # `airflow dags test` exits 0 on a failed run in some versions: read the final state.
-                if code == 0 and not re.search(
-                    r"state=failed|DagRunState.FAILED|Marking run .* failed", output
+                wrong = None
+                if dag_id == "ice_outbound_campaign" and code == 0:
+                    wrong = _campaign_outcome(Path(env["ICE_DATA_DIR"]))
+                if (
+                    code == 0
+                    and not wrong
+                    and not re.search(r"state=failed|DagRunState.FAILED|Marking run .* failed", output)
                 ):
                     passed += 1
                 else:
-                    log.write(f"\n!! {dag_id} failed (exit {code})\n")
+                    log.write(f"\n!! {dag_id} failed (exit {code}{f'; {wrong}' if wrong else ''})\n")
         finally:
             emulator.terminate()
             emulator.wait(timeout=10)
