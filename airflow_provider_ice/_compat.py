@@ -2,9 +2,10 @@
 
 Import paths that differ between versions come from ``airflow.providers.common.compat.sdk``, as the
 official providers do. This module covers what common-compat has no answer for: the version flags,
-the task state store (Airflow 3.3+), masking a secret from inside an event loop, the asset (3.x) or
-dataset (2.x) that ``IceFetchCallLogOperator`` emits, and a clear error for a feature the running
-Airflow cannot offer. No other module of the provider branches on the Airflow version.
+the task state store (Airflow 3.3+), masking a secret (also from inside an event loop), a cron
+timetable's expression, the asset (3.x) or dataset (2.x) that ``IceFetchCallLogOperator`` emits,
+and a clear error for a feature the running Airflow cannot offer. No other module of the provider
+branches on the Airflow version.
 """
 
 from __future__ import annotations
@@ -99,6 +100,38 @@ def task_state_store(context: Mapping[str, Any]) -> TaskStateStore | None:
     return store
 
 
+def cron_schedule(timetable: Any) -> tuple[str, str] | None:
+    """Return ``(expression, time zone name)`` of a cron timetable, or None for any other timetable.
+
+    The task SDK's timetables (Airflow 3.2+) carry ``expression`` and ``timezone``; the core
+    timetables a DAG holds up to 3.1 keep them private and expose them through ``serialize()``.
+    """
+    expression = getattr(timetable, "expression", None)
+    zone: Any = getattr(timetable, "timezone", "UTC")
+    if expression is None and callable(getattr(timetable, "serialize", None)):
+        try:
+            fields = timetable.serialize()
+        except Exception:
+            return None
+        if isinstance(fields, dict):
+            expression, zone = fields.get("expression"), fields.get("timezone", "UTC")
+    if not isinstance(expression, str):
+        return None
+    return expression, str(getattr(zone, "name", zone))
+
+
+def mask_secret(secret: str) -> None:
+    """Register a secret with the task's masker, masking it in this process before anything else.
+
+    Airflow 3.0's ``mask_secret`` sends the secret to the supervisor before it masks it locally, and
+    ``dag.test()``'s in-process supervisor logs that message at debug level, secret and all: here the
+    local masker learns it first, so that log line is redacted on every version.
+    """
+    if AIRFLOW_V_3_0_PLUS and (masker := _local_masker()) is not None:
+        masker.add_mask(secret)
+    compat_sdk.mask_secret(secret)
+
+
 def make_asset(name: str, uri: str) -> Asset:
     """Return an asset (Airflow 3) or a dataset (Airflow 2, which has no asset name) for ``uri``."""
     if AIRFLOW_V_3_0_PLUS:
@@ -138,7 +171,7 @@ def mask_secret_nonblocking(secret: str, loop: asyncio.AbstractEventLoop | None 
     else:
         on_loop = False
     if loop is None or not AIRFLOW_V_3_0_PLUS:
-        compat_sdk.mask_secret(secret)
+        mask_secret(secret)
         return
     masker = _local_masker()
     if masker is not None:
@@ -176,8 +209,10 @@ __all__ = [
     "CronDataIntervalTimetable",
     "IceAirflowVersionError",
     "TaskStateStore",
+    "cron_schedule",
     "has_feature",
     "make_asset",
+    "mask_secret",
     "mask_secret_nonblocking",
     "require_feature",
     "task_state_store",

@@ -2,7 +2,8 @@
 
 For each minor version (default 2.11, 3.0, 3.1, 3.2, 3.3) this builds or refreshes its own
 environment under ``.venv-compat/<minor>/`` with uv (``apache-airflow==<minor>.*``, so uv picks the
-latest patch, plus this checkout, editable, with its test extra), then runs
+latest patch, plus this checkout, editable, with its test extra; a minor listed in
+``CONSTRAINTS_AS_OF`` is installed under its release's dependency versions), then runs
 
 1. the unit suite (``tests/unit``, ``tests/emulator``),
 2. the ``dag.test()`` integration suite against the emulator (``tests/integration``,
@@ -54,6 +55,11 @@ CAMPAIGN_RECIPIENTS = (
 )
 #: A brief campaign: any hour, a redial 2 s after a no-show, the emulator's pace.
 CAMPAIGN_ENV = {"ICE_CAMPAIGN_WINDOW": "always", "ICE_CAMPAIGN_REDIAL_AFTER": "2", "ICE_CAMPAIGN_CPS": "20"}
+#: Minor versions installed with their dependencies as of the day after their latest patch's release
+#: (see :func:`_constrain`). Airflow 3.0 caps none of fastapi, starlette, cadwyn or
+#: universal-pathlib, and their later releases break it: the in-process execution API that
+#: ``dag.test()`` uses answers every task start 422, and ``ObjectStoragePath`` refuses every URL.
+CONSTRAINTS_AS_OF = {"3.0": "2025-08-30"}
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|error|errors|xfailed|xpassed)\b")
 
 
@@ -86,6 +92,27 @@ def _run(command: list[str], log, env: dict[str, str] | None = None, timeout: fl
         return 124
 
 
+def _constrain(version: str, uv: str, target: Path, log) -> int:
+    """Write Airflow ``version``'s dependencies as of its release, without providers, to ``target``.
+
+    The stand-in for the ``constraints-no-providers`` file Airflow publishes with each release (the
+    documented way to install newer providers on an older Airflow): Airflow resolved with only what
+    PyPI had on :data:`CONSTRAINTS_AS_OF`, minus the ``apache-airflow-providers-*`` pins.
+    """
+    resolved = target.with_suffix(".all.txt")
+    requirement = target.with_suffix(".in")
+    requirement.write_text(f"apache-airflow=={version}.*\n", encoding="utf-8")
+    command = [uv, "pip", "compile", "-q", "--no-header", "--no-annotate", "--python-version"]
+    command += [f"{sys.version_info.major}.{sys.version_info.minor}", str(requirement)]
+    command += ["--exclude-newer", CONSTRAINTS_AS_OF[version], "-o", str(resolved)]
+    if code := _run(command, log):
+        return code
+    pins = resolved.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in pins if not line.startswith("apache-airflow-providers-")]
+    target.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return 0
+
+
 def build(version: str, uv: str, log) -> tuple[Path | None, str]:
     """Create or refresh ``.venv-compat/<version>``; return its python and the Airflow installed."""
     env_dir = REPO / ".venv-compat" / version
@@ -93,6 +120,11 @@ def build(version: str, uv: str, log) -> tuple[Path | None, str]:
     if not python.exists() and _run([uv, "venv", "-q", "--python", sys.executable, str(env_dir)], log):
         return None, "venv failed"
     install = [uv, "pip", "install", "-q", "--python", str(python), "--upgrade-package", "apache-airflow"]
+    if version in CONSTRAINTS_AS_OF:
+        constraints = env_dir / "constraints-no-providers.txt"
+        if _constrain(version, uv, constraints, log):
+            return None, "constraints failed"
+        install += ["--constraint", str(constraints)]
     if _run([*install, f"apache-airflow=={version}.*", "-e", ".[test]"], log):
         return None, "install failed"
     found = subprocess.run(
