@@ -33,6 +33,7 @@ AIRFLOW_VERSION: tuple[int, int, int] = (_VERSION.major, _VERSION.minor, _VERSIO
 #: The oldest Airflow this provider supports (pyproject says the same).
 MIN_AIRFLOW_VERSION: tuple[int, int, int] = (2, 11, 0)
 AIRFLOW_V_3_0_PLUS = AIRFLOW_VERSION >= (3, 0, 0)
+AIRFLOW_V_3_1_PLUS = AIRFLOW_VERSION >= (3, 1, 0)
 AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= (3, 2, 0)
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= (3, 3, 0)
 
@@ -202,6 +203,7 @@ _PENDING_MASKS: set[asyncio.Future[None]] = set()
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "FEATURE_MIN_VERSION",

@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ice._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS, AIRFLOW_VERSION
+from airflow_provider_ice._compat import (
+    AIRFLOW_V_3_0_PLUS,
+    AIRFLOW_V_3_1_PLUS,
+    AIRFLOW_V_3_2_PLUS,
+    AIRFLOW_VERSION,
+)
 
 try:
     from airflow.dag_processing.dagbag import DagBag
@@ -74,7 +79,27 @@ def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[st
         task_log = logging.getLogger("airflow.task")
         for handler in [h for h in task_log.handlers if type(h) is logging.StreamHandler]:
             task_log.removeHandler(handler)
+    elif not AIRFLOW_V_3_1_PLUS:
+        _register_dag(dag)
     return dag.test(run_conf=run_conf, **dated)
+
+
+def _register_dag(dag: Any) -> None:
+    """Write ``dag`` to the metadata DB as a deployment's DAG processor does (Airflow 3.0).
+
+    Airflow 3.1+'s ``dag.test()`` does this itself; 3.0's does not, and without it a task whose
+    outlets name an asset fails (the asset is not active) and a Clear finds no serialized DAG to
+    read the task's ``retries`` from.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dagbag import DagBag
+
+    DagBundlesManager().sync_bundles_to_db()
+    if dag.relative_fileloc is None:  # what DagBag sets for a file outside any bundle
+        dag.relative_fileloc = dag.fileloc
+    bag = DagBag(include_examples=False, collect_dags=False)
+    bag.bag_dag(dag)
+    bag.sync_to_db("dags-folder", None)
 
 
 def task_output(capfd: pytest.CaptureFixture[str]) -> str:
