@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -103,9 +104,20 @@ def _register_dag(dag: Any) -> None:
 
 
 def task_output(capfd: pytest.CaptureFixture[str]) -> str:
-    """What tasks printed under ``dag.test()``: Airflow 3 logs tasks to stdout, Airflow 2 to stderr."""
+    """What tasks printed under ``dag.test()``: Airflow 3 logs tasks to stdout, Airflow 2 to stderr.
+
+    As plain text: Airflow 3.0 renders a task's exception with colours, which split ``key=value``.
+    """
     captured = capfd.readouterr()
-    return captured.out + captured.err
+    return plain_text(captured.out + captured.err)
+
+
+def plain_text(text: str) -> str:
+    """``text`` without terminal colour codes."""
+    return _ANSI_ESCAPE.sub("", text)
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def dag_test_module() -> Any:
@@ -219,6 +231,7 @@ __all__ = [
     "dag_test_module",
     "needs_airflow",
     "needs_task_state_store",
+    "plain_text",
     "run_dag",
     "run_task",
     "scheduler_dag",
