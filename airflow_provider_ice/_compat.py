@@ -2,7 +2,7 @@
 
 Import paths that differ between versions come from ``airflow.providers.common.compat.sdk``, as the
 official providers do. This module covers what common-compat has no answer for: the version flags,
-the task state store (Airflow 3.3+), masking a secret (also from inside an event loop), a cron
+the task state store (Airflow 3.3+), masking a secret from inside an event loop, a cron
 timetable's expression, the asset (3.x) or dataset (2.x) that ``IceFetchCallLogOperator`` emits,
 and a clear error for a feature the running Airflow cannot offer. No other module of the provider
 branches on the Airflow version.
@@ -121,18 +121,6 @@ def cron_schedule(timetable: Any) -> tuple[str, str] | None:
     return expression, str(getattr(zone, "name", zone))
 
 
-def mask_secret(secret: str) -> None:
-    """Register a secret with the task's masker, masking it in this process before anything else.
-
-    Airflow 3.0's ``mask_secret`` sends the secret to the supervisor before it masks it locally, and
-    ``dag.test()``'s in-process supervisor logs that message at debug level, secret and all: here the
-    local masker learns it first, so that log line is redacted on every version.
-    """
-    if AIRFLOW_V_3_0_PLUS and (masker := _local_masker()) is not None:
-        masker.add_mask(secret)
-    compat_sdk.mask_secret(secret)
-
-
 def make_asset(name: str, uri: str) -> Asset:
     """Return an asset (Airflow 3) or a dataset (Airflow 2, which has no asset name) for ``uri``."""
     if AIRFLOW_V_3_0_PLUS:
@@ -172,7 +160,7 @@ def mask_secret_nonblocking(secret: str, loop: asyncio.AbstractEventLoop | None 
     else:
         on_loop = False
     if loop is None or not AIRFLOW_V_3_0_PLUS:
-        mask_secret(secret)
+        compat_sdk.mask_secret(secret)
         return
     masker = _local_masker()
     if masker is not None:
@@ -214,7 +202,6 @@ __all__ = [
     "cron_schedule",
     "has_feature",
     "make_asset",
-    "mask_secret",
     "mask_secret_nonblocking",
     "require_feature",
     "task_state_store",

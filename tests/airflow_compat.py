@@ -119,6 +119,19 @@ def plain_text(text: str) -> str:
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
+#: ``dag.test()``'s in-process comms (``InProcessSupervisorComms.send``) log every message to the
+#: supervisor at DEBUG, including the ``MaskSecret`` request that registers a secret for masking
+#: (Airflow 3.0 prints those DEBUG lines with the task's output). The real supervisor omits that
+#: body ("body omitted"), so these lines exist only under ``dag.test()``.
+MASKING_ECHO = "msg=MaskSecret(value="
+
+
+def without_masking_echo(text: str) -> tuple[str, int]:
+    """``text`` without ``dag.test()``'s echo of masking requests, and how many lines that was."""
+    lines = text.splitlines()
+    kept = [line for line in lines if not ("Sending request" in line and MASKING_ECHO in line)]
+    return "\n".join(kept), len(lines) - len(kept)
+
 
 def dag_test_module() -> Any:
     """The module whose ``_run_inline_trigger`` ``dag.test()`` calls for a deferred task."""
@@ -236,6 +249,7 @@ __all__ = [
     "run_task",
     "scheduler_dag",
     "task_output",
+    "without_masking_echo",
     "wrap_inline_trigger",
     "xcom_rows",
     "xcom_value",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
-from airflow_provider_ice._compat import mask_secret, mask_secret_nonblocking
+from airflow_provider_ice._compat import mask_secret_nonblocking
 from airflow_provider_ice.api.errors import IceApiError, IceAuthError, IceError
 from airflow_provider_ice.hooks.connection import (
     ENV_ACCESS_KEY_ID,
@@ -135,6 +135,8 @@ class IceHook(BaseHook):
     @cached_property
     def client(self) -> IceClient:
         """The sync client (pooled; built once per hook)."""
+        from airflow.providers.common.compat.sdk import mask_secret
+
         from airflow_provider_ice.api.client import IceClient
 
         settings = self.settings

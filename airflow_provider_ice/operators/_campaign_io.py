@@ -118,7 +118,8 @@ def campaign_client(hook: IceHook) -> IceClient:
     thousands of calls (most of a 300-call campaign's CPU). The campaign never logs a response, and
     Tokens stay ``SecretStr`` inside the response models and are dropped right after the call.
     """
-    from airflow_provider_ice._compat import mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret
+
     from airflow_provider_ice.api.client import IceClient
 
     settings = hook.settings

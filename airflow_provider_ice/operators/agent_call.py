@@ -86,7 +86,7 @@ class IceGenerateAIAgentCallOperator(IceAgentCallBaseOperator):
             validate_user_id(self.user_id, "user_id")
 
     def send(self, context: Context, user_data: Any) -> dict[str, Any]:
-        from airflow_provider_ice._compat import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         response = self.hook.generate_ai_agent_call(
             self.agent_id,

@@ -305,7 +305,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
     @staticmethod
     def _mask(url: str) -> None:
         try:
-            from airflow_provider_ice._compat import mask_secret
+            from airflow.providers.common.compat.sdk import mask_secret
 
             mask_secret(url)
         except Exception:  # masking is best effort outside a task runner (plain unit tests)

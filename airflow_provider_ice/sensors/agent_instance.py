@@ -210,7 +210,7 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
     @staticmethod
     def _mask_url(instance: Any) -> None:
         if instance is not None and instance.call_log_url is not None:
-            from airflow_provider_ice._compat import mask_secret
+            from airflow.providers.common.compat.sdk import mask_secret
 
             mask_secret(instance.call_log_url.get_secret_value())
 

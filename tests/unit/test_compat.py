@@ -18,7 +18,6 @@ from airflow_provider_ice._compat import (
     cron_schedule,
     has_feature,
     make_asset,
-    mask_secret,
     require_feature,
     task_state_store,
 )
@@ -65,27 +64,6 @@ def test_cron_schedule_reads_the_expression_and_time_zone_of_a_dag_timetable() -
     assert cron_schedule(DAG("cron_string_compat", schedule="0 3 * * *").timetable) == ("0 3 * * *", "UTC")
     assert cron_schedule(DAG("manual_compat", schedule=None).timetable) is None
     assert cron_schedule(None) is None
-
-
-@pytest.mark.skipif(
-    not AIRFLOW_V_3_0_PLUS, reason="supervisor masking: Airflow 2 masks in-process only, nobody else is told"
-)
-def test_mask_secret_masks_in_process_before_telling_anyone() -> None:
-    """Airflow 3.0's own ``mask_secret`` logs the secret (``dag.test()``, debug) before masking it."""
-    from unittest import mock
-
-    from airflow.providers.common.compat.sdk import redact
-
-    secret = "compat-order-secret-4711"
-    seen: list[str] = []
-
-    def upstream(value: str, *args: Any) -> None:
-        seen.append(str(redact(f"sending {value}")))
-
-    with mock.patch("airflow.providers.common.compat.sdk.mask_secret", side_effect=upstream):
-        mask_secret(secret)
-    assert len(seen) == 1
-    assert secret not in seen[0]
 
 
 def test_call_log_asset_is_an_asset_or_a_dataset() -> None:
