@@ -56,10 +56,13 @@ CAMPAIGN_RECIPIENTS = (
 #: A brief campaign: any hour, a redial 2 s after a no-show, the emulator's pace.
 CAMPAIGN_ENV = {"ICE_CAMPAIGN_WINDOW": "always", "ICE_CAMPAIGN_REDIAL_AFTER": "2", "ICE_CAMPAIGN_CPS": "20"}
 #: Minor versions installed with their dependencies as of the day after their latest patch's release
-#: (see :func:`_constrain`). Airflow 3.0 caps none of fastapi, starlette, cadwyn or
-#: universal-pathlib, and their later releases break it: the in-process execution API that
-#: ``dag.test()`` uses answers every task start 422, and ``ObjectStoragePath`` refuses every URL.
-CONSTRAINTS_AS_OF = {"3.0": "2025-08-30"}
+#: (3.0.6, 3.1.8, 3.2.2; see :func:`_constrain`), as Airflow's own constraints file for that release
+#: pins them. Their metadata leaves open packages whose later releases they never met: on Airflow
+#: 3.0 the latest fastapi, starlette and cadwyn make the in-process execution API that ``dag.test()``
+#: uses answer every task start 422, and universal-pathlib 0.3 makes ``ObjectStoragePath`` refuse
+#: every URL; 3.1 would get SQLAlchemy 2.1, 3.2 fastapi and cadwyn majors newer than itself.
+#: 2.11 and 3.3 are installed with the latest of everything (both pass so).
+CONSTRAINTS_AS_OF = {"3.0": "2025-08-30", "3.1": "2026-03-12", "3.2": "2026-05-30"}
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|error|errors|xfailed|xpassed)\b")
 
 
