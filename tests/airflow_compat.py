@@ -176,11 +176,14 @@ def before_each_task_run(monkeypatch: pytest.MonkeyPatch, action: Callable[[Any]
 def scheduler_dag(dag: Any) -> Any:
     """The DAG a DagRun resumed outside ``dag.test()`` schedules with, as ``dag.test()`` sets it.
 
-    Airflow 3.3 schedules with the serialized DAG; Airflow 2.11 and 3.0 with the DAG itself.
+    Airflow 3.1+ schedules with the serialized DAG; Airflow 2.11 and 3.0 with the DAG itself.
     """
     if "task" not in _run_task_parameters():
         return dag
-    from airflow.serialization.serialized_objects import DagSerialization
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # Airflow 3.1 calls it SerializedDAG
+        from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization
 
     return DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
 
