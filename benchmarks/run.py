@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks.run                 # full sizes (well under 15 minutes on 2 cores)
     python -m benchmarks.run --smoke         # tiny sizes, to check the benchmarks still work
     python -m benchmarks.run --only signed_calls,parse_cost --out /tmp/bench
+    python -m benchmarks.run --only campaign --campaign-recipients 1000 --out /tmp/bench
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import backfill, campaign, parse_cost, signed_calls, waiting
+from benchmarks import backfill, campaign, parse_cost, scheduler_cpu, signed_calls, waiting
 from benchmarks.common import emulator_process
 from benchmarks.report import render_markdown
 
@@ -29,7 +30,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: Hand-written analysis of the targets a full run does not meet (profiles, causes), kept with the code.
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 
-BENCHMARKS = ("emulator_ceiling", "signed_calls", "waiting", "backfill", "campaign", "parse_cost")
+BENCHMARKS = (
+    "emulator_ceiling",
+    "signed_calls",
+    "waiting",
+    "backfill",
+    "campaign",
+    "scheduler_cpu",
+    "parse_cost",
+)
 
 
 def _emulator_ceiling(smoke: bool) -> dict[str, Any]:
@@ -65,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI): checks that they run")
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--campaign-recipients",
+        type=int,
+        default=None,
+        metavar="N",
+        help="campaign row only: N recipients instead of the size's own (the quota and limits stay)",
+    )
     parser.add_argument("--out", default=str(RESULTS), help="directory for latest.md and latest.json")
     parser.add_argument(
         "--render-only",
@@ -85,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--only: unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
 
+    if args.campaign_recipients is not None and args.campaign_recipients < 1:
+        parser.error("--campaign-recipients: must be at least 1")
+    campaign_size = campaign.sized(args.smoke, args.campaign_recipients)
     report: dict[str, Any] = {
         "smoke": args.smoke,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -96,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "signed_calls": lambda em: signed_calls.run(em, smoke=args.smoke),
         "waiting": lambda em: waiting.run(em, smoke=args.smoke),
         "backfill": lambda em: backfill.run(em, smoke=args.smoke),
-        "campaign": lambda em: campaign.run(em, smoke=args.smoke),
+        "campaign": lambda em: campaign.run(em, smoke=args.smoke, size=campaign_size),
     }
     started = time.monotonic()
     for name in selected:
@@ -106,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             result = _emulator_ceiling(args.smoke)
         elif name == "parse_cost":
             result = parse_cost.run(smoke=args.smoke)
+        elif name == "scheduler_cpu":  # a whole deployment of its own, emulator included
+            result = scheduler_cpu.run(smoke=args.smoke)
         else:
             # A fresh emulator process per benchmark: no state or warm caches carried over.
             with emulator_process(*_emulator_args(name, args.smoke)) as emulator:

@@ -25,7 +25,7 @@ import io
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol
 
@@ -55,6 +55,7 @@ class InstanceLister(Protocol):
 class CollectStats:
     """What happened while collecting (for logs and the task's return value)."""
 
+    # Counters of the collection itself; IntervalSummary (summary.py) counts the sessions.
     listed: int = 0
     duplicates: int = 0
     downloaded: int = 0
@@ -103,6 +104,7 @@ class _Work:
     instance: AIAgentInstance
 
 
+@dataclass(eq=False, repr=False)
 class SessionCollector:
     """Collect the sessions of ``[start, end)`` for ``agent_ids``; see the module docstring.
 
@@ -117,33 +119,24 @@ class SessionCollector:
     :param page_size: ListAIAgentInstance page size (1-100).
     """
 
-    def __init__(
-        self,
-        client: InstanceLister,
-        downloader: AsyncCallLogDownloader,
-        *,
-        agent_ids: Sequence[str],
-        start: datetime,
-        end: datetime,
-        emit: Callable[[SessionMetrics], None],
-        concurrency: int = 8,
-        max_url_refreshes: int = 2,
-        page_size: int = 100,
-    ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency: must be at least 1, got {concurrency!r}")
-        self.client = client
-        self.downloader = downloader
-        self.agent_ids = list(agent_ids)
-        self.start = start
-        self.end = end
-        self.emit = emit
-        self.concurrency = concurrency
-        self.max_url_refreshes = max_url_refreshes
-        self.page_size = page_size
-        self.stats = CollectStats()
-        self._seen: set[SessionKey] = set()
-        self._retry: dict[SessionKey, tuple[str, AIAgentInstance, str]] = {}
+    client: InstanceLister
+    downloader: AsyncCallLogDownloader
+    _: KW_ONLY
+    agent_ids: Sequence[str]
+    start: datetime
+    end: datetime
+    emit: Callable[[SessionMetrics], None]
+    concurrency: int = 8
+    max_url_refreshes: int = 2
+    page_size: int = 100
+    stats: CollectStats = field(init=False, default_factory=CollectStats)
+    _seen: set[SessionKey] = field(init=False, default_factory=set)
+    _retry: dict[SessionKey, tuple[str, AIAgentInstance, str]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: must be at least 1, got {self.concurrency!r}")
+        self.agent_ids = list(self.agent_ids)
 
     async def run(self) -> CollectStats:
         await self._pass(self._listing(first=True))

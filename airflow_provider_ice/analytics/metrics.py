@@ -35,6 +35,7 @@ class SessionMetrics:
     ``call_log_error`` is set (and the call-log figures are empty) when the log could not be read.
     """
 
+    # A declaration, one line per field of the JSONL record: nothing to share but the form.
     agent_id: str | None
     channel_id: str | None
     correlation_id: str | None

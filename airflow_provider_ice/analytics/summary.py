@@ -56,6 +56,7 @@ class IntervalSummary:
     :param agent_ids: the agents whose instances were listed.
     """
 
+    # Counters of the sessions; CollectStats (collect.py) counts what the collection itself did.
     start: str
     end: str
     agent_ids: list[str]

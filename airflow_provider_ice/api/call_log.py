@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import CallLogFormatError
+from .models import wire_name
 
 SCHEMA_VERSION = "1"
 ROLE_AGENT = "agent"
@@ -41,47 +42,49 @@ END_REASONS = ("UserHangup", "AgentHangup", "UserOnlineTimeout", "MaxIdleTime", 
 
 
 class _Tolerant(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True, alias_generator=wire_name)
 
 
 class CallLogTurn(_Tolerant):
     """One utterance in the conversation."""
 
-    role: str = Field(default="", alias="Role")
-    text: str = Field(default="", alias="Text")
-    begin_ms: int | None = Field(default=None, alias="BeginMs")
-    end_ms: int | None = Field(default=None, alias="EndMs")
-    interrupted: bool = Field(default=False, alias="Interrupted")
+    role: str = ""
+    text: str = ""
+    begin_ms: int | None = None
+    end_ms: int | None = None
+    interrupted: bool = False
 
 
 class CallLogMetrics(_Tolerant):
     """Latency figures the service measured (all optional, in milliseconds)."""
 
-    first_response_latency_ms: float | None = Field(default=None, alias="FirstResponseLatencyMs")
-    average_response_latency_ms: float | None = Field(default=None, alias="AverageResponseLatencyMs")
-    asr_latency_ms: float | None = Field(default=None, alias="AsrLatencyMs")
-    llm_latency_ms: float | None = Field(default=None, alias="LlmLatencyMs")
-    tts_latency_ms: float | None = Field(default=None, alias="TtsLatencyMs")
+    first_response_latency_ms: float | None = None
+    average_response_latency_ms: float | None = None
+    asr_latency_ms: float | None = None
+    llm_latency_ms: float | None = None
+    tts_latency_ms: float | None = None
 
 
 class CallLog(_Tolerant):
     """A parsed call log. Missing fields are ``None``/empty; unknown ones stay in ``model_extra``."""
 
-    schema_version: str | None = Field(default=None, alias="SchemaVersion")
-    instance_id: str | None = Field(default=None, alias="InstanceId")
+    # A declaration, one line per field of the document (see the module docstring): nothing to
+    # share with the API's models but the form.
+    schema_version: str | None = None
+    instance_id: str | None = None
     agent_id: str | None = Field(default=None, alias="AIAgentId")
-    channel_id: str | None = Field(default=None, alias="ChannelId")
-    session_id: str | None = Field(default=None, alias="SessionId")
-    ai_agent_user_id: str | None = Field(default=None, alias="AIAgentUserId")
-    user_id: str | None = Field(default=None, alias="UserId")
-    user_data: str | None = Field(default=None, alias="UserData")
-    start_time: datetime | None = Field(default=None, alias="StartTime")
-    end_time: datetime | None = Field(default=None, alias="EndTime")
-    duration_ms: int | None = Field(default=None, alias="DurationMs")
-    user_joined: bool | None = Field(default=None, alias="UserJoined")
-    end_reason: str | None = Field(default=None, alias="EndReason")
-    turns: list[CallLogTurn] = Field(default_factory=list, alias="Turns")
-    metrics: CallLogMetrics = Field(default_factory=CallLogMetrics, alias="Metrics")
+    channel_id: str | None = None
+    session_id: str | None = None
+    ai_agent_user_id: str | None = None
+    user_id: str | None = None
+    user_data: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration_ms: int | None = None
+    user_joined: bool | None = None
+    end_reason: str | None = None
+    turns: list[CallLogTurn] = Field(default_factory=list)
+    metrics: CallLogMetrics = Field(default_factory=CallLogMetrics)
 
     def to_wire(self) -> dict[str, Any]:
         """Return the JSON document as the service (and the emulator) serves it."""

@@ -42,6 +42,9 @@ from .senders import AiohttpSender, HttpxAsyncSender, HttpxSender
 log = logging.getLogger(__name__)
 
 
+# The API methods below stand three times on purpose: here, in AsyncIceClient (the I/O twin: the
+# same signatures, each call awaited) and in IceHook (typed pass-throughs, hooks/ice.py). Their
+# parameters are built once (params.py) and every decision is taken once (ClientBase).
 class IceClient(ClientBase):
     """Synchronous ICE client on a pooled :class:`httpx.Client`.
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from .errors import IceValidationError
+from .validation import json_object
 
 #: The reserved UserData key. Documented in the README; users must not set it themselves.
 CORRELATION_KEY = "AirflowCorrelationId"
@@ -61,20 +62,16 @@ def embed_correlation_id(user_data: Any, correlation_id: str | None) -> Any:
         return user_data
     if user_data is None or user_data == "" or (isinstance(user_data, dict) and not user_data):
         return {CORRELATION_KEY: correlation_id}
-    loaded: Any = user_data
-    if isinstance(user_data, str):
-        try:
-            loaded = json.loads(user_data)
-        except ValueError:
-            loaded = None
-    if not isinstance(loaded, dict):
+    try:
+        loaded = json_object(user_data, "user_data")
+    except IceValidationError:
         raise IceValidationError(
             "user_data",
             "must be a dict or a string holding a JSON object, so the correlation id that prevents a "
             f"second call can be added (got {type(user_data).__name__}); wrap the value, e.g. "
             '{"note": ...}, render templates as JSON ("{{ value | tojson }}" or '
             "render_template_as_native_obj=True), or pass correlation=False to give up that protection",
-        )
+        ) from None
     existing = loaded.get(CORRELATION_KEY)
     if existing is not None and existing != correlation_id:
         raise IceValidationError(

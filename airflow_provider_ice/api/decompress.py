@@ -13,6 +13,9 @@ from collections.abc import Iterator
 
 #: The codings :class:`BoundedDecoder` undoes, as sent in ``Accept-Encoding``.
 ACCEPT_ENCODING = "gzip, deflate"
+#: The most bytes a call log may decode to unless the caller says otherwise. Here, not with the
+#: downloaders, so that operators can default to it without importing them at DAG-parse time.
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
 class ContentDecodingError(ValueError):

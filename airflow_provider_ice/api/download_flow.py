@@ -22,7 +22,7 @@ from typing import IO, Any
 import httpx
 from pydantic import SecretStr
 
-from airflow_provider_ice.api.decompress import BoundedDecoder, ContentDecodingError
+from airflow_provider_ice.api.decompress import DEFAULT_MAX_BYTES, BoundedDecoder, ContentDecodingError
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
     CallLogEncodingError,
@@ -39,7 +39,6 @@ from airflow_provider_ice.api.validation import positive_seconds, validate_flag,
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = 64 * 1024
 MAX_REDIRECTS = 5
 ERROR_BODY_LIMIT = 4096

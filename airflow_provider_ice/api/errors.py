@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 EXCERPT_LENGTH = 200
 # Signed URLs and tokens must not survive into an error message, even inside an echoed body.
@@ -65,23 +68,24 @@ class IceValidationError(IceError, ValueError):
         super().__init__(f"{parameter}: {message}")
 
 
+class Answer(TypedDict, total=False):
+    """What an HTTP answer said that the retry policy reads; every error of an answer takes it."""
+
+    http_status: int | None
+    code: str | None
+    retry_after: float | None
+
+
 class _AnsweredError(IceError):
-    """An error an HTTP answer gave: the status, code and Retry-After the retry policy reads.
+    """An error an HTTP answer gave, with its :class:`Answer` (status, code, Retry-After).
 
     The message is scrubbed of secrets, then rendered by :meth:`_render`.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.http_status = http_status
-        self.code = code
-        self.retry_after = retry_after
+    def __init__(self, message: str, **answer: Unpack[Answer]) -> None:
+        self.http_status = answer.get("http_status")
+        self.code = answer.get("code")
+        self.retry_after = answer.get("retry_after")
         super().__init__(self._render(scrub(message)))
 
     def _render(self, message: str) -> str:
@@ -95,18 +99,16 @@ class IceApiError(_AnsweredError):
         self,
         message: str,
         *,
-        code: str | None = None,
         request_id: str | None = None,
-        http_status: int | None = None,
         recommend: str | None = None,
         action: str | None = None,
-        retry_after: float | None = None,
+        **answer: Unpack[Answer],
     ) -> None:
         self.message = scrub(message)
         self.request_id = request_id
         self.recommend = recommend
         self.action = action
-        super().__init__(message, http_status=http_status, code=code, retry_after=retry_after)
+        super().__init__(message, **answer)
 
     def _render(self, message: str) -> str:
         parts = [f"{self.action}: " if self.action else ""]

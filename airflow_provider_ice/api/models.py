@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic.alias_generators import to_pascal
 
 
 class InstanceStatus(str, Enum):
@@ -43,10 +44,20 @@ class InstanceStatus(str, Enum):
 _KNOWN_STATUSES = frozenset(s.value for s in InstanceStatus)
 
 
-class IceModel(BaseModel):
-    """Base: PascalCase aliases, snake_case attributes, unknown fields kept."""
+def wire_name(attribute: str) -> str:
+    """Return the ICE name of a snake_case attribute: PascalCase, ``AI`` upper-case (``AIAgentUserId``).
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    Every model's aliases follow from it; a field whose wire name does not (``agent_id`` is
+    ``AIAgentId``) gives its alias itself.
+    """
+    name = to_pascal(attribute)
+    return "AI" + name[2:] if name.startswith("Ai") else name
+
+
+class IceModel(BaseModel):
+    """Base: snake_case attributes, their :func:`wire_name` as aliases, unknown fields kept."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=wire_name)
 
     def to_wire(self) -> dict[str, Any]:
         """Return the PascalCase JSON object, secrets included, as the service sends or expects it."""
@@ -70,27 +81,27 @@ def _reveal(value: Any) -> Any:
 class AIAgentConfig(IceModel):
     """``AgentConfig``: the commonly used top-level fields typed, every other one kept as given."""
 
-    asr_config: dict[str, Any] | None = Field(default=None, alias="AsrConfig")
-    tts_config: dict[str, Any] | None = Field(default=None, alias="TtsConfig")
-    llm_config: dict[str, Any] | None = Field(default=None, alias="LlmConfig")
-    interrupt_config: dict[str, Any] | None = Field(default=None, alias="InterruptConfig")
-    turn_detection_config: dict[str, Any] | None = Field(default=None, alias="TurnDetectionConfig")
-    greeting: str | None = Field(default=None, alias="Greeting")
-    volume: int | None = Field(default=None, alias="Volume", ge=0, le=400)
-    enable_intelligent_segment: bool | None = Field(default=None, alias="EnableIntelligentSegment")
-    enable_push_to_talk: bool | None = Field(default=None, alias="EnablePushToTalk")
-    graceful_shutdown: bool | None = Field(default=None, alias="GracefulShutdown")
-    max_idle_time: int | None = Field(default=None, alias="MaxIdleTime", ge=0)
-    user_online_timeout: int | None = Field(default=None, alias="UserOnlineTimeout", ge=0)
-    user_offline_timeout: int | None = Field(default=None, alias="UserOfflineTimeout", ge=0)
+    asr_config: dict[str, Any] | None = None
+    tts_config: dict[str, Any] | None = None
+    llm_config: dict[str, Any] | None = None
+    interrupt_config: dict[str, Any] | None = None
+    turn_detection_config: dict[str, Any] | None = None
+    greeting: str | None = None
+    volume: int | None = Field(default=None, ge=0, le=400)
+    enable_intelligent_segment: bool | None = None
+    enable_push_to_talk: bool | None = None
+    graceful_shutdown: bool | None = None
+    max_idle_time: int | None = Field(default=None, ge=0)
+    user_online_timeout: int | None = Field(default=None, ge=0)
+    user_offline_timeout: int | None = Field(default=None, ge=0)
 
 
 class ScenarioRuntime(IceModel):
     """A deprecated per-scenario copy of the channel (``VoiceChat``...); its ``AuthToken`` is secret too."""
 
-    channel_id: str | None = Field(default=None, alias="ChannelId")
-    agent_user_id: str | None = Field(default=None, alias="AgentUserId")
-    auth_token: SecretStr | None = Field(default=None, alias="AuthToken")
+    channel_id: str | None = None
+    agent_user_id: str | None = None
+    auth_token: SecretStr | None = None
 
 
 class RuntimeConfig(ScenarioRuntime):
@@ -99,9 +110,9 @@ class RuntimeConfig(ScenarioRuntime):
     Every ``AuthToken`` is a credential.
     """
 
-    voice_chat: ScenarioRuntime | None = Field(default=None, alias="VoiceChat")
-    vision_chat: ScenarioRuntime | None = Field(default=None, alias="VisionChat")
-    avatar_chat_3d: ScenarioRuntime | None = Field(default=None, alias="AvatarChat3D")
+    voice_chat: ScenarioRuntime | None = None
+    vision_chat: ScenarioRuntime | None = None
+    avatar_chat_3d: ScenarioRuntime | None = None
 
     @field_validator("voice_chat", "vision_chat", "avatar_chat_3d", mode="before")
     @classmethod
@@ -125,13 +136,14 @@ class RuntimeConfig(ScenarioRuntime):
 class CallInfo(IceModel):
     """``CallInfo`` of a PSTN (outbound) instance."""
 
-    status: str | None = Field(default=None, alias="Status")
-    call_start_time: str | None = Field(default=None, alias="CallStartTime")
-    call_end_time: str | None = Field(default=None, alias="CallEndTime")
-    call_duration: int | None = Field(default=None, alias="CallDuration")
-    hangup_role: int | None = Field(default=None, alias="HangupRole")
-    caller_number: str | None = Field(default=None, alias="CallerNumber")
-    callee_number: str | None = Field(default=None, alias="CalleeNumber")
+    # A declaration, one line per field of the documented answer: nothing to share but the form.
+    status: str | None = None
+    call_start_time: str | None = None
+    call_end_time: str | None = None
+    call_duration: int | None = None
+    hangup_role: int | None = None
+    caller_number: str | None = None
+    callee_number: str | None = None
 
 
 class AIAgentInstance(IceModel):
@@ -140,18 +152,19 @@ class AIAgentInstance(IceModel):
     ``CallLogUrl`` is a bearer URL: it is kept as a secret so that it never prints by accident.
     """
 
-    status: InstanceStatus | None = Field(default=None, alias="Status")
-    call_log_url: SecretStr | None = Field(default=None, alias="CallLogUrl")
-    runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig, alias="RuntimeConfig")
-    agent_config: dict[str, Any] | None = Field(default=None, alias="AgentConfig")
-    template_config: dict[str, Any] | None = Field(default=None, alias="TemplateConfig")
-    user_data: str | None = Field(default=None, alias="UserData")
+    # A declaration, one line per field of the documented answer: nothing to share but the form.
+    status: InstanceStatus | None = None
+    call_log_url: SecretStr | None = None
+    runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    agent_config: dict[str, Any] | None = None
+    template_config: dict[str, Any] | None = None
+    user_data: str | None = None
     # Describe only:
-    instance_id: str | None = Field(default=None, alias="InstanceId")
-    session_id: str | None = Field(default=None, alias="SessionId")
-    gmt_create: datetime | None = Field(default=None, alias="GmtCreate")
-    gmt_modified: datetime | None = Field(default=None, alias="GmtModified")
-    call_info: CallInfo | None = Field(default=None, alias="CallInfo")
+    instance_id: str | None = None
+    session_id: str | None = None
+    gmt_create: datetime | None = None
+    gmt_modified: datetime | None = None
+    call_info: CallInfo | None = None
 
     @field_validator("call_log_url", mode="before")
     @classmethod
@@ -175,27 +188,28 @@ class AIAgentInstance(IceModel):
 class GenerateAIAgentCallResponse(IceModel):
     """The answer of GenerateAIAgentCall: the instance, its channel and the ARTC Token (a secret)."""
 
-    request_id: str | None = Field(default=None, alias="RequestId")
-    instance_id: str = Field(alias="InstanceId")
-    channel_id: str | None = Field(default=None, alias="ChannelId")
-    ai_agent_user_id: str | None = Field(default=None, alias="AIAgentUserId")
-    avatar_user_id: str | None = Field(default=None, alias="AvatarUserId")
-    user_id: str | None = Field(default=None, alias="UserId")
-    token: SecretStr | None = Field(default=None, alias="Token")
+    # A declaration, one line per field of the documented answer: nothing to share but the form.
+    request_id: str | None = None
+    instance_id: str
+    channel_id: str | None = None
+    ai_agent_user_id: str | None = None
+    avatar_user_id: str | None = None
+    user_id: str | None = None
+    token: SecretStr | None = None
 
 
 class StartAIAgentOutboundCallResponse(IceModel):
     """The answer of StartAIAgentOutboundCall: the instance placing the phone call."""
 
-    request_id: str | None = Field(default=None, alias="RequestId")
-    instance_id: str = Field(alias="InstanceId")
+    request_id: str | None = None
+    instance_id: str
 
 
 class ListAIAgentInstanceResponse(IceModel):
     """One page of ListAIAgentInstance."""
 
-    request_id: str | None = Field(default=None, alias="RequestId")
-    instances: list[AIAgentInstance] = Field(default_factory=list, alias="Instances")
+    request_id: str | None = None
+    instances: list[AIAgentInstance] = Field(default_factory=list)
 
     @field_validator("instances", mode="before")
     @classmethod
@@ -206,11 +220,11 @@ class ListAIAgentInstanceResponse(IceModel):
 class DescribeAIAgentInstanceResponse(IceModel):
     """The answer of DescribeAIAgentInstance: one instance."""
 
-    request_id: str | None = Field(default=None, alias="RequestId")
-    instance: AIAgentInstance = Field(default_factory=AIAgentInstance, alias="Instance")
+    request_id: str | None = None
+    instance: AIAgentInstance = Field(default_factory=AIAgentInstance)
 
 
 class StopAIAgentInstanceResponse(IceModel):
     """The answer of StopAIAgentInstance."""
 
-    request_id: str | None = Field(default=None, alias="RequestId")
+    request_id: str | None = None

@@ -126,17 +126,30 @@ def validate_user_data(value: Any, parameter: str = "UserData") -> str:
     return to_json_string(value, parameter)
 
 
-def validate_json_object(value: Any, parameter: str) -> str:
-    """AgentConfig, TemplateConfig, ChatSyncConfig, Config: a mapping/model or a JSON object string."""
+def json_object(value: Any, parameter: str) -> dict[str, Any]:
+    """Return ``value`` when it is a dict, or the JSON object the string ``value`` holds.
+
+    :raises IceValidationError: naming ``parameter`` for text that is not JSON, JSON that is not an
+        object, and anything else that is not a dict.
+    """
     if isinstance(value, str):
         try:
-            loaded = json.loads(value)
+            value = json.loads(value)
         except ValueError:
             raise IceValidationError(
                 parameter, "must be a JSON object; the string given is not JSON"
             ) from None
-        if not isinstance(loaded, dict):
-            raise IceValidationError(parameter, f"must be a JSON object, got JSON {type(loaded).__name__}")
+        if not isinstance(value, dict):
+            raise IceValidationError(parameter, f"must be a JSON object, got JSON {type(value).__name__}")
+    if not isinstance(value, dict):
+        raise IceValidationError(parameter, f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def validate_json_object(value: Any, parameter: str) -> str:
+    """AgentConfig, TemplateConfig, ChatSyncConfig, Config: a mapping/model or a JSON object string."""
+    if isinstance(value, str):
+        json_object(value, parameter)  # refuses text that holds no JSON object
         return value
     if not (isinstance(value, Mapping) or hasattr(value, "to_wire")):
         raise IceValidationError(

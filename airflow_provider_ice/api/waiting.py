@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .correlation import correlation_id_of
 from .errors import NON_RETRYABLE_ERRORS, IceNotFoundError, IceValidationError
-from .validation import iso, utcnow
+from .validation import iso, parse_time, utcnow
 
 if TYPE_CHECKING:
     # Models (pydantic) load lazily: DAG files import this module at parse time.
@@ -78,6 +78,26 @@ class InstanceTarget:
                 "an instance is identified by correlation_id, channel_id or instance_id; none was given",
             )
 
+    @classmethod
+    def named_by(cls, fields: Mapping[str, Any], window_start: Any = None) -> InstanceTarget:
+        """Return the target ``fields`` names: a call operator's record, a trigger's kwargs or event.
+
+        ``window_start`` (else ``fields["window_start"]``) is an aware datetime or ISO-8601 string;
+        other keys of ``fields`` are ignored.
+        """
+        start = fields.get("window_start") if window_start is None else window_start
+        return cls(
+            agent_id=str(fields.get("agent_id") or ""),
+            correlation_id=fields.get("correlation_id"),
+            channel_id=fields.get("channel_id"),
+            instance_id=fields.get("instance_id"),
+            window_start=parse_time(start, "window_start"),
+        )
+
+    def to_fields(self) -> dict[str, Any]:
+        """Return the target as plain values (``window_start`` in ISO-8601 UTC): :meth:`named_by`'s input."""
+        return {**asdict(self), "window_start": iso(self.window_start)}
+
     @property
     def uses_listing(self) -> bool:
         """Return True when the instance is found in ListAIAgentInstance (else by Describe)."""
@@ -104,6 +124,11 @@ class InstanceTarget:
         if not self.uses_listing:
             return ", ".join(parts)
         return f"{', '.join(parts)}, created between {iso(start)} and {iso(end)}"
+
+
+def window_after(created_at: Any, parameter: str) -> datetime:
+    """Return where to look for an instance created at ``created_at``: :data:`WINDOW_MARGIN` before it."""
+    return parse_time(created_at, parameter) - WINDOW_MARGIN
 
 
 class Outcome(str, Enum):
@@ -270,11 +295,15 @@ class WaitTracker:
             )
         return Step(Action.WAIT, f"Instance status is {observation.status}", observation)
 
-    def on_error(self, error: BaseException) -> Step:
-        """Return the step after a failed poll: fail on a permanent error or too many in a row."""
+    def on_error(self, error: BaseException, in_a_row: int | None = None) -> Step:
+        """Return the step after a failed poll: fail on a permanent error or too many in a row.
+
+        :param in_a_row: failed polls in a row, this one included, when the source counts them (a
+            shared sweep may fail several times before its reader looks); None: this one failure.
+        """
         if isinstance(error, PERMANENT_ERRORS):
             return Step(Action.FAIL, f"Polling {self.target.describe()} failed: {error}", permanent=True)
-        self.consecutive_errors += 1
+        self.consecutive_errors = max(self.consecutive_errors + 1, in_a_row or 0)
         if self.consecutive_errors > self.max_consecutive_errors:
             return Step(
                 Action.FAIL,

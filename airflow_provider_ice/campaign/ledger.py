@@ -17,16 +17,16 @@ Nothing here imports Airflow.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.models import AIAgentInstance
 
-#: Attempts per checkpoint chunk at most.
-CHUNK_SIZE = 50
+#: Attempts per checkpoint chunk at most (a chunk is one write-ahead batch).
+CHUNK_SIZE = 200
 
 
 class AttemptState(str, Enum):
@@ -37,6 +37,17 @@ class AttemptState(str, Enum):
     NOT_PLACED = "not_placed"  # concluded not placed (throttled, or unlisted past the tolerance)
     REFUSED = "refused"  # the service refused the request for good
     FINISHED = "finished"  # the listing shows it Finished
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the answer to an attempt's creating request said (SENDING: the outcome is unknown)."""
+
+    state: AttemptState
+    instance_id: str | None = None
+    channel_id: str | None = None
+    retry_at: float | None = None
+    error: str | None = None
 
 
 def attempt_correlation_id(campaign_id: str, key: str, number: int) -> str:
@@ -63,9 +74,23 @@ class Attempt:
     finished_at: float | None = None
     retry_at: float | None = None
     error: str | None = None
+    call_log_uri: str | None = None
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Return what a reconciliation may change (cheap to compare)."""
+        return (
+            self.state,
+            self.status,
+            self.channel_id,
+            self.joined,
+            self.answered_at,
+            self.error,
+            self.call_log_uri,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if v is not None and k != "chunk"}
+        # By hand: dataclasses.asdict deep-copies every field (most of a checkpoint write's CPU).
+        data = {name: value for name in _FIELDS if (value := getattr(self, name)) is not None}
         data["state"] = self.state.value
         return data
 
@@ -78,24 +103,41 @@ class Attempt:
         return cls(**values)
 
 
+#: The fields an attempt's checkpoint record keeps (its chunk is where the record is).
+_FIELDS = tuple(f.name for f in fields(Attempt) if f.name != "chunk")
+
+
 @dataclass
 class Ledger:
-    """All attempts of one campaign, indexed by correlation id and by recipient key."""
+    """All attempts of one campaign, indexed by correlation id, by recipient key and by chunk."""
 
     campaign_id: str
     started_at: float
     attempts: dict[str, Attempt] = field(default_factory=dict)
     chunks: int = 0
     dirty: set[int] = field(default_factory=set)
+    _by_key: dict[str, list[Attempt]] = field(default_factory=dict, repr=False, compare=False)
+    _members: dict[int, dict[str, Attempt]] = field(default_factory=dict, repr=False, compare=False)
 
     def by_key(self) -> dict[str, list[Attempt]]:
-        """Return the attempts per recipient key, in attempt order."""
-        index: dict[str, list[Attempt]] = {}
-        for attempt in self.attempts.values():
-            index.setdefault(attempt.key, []).append(attempt)
-        for attempts in index.values():
-            attempts.sort(key=lambda a: a.number)
-        return index
+        """Return the attempts per recipient key, in attempt order (the ledger's own index: read only)."""
+        return self._by_key
+
+    def attempts_of(self, key: str) -> list[Attempt]:
+        """Return the attempts of recipient ``key``, in attempt order."""
+        return self._by_key.get(key, [])
+
+    def _index(self, attempt: Attempt) -> None:
+        previous = self.attempts.get(attempt.correlation_id)
+        if previous is not None:
+            self._members.get(previous.chunk, {}).pop(previous.correlation_id, None)
+            self.dirty.add(previous.chunk)
+        self.attempts[attempt.correlation_id] = attempt
+        self._members.setdefault(attempt.chunk, {})[attempt.correlation_id] = attempt
+        mine = [a for a in self._by_key.get(attempt.key, []) if a.correlation_id != attempt.correlation_id]
+        mine.append(attempt)
+        mine.sort(key=lambda a: a.number)
+        self._by_key[attempt.key] = mine
 
     def open_chunk(self, wanted: Iterable[tuple[str, int]], sent_by: float) -> list[Attempt]:
         """Write-ahead records for ``(key, number)`` pairs in a new chunk (a resent attempt moves)."""
@@ -104,28 +146,35 @@ class Ledger:
         opened = []
         for key, number in wanted:
             cid = attempt_correlation_id(self.campaign_id, key, number)
-            previous = self.attempts.get(cid)
-            if previous is not None:
-                self.dirty.add(previous.chunk)
             attempt = Attempt(key=key, number=number, correlation_id=cid, chunk=chunk, sent_by=sent_by)
-            self.attempts[cid] = attempt
+            self._index(attempt)
             opened.append(attempt)
         self.dirty.add(chunk)
         return opened
 
+    def record(self, attempt: Attempt, placement: Placement) -> None:
+        """Apply the answer to ``attempt``'s creating request (a listing seen meanwhile is kept)."""
+        attempt.instance_id = attempt.instance_id or placement.instance_id
+        attempt.channel_id = attempt.channel_id or placement.channel_id
+        if attempt.state is AttemptState.SENDING and placement.state is not AttemptState.SENDING:
+            attempt.state = placement.state
+            attempt.retry_at, attempt.error = placement.retry_at, placement.error
+        self.dirty.add(attempt.chunk)
+
     def chunk_payload(self, chunk: int) -> dict[str, Any]:
-        return {a.correlation_id: a.to_json() for a in self.attempts.values() if a.chunk == chunk}
+        return {cid: a.to_json() for cid, a in self._members.get(chunk, {}).items()}
 
     def header(self) -> dict[str, Any]:
         return {"campaign_id": self.campaign_id, "started_at": self.started_at, "chunks": self.chunks}
 
     @classmethod
     def restore(cls, header: Mapping[str, Any], chunk: Callable[[int], Mapping[str, Any] | None]) -> Ledger:
-        """Return the ledger rebuilt from its header and a reader of chunk ``i``."""
+        """Return the ledger rebuilt from its header and a reader of chunk ``i`` (a later chunk wins)."""
         ledger = cls(str(header["campaign_id"]), float(header["started_at"]), chunks=int(header["chunks"]))
         for number in range(ledger.chunks):
-            for cid, data in (chunk(number) or {}).items():
-                ledger.attempts[cid] = Attempt.from_json(data, number)
+            for data in (chunk(number) or {}).values():
+                ledger._index(Attempt.from_json(data, number))
+        ledger.dirty.clear()
         return ledger
 
     # -- reconciliation ------------------------------------------------------------------------
@@ -136,22 +185,38 @@ class Ledger:
         now: float,
         lookup_tolerance: float,
         joined: Callable[[Attempt, AIAgentInstance], tuple[bool | None, str | None]],
-    ) -> None:
-        """Bring every attempt up to date with the listing (``listed``: correlation id -> instance).
+        in_flight: Collection[str] = (),
+    ) -> set[str]:
+        """Bring the attempts up to date with the listing (``listed``: correlation id -> instance).
 
-        ``joined(attempt, instance)`` tells for a Finished instance whether the person joined, and
-        when they answered.
+        Only listed attempts and attempts of unknown outcome can change; one whose request is still
+        ``in_flight`` (correlation ids) is never concluded not placed. ``joined(attempt, instance)``
+        tells for a Finished instance whether the person joined, and when they answered. Return the
+        keys of the recipients whose attempts changed.
         """
-        for cid, attempt in self.attempts.items():
-            instance = listed.get(cid)
-            before = attempt.to_json()
+        candidates = [self.attempts[cid] for cid in listed if cid in self.attempts]
+        candidates += [
+            a
+            for a in self.attempts.values()
+            if a.state is AttemptState.SENDING and a.correlation_id not in listed
+        ]
+        changed: set[str] = set()
+        for attempt in candidates:
+            instance = listed.get(attempt.correlation_id)
+            before = attempt.fingerprint()
             if instance is not None:
                 self._observe(attempt, instance, now, joined)
-            elif attempt.state is AttemptState.SENDING and now >= (attempt.sent_by or 0) + lookup_tolerance:
+            elif (
+                attempt.state is AttemptState.SENDING
+                and now >= (attempt.sent_by or 0) + lookup_tolerance
+                and attempt.correlation_id not in in_flight
+            ):
                 attempt.state = AttemptState.NOT_PLACED
                 attempt.error = "not listed within lookup_tolerance after the send: concluded not placed"
-            if attempt.to_json() != before:
+            if attempt.fingerprint() != before:
                 self.dirty.add(attempt.chunk)
+                changed.add(attempt.key)
+        return changed
 
     @staticmethod
     def _observe(

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.validation import validate_phone_number
+from airflow_provider_ice.api.validation import json_object, validate_phone_number
 
 #: The recipient file formats, chosen by suffix unless given.
 FORMATS = ("jsonl", "csv")
@@ -203,15 +203,10 @@ def _renderer(template: dict[str, Any] | str | None) -> Any:
             rendered = fill(compiled, variables)
         except TemplateError as error:  # UndefinedError: a field this recipient does not have
             raise RecipientError(position, f"user_data_template does not render: {error}") from None
-        if isinstance(rendered, str):
-            try:
-                rendered = json.loads(rendered)
-            except ValueError:
-                raise RecipientError(
-                    position, "user_data_template must render to a JSON object, got text that is not JSON"
-                ) from None
-        if not isinstance(rendered, dict):
-            raise RecipientError(position, "user_data_template must render to a JSON object")
+        try:
+            rendered = json_object(rendered, "user_data_template")
+        except IceValidationError as error:
+            raise RecipientError(position, str(error)) from None
         if CORRELATION_KEY in rendered:
             raise RecipientError(
                 position, f"UserData may not set the provider's reserved key {CORRELATION_KEY!r}"

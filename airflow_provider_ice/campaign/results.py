@@ -56,7 +56,7 @@ def _row(position: int, attempt: Attempt, agent_id: str, kind: str) -> dict[str,
         "sent_by": iso_epoch(attempt.sent_by),
         "answered_at": attempt.answered_at,
         "finished_seen_at": iso_epoch(attempt.finished_at),
-        "call_log_uri": None,
+        "call_log_uri": attempt.call_log_uri,
         "error": attempt.error,
     }
 

@@ -22,9 +22,10 @@ from typing import Any
 from airflow_provider_ice.emulator.call_log import CallLogSigner
 from airflow_provider_ice.emulator.config import EmulatorConfig, scenario_of
 from airflow_provider_ice.emulator.faults import FaultInjector
+from airflow_provider_ice.emulator.identity import derive, identity_of
 from airflow_provider_ice.emulator.quotas import QuotaEnforcer
 from airflow_provider_ice.emulator.secrets import SecretLedger
-from airflow_provider_ice.emulator.store import FINISHED, Instance, Store, derive, identity_of, iso_utc
+from airflow_provider_ice.emulator.store import FINISHED, Instance, Store, iso_utc
 from airflow_provider_ice.emulator.wire import ApiError, invalid_parameter, missing_parameter
 
 Params = dict[str, str]

@@ -29,8 +29,9 @@ from airflow_provider_ice.api.call_log import (
     CallLogMetrics,
     CallLogTurn,
 )
+from airflow_provider_ice.emulator.identity import wire_names
 from airflow_provider_ice.emulator.secrets import SecretLedger
-from airflow_provider_ice.emulator.store import Instance, identity_of
+from airflow_provider_ice.emulator.store import Instance
 
 CALLLOG_PREFIX = "/_calllogs/"
 BUCKET = "ice-emulator-calllogs"
@@ -164,7 +165,6 @@ def _metrics(rng: random.Random, turns: list[CallLogTurn]) -> CallLogMetrics:
 def build_call_log(seed: int | None, instance: Instance) -> CallLog:
     """Return the call log of a Finished instance, identical for the same seed and instance id."""
     rng = random.Random(f"{seed}:{instance.instance_id}:calllog")
-    ident = identity_of(seed, instance)
     end_ms = _ms(instance.finished_at - instance.created_at)
     joined = instance.user_joined()
     turns: list[CallLogTurn] = []
@@ -175,13 +175,7 @@ def build_call_log(seed: int | None, instance: Instance) -> CallLog:
         turns = _turns(rng, greeting, _ms(instance.join_at - instance.created_at), end_ms, idle)
     return CallLog(
         SchemaVersion=SCHEMA_VERSION,
-        InstanceId=instance.instance_id,
-        AIAgentId=instance.agent_id,
-        ChannelId=ident.channel_id,
-        SessionId=instance.session_id,
-        AIAgentUserId=ident.agent_user_id,
-        UserId=ident.user_id,
-        UserData=instance.user_data,
+        **wire_names(seed, instance),
         StartTime=datetime.fromtimestamp(instance.created_at, tz=timezone.utc),
         EndTime=datetime.fromtimestamp(instance.finished_at, tz=timezone.utc),
         DurationMs=end_ms,

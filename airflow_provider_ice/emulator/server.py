@@ -90,6 +90,8 @@ class IceEmulator:
             raise RuntimeError("the emulator is not running; call start() first")
         return self._port
 
+    # Read-only views of the config (pass-throughs, no logic): what a test gives a client or a
+    # connection, like the hook's endpoint and region (hooks/ice.py).
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``: the endpoint to give a client or an Airflow connection."""

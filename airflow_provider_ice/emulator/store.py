@@ -18,18 +18,17 @@ A caller can script one call through its UserData (a JSON object) under the key 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.emulator.config import EmulatorConfig, Scenario, scenario_of, scenario_seconds
+from airflow_provider_ice.emulator.identity import derive, wire_names
 
 CREATED, EXECUTING, FINISHED = "Created", "Executing", "Finished"
 
@@ -38,11 +37,6 @@ def iso_utc(epoch: float) -> str:
     """``2025-07-18T06:39:08.000+00:00``, the GmtCreate format of the service."""
     moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
-
-
-def derive(seed: int | None, instance_id: str, purpose: str, size: int = 16) -> str:
-    """Return a stable pseudo-random hex string for one instance (ids, tokens) without storing it."""
-    return hashlib.blake2b(f"{seed}:{instance_id}:{purpose}".encode(), digest_size=size).hexdigest()
 
 
 def _uniform(seed: int | None, instance_id: str, purpose: str) -> float:
@@ -346,17 +340,11 @@ class Store:
         for instance in self:
             if agent_id is not None and instance.agent_id != agent_id:
                 continue
-            status, ident, iid = instance.status(now), identity_of(seed, instance), instance.instance_id
+            status, iid = instance.status(now), instance.instance_id
             finished = status == FINISHED
             states.append(
                 {
-                    "InstanceId": iid,
-                    "AIAgentId": instance.agent_id,
-                    "ChannelId": ident.channel_id,
-                    "AIAgentUserId": ident.agent_user_id,
-                    "UserId": ident.user_id,
-                    "UserData": instance.user_data,
-                    "SessionId": instance.session_id,
+                    **wire_names(seed, instance),
                     "Kind": instance.kind,
                     "Status": status,
                     "CreatedAt": iso_utc(instance.created_at),
@@ -375,25 +363,3 @@ class Store:
 
     def __len__(self) -> int:
         return len(self.by_id)
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The channel names of one instance, derived from its id (nothing extra stored per instance)."""
-
-    channel_id: str
-    agent_user_id: str
-    user_id: str
-    auth_token: str
-
-
-def identity_of(seed: int | None, instance: Instance) -> Identity:
-    """Return the channel names of ``instance``: given at creation, else derived from its id."""
-    runtime = instance.runtime or {}
-    iid = instance.instance_id
-    return Identity(
-        channel_id=str(runtime.get("ChannelId") or derive(seed, iid, "channel")),
-        agent_user_id=str(runtime.get("AgentUserId") or "agent-" + derive(seed, iid, "agent", 6)),
-        user_id=instance.user_id or "user-" + derive(seed, iid, "user", 6),
-        auth_token=str(runtime.get("AuthToken") or derive(seed, iid, "auth-token", 24)),
-    )

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_ice.api.errors import IceValidationError
-from airflow_provider_ice.api.signing import Credentials
 from airflow_provider_ice.api.validation import bounded_number
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.ratelimit import RateLimits
+    from airflow_provider_ice.api.signing import Credentials
 
 DEFAULT_REGION = "cn-shanghai"
 ENV_ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
@@ -130,6 +130,8 @@ def _credentials(
         raise IceValidationError(
             "credentials", f"{source} has only half an AccessKey pair: the {missing} is missing"
         )
+    from airflow_provider_ice.api.signing import Credentials  # signing is imported when used, not at parse
+
     return Credentials(login, password, token)
 
 

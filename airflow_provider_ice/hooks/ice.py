@@ -11,7 +11,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from airflow_provider_ice._compat import mask_secret_nonblocking
@@ -95,6 +94,9 @@ class IceHook(BaseHook):
         """Return the settings resolved with the async connection lookup (safe inside a triggerer)."""
         if "settings" in self.__dict__:
             return self.settings
+        # Imported here: only triggers look connections up asynchronously (it is not free at DAG parse).
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
         try:
             conn: Connection | None = await get_async_connection(self.ice_conn_id, hook=type(self))
         except AirflowNotFoundException:
@@ -116,6 +118,8 @@ class IceHook(BaseHook):
             extras,
         )
 
+    # Read-only views of the connection's settings (pass-throughs, no logic), like the emulator's
+    # url and access_key_* (emulator/server.py).
     @property
     def endpoint(self) -> str:
         """The ICE endpoint URL the clients use."""
@@ -129,6 +133,13 @@ class IceHook(BaseHook):
     def allows_plain_http(self) -> bool:
         """True only when the connection's endpoint explicitly says ``http://`` (local emulator)."""
         return self.settings.endpoint.startswith("http://")
+
+    def download_options(self) -> dict[str, Any]:
+        """Return how this connection fetches call-log URLs: a downloader's ``allow_http`` and ``verify``.
+
+        It looks the connection up synchronously: call it before an event loop starts.
+        """
+        return {"allow_http": self.allows_plain_http, "verify": self.settings.verify}
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -194,7 +205,7 @@ class IceHook(BaseHook):
 
     # -- API ----------------------------------------------------------------------------------
     # Typed pass-throughs to the client (the hook's public API, mocked by operator tests); they
-    # repeat the client's signatures on purpose and add no logic.
+    # repeat the client's signatures on purpose and add no logic, so they also look like each other.
 
     def generate_ai_agent_call(
         self,

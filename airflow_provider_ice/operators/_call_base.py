@@ -26,18 +26,17 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
 from airflow_provider_ice.api.validation import (
-    parse_time,
     positive_seconds,
     require_non_empty,
     validate_flag,
     validate_int_range,
 )
 from airflow_provider_ice.api.waiting import (
-    WINDOW_MARGIN,
     Action,
     InstanceTarget,
     WaitTracker,
     poll_step,
+    window_after,
 )
 from airflow_provider_ice.exceptions import (
     IceAgentWaitTimeout,
@@ -182,12 +181,8 @@ class IceAgentCallBaseOperator(CallPlacementMixin, IceHookMixin, BaseOperator):
     # -- waiting ------------------------------------------------------------------------------
 
     def _wait(self, context: Context, record: dict[str, Any]) -> dict[str, Any]:
-        target = InstanceTarget(
-            agent_id=self.agent_id,
-            correlation_id=record.get("correlation_id"),
-            channel_id=record.get("channel_id"),
-            instance_id=record.get("instance_id"),
-            window_start=parse_time(record["created_at"], "created_at") - WINDOW_MARGIN,
+        target = InstanceTarget.named_by(
+            {**record, "agent_id": self.agent_id}, window_after(record["created_at"], "created_at")
         )
         now = time.time()
         end_time = now + self.timeout

@@ -18,9 +18,8 @@ from airflow_provider_ice.api.errors import (
     IceThrottlingError,
     IceTransportError,
 )
-from airflow_provider_ice.api.models import InstanceStatus
 from airflow_provider_ice.api.validation import iso, parse_time, utcnow
-from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, find_instance
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, find_instance, window_after
 from airflow_provider_ice.exceptions import IceAgentCallError
 from airflow_provider_ice.links import IceAIAgentInstanceLink, console_url
 
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.sdk._shared.logging.types import Logger
 
-    from airflow_provider_ice.api.models import AIAgentInstance
+    from airflow_provider_ice.api.models import AIAgentInstance, InstanceStatus
     from airflow_provider_ice.hooks.ice import IceHook
 
 #: Seconds between listings while looking for an instance whose creation outcome is unknown.
@@ -119,6 +118,9 @@ class CallPlacementMixin:
         return self._adopt(instance, correlation_id, since)
 
     def _recover_stored(self, stored: StoredCall) -> dict[str, Any] | None:
+        # Only a retry gets here: the models (pydantic) stay out of every DAG file's parse.
+        from airflow_provider_ice.api.models import InstanceStatus
+
         record, earlier = stored.record, stored.correlation_id
         if stored.pending:
             if earlier is None:
@@ -173,7 +175,7 @@ class CallPlacementMixin:
             return self.hook.describe_ai_agent_instance(instance_id).status
         if not correlation_id:
             return None
-        found = self._find(correlation_id, parse_time(record["created_at"], "created_at") - WINDOW_MARGIN)
+        found = self._find(correlation_id, window_after(record["created_at"], "created_at"))
         return None if found is None else found.status
 
     # -- placing ------------------------------------------------------------------------------
@@ -286,7 +288,7 @@ class CallPlacementMixin:
         dag_run = context.get("dag_run")
         started = getattr(dag_run, "start_date", None)
         if started is not None:
-            return parse_time(started, "dag_run.start_date") - WINDOW_MARGIN
+            return window_after(started, "dag_run.start_date")
         return utcnow() - self.lookback
 
     def _remember(self, context: Context, store: CallStore, record: dict[str, Any]) -> None:

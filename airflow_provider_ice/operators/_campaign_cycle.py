@@ -1,30 +1,26 @@
-"""One pass of a campaign on the worker: reconcile, place what is due, then finish or say how to wait.
+"""A campaign on the worker: reconcile, place what is due for as long as it can, then finish or wait.
 
 :class:`CampaignCycle` is built on every start and resume of the task (a resumed task is a new
-operator object), reads the recipients and the checkpoint, and :meth:`CampaignCycle.step` does one
-pass. The scheduling decisions are :func:`airflow_provider_ice.campaign.plan.decide`'s.
+operator object), reads the recipients and the checkpoint, and :meth:`CampaignCycle.step` places
+until nothing more can be placed now. Who is due is decided by
+:class:`~airflow_provider_ice.campaign.agenda.Agenda`; the requests go out from a
+:class:`~._campaign_send.Sender` thread.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
-import re
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ice.api.correlation import embed_correlation_id, make_correlation_id
-from airflow_provider_ice.api.errors import (
-    IceApiError,
-    IceAuthError,
-    IceConcurrencyLimitError,
-    IceOutcomeUnknownError,
-    IceServerError,
-    IceThrottlingError,
-)
+from airflow_provider_ice.api.correlation import make_correlation_id
 from airflow_provider_ice.api.waiting import WINDOW_MARGIN
+from airflow_provider_ice.campaign.agenda import Agenda
 from airflow_provider_ice.campaign.ledger import (
     CHUNK_SIZE,
     Attempt,
@@ -33,15 +29,23 @@ from airflow_provider_ice.campaign.ledger import (
     attempt_correlation_id,
     iso_epoch,
 )
-from airflow_provider_ice.campaign.plan import Next, decide
 from airflow_provider_ice.campaign.recipients import Recipient, RecipientSpec, prepare
 from airflow_provider_ice.campaign.results import result_rows, summarise
 
-from ._campaign_io import Checkpoint, JoinedProbe, campaign_client, list_campaign_instances, read_recipients
+from ._campaign_io import (
+    Checkpoint,
+    JoinedProbe,
+    campaign_client,
+    list_campaign_instances,
+    read_recipients,
+    write_results,
+)
+from ._campaign_send import Placement, Sender, place_call
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.triggers.campaign import IceCampaignTrigger
 
     from .campaign import IceAgentCallCampaignOperator
@@ -49,11 +53,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The write-ahead record promises that its sends happen within this many seconds of it.
-SEND_HORIZON = 5.0
-#: While a batch is being sent, responses (InstanceIds) are checkpointed at most this often.
-CHECKPOINT_EVERY = 0.25
-RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.json"
+SEND_HORIZON = 10.0
+#: A write-ahead batch holds at most this many seconds of sends at ``calls_per_second``.
+BATCH_SECONDS = 2.0
+#: Responses and statuses (InstanceIds, outcomes) are checkpointed at most this often while placing:
+#: a resume would learn them again from the listing, so they need not hold up the sends.
+CHECKPOINT_EVERY = 2.0
+#: While the sender is busy, the main thread tells who joined for at most this long at a time.
+PROBE_SLICE = 0.05
+#: Waiting for free slots stays on the worker (sweeping every ``poll_interval``) for at most this
+#: long; a longer wait is handed to the triggerer.
+CAPACITY_WAIT = 10.0
 
 
 @dataclass
@@ -96,6 +106,7 @@ class CampaignCycle:
         raw = read_recipients(operator.recipients, operator.recipients_format, operator.destination_conn_id)
         # Every recipient is validated and rendered before anything is sent.
         self.recipients, self.rejected = prepare(raw, spec)
+        self.by_key = {r.key: r for r in self.recipients}
         ti = context["ti"]
         self.campaign_id = operator.campaign_id or make_correlation_id(
             ti.dag_id, ti.run_id, ti.task_id, ti.map_index
@@ -103,6 +114,8 @@ class CampaignCycle:
         self.checkpoint = Checkpoint(context)
         ledger, self.extra = self.checkpoint.load(self.campaign_id)
         now = time.time()
+        #: A new ledger knows nothing: its first reconciliation reads the whole listing to adopt.
+        self.fresh = ledger is None
         if ledger is None:
             ledger = Ledger(self.campaign_id, started_at=self._started_at(now))
             if getattr(ti, "try_number", 1) > 1 and not self.checkpoint.durable:
@@ -119,14 +132,27 @@ class CampaignCycle:
             for r in self.recipients
             for n in range(1, operator.policy.max_attempts + 1)
         }
-        settings = operator.hook.settings
         self.client = campaign_client(operator.hook)
         self.probe = JoinedProbe(
             self.client,
             operator.call_type,
-            {"allow_http": bool(operator.hook.allows_plain_http), "verify": settings.verify},
+            operator.hook.download_options(),
+            call_logs=operator.call_log_folder(),
         )
-        self._next_send = time.monotonic()
+        self.send_client = campaign_client(operator.hook)  # the sender thread's own
+        self.in_flight: set[str] = set()  # correlation ids handed to the sender, not answered yet
+        self.probes: dict[str, tuple[Attempt, AIAgentInstance]] = {}  # Finished, joined not yet told
+        self._submitted: collections.deque[int] = collections.deque()  # chunks handed over, in order
+        self._paused_until = 0.0  # after a throttling or agent-full answer
+        self.agenda = Agenda(
+            self.by_key,
+            self.ledger,
+            policy=operator.policy,
+            window=operator.window,
+            default_timezone=operator.default_timezone,
+        )
+        self._swept = -math.inf
+        self._saved = time.monotonic()
         log.info(
             "Campaign %s: %d recipient(s), %d rejected, %d attempt(s) on record",
             self.campaign_id,
@@ -150,39 +176,90 @@ class CampaignCycle:
     def close(self) -> None:
         self.probe.close()
         self.client.close()
+        self.send_client.close()
 
     # -- one pass -------------------------------------------------------------------------------
 
     def step(self) -> StepOutcome:
+        """Reconcile, then place calls for as long as any can be placed; finish or say how to wait.
+
+        The worker keeps placing while calls are due and slots free up (the listing is swept every
+        ``poll_interval`` meanwhile); a wait for free slots stays on the worker for at most
+        :data:`CAPACITY_WAIT`. Any other wait (the last calls' outcomes, a redial or the calling
+        window) is the triggerer's. Sends run in the :class:`~._campaign_send.Sender` thread.
+        """
         self.reconcile()
-        now = time.time()
-        calls, later = self._plan(now)
-        hold = float(self.extra.get("hold_until") or 0)
-        if hold > now:
-            later.append(hold)
-        else:
-            free = self.op.max_active_calls - len(self.ledger.active())
-            if calls and free > 0:
-                self._place(calls[:free])
-                calls, later = self._plan(time.time())
+        self.agenda.refresh(self.by_key, time.time())
+        sender = Sender(self._send, self.op.calls_per_second)
+        try:
+            self._loop(sender)
+        finally:
+            sender.close()
+            self._drain(sender)
+        self._probe(None)
+        return self._outcome()
+
+    def _loop(self, sender: Sender) -> None:
+        blocked_since: float | None = None
+        while True:
+            self._drain(sender)
+            now = time.time()
+            self.agenda.advance(now)
+            if time.monotonic() - self._swept >= self.op.poll_interval and self.ledger.active():
+                self.reconcile()
+            hold = max(float(self.extra.get("hold_until") or 0), self._paused_until)
+            # Calls started and not seen Finished; the sender starts at most the free slots.
+            sent, waiting = sender.counts()
+            free = self.op.max_active_calls - (len(self.ledger.active()) - waiting)
+            sender.allow(sent, free)
+            if self.agenda.due and hold <= now and free > 0 and sender.in_flight < 2:
+                self._place(sender, self.agenda.take(self._batch_size(), now))
+                blocked_since = None
+            elif sender.in_flight and self.probes:
+                self._probe(PROBE_SLICE)  # while the sender has a batch in hand
+                self._drain(sender)
+            elif sender.in_flight:
+                self._drain(sender, wait=self._swept + self.op.poll_interval - time.monotonic())
+            elif self.agenda.due and hold <= now + CAPACITY_WAIT:
+                # Paused (a throttling answer) until ``hold``, or full until a sweep frees a slot.
+                blocked_since = now if blocked_since is None else blocked_since
+                sweep_at = now + self._swept + self.op.poll_interval - time.monotonic()
+                until = hold if hold > now else sweep_at
+                if until - blocked_since > CAPACITY_WAIT:
+                    return
+                if self.probes:
+                    self._probe(max(0.0, until - now))
+                else:
+                    time.sleep(max(0.0, until - now))
+            else:
+                return
+            if time.monotonic() - self._saved >= CHECKPOINT_EVERY:
+                self._save()
+
+    def _outcome(self) -> StepOutcome:
+        self._save()
         active = self.ledger.active()
-        self.checkpoint.save(self.ledger, **self.extra)
-        if not active and not later and not calls:
+        later = list(self.agenda.later.values())
+        hold = float(self.extra.get("hold_until") or 0)
+        if hold > time.time():
+            later.append(hold)
+        if not active and not later and not self.agenda.due:
             return StepOutcome(summary=self._finish())
         # A redial or window coming due matters only if a slot will be free for it: with more calls
         # due than free slots, finished calls (which the trigger reports) are what wakes the task.
-        wake = [*later] if len(calls) < self.op.max_active_calls - len(active) else []
+        wake = later if len(self.agenda.due) < self.op.max_active_calls - len(active) else []
         wake += [
             (a.sent_by or 0) + self.op.lookup_tolerance for a in active if a.state is AttemptState.SENDING
         ]
         wake += [(a.sent_by or 0) + self.op.not_found_timeout for a in active if a.status is None]
         # With calls still due, resume as soon as a quarter of the slots (or all that are due) free up.
-        need = min(len(calls), max(1, self.op.max_active_calls // 4)) if calls else len(active)
+        due = len(self.agenda.due)
+        need = min(due, max(1, self.op.max_active_calls // 4)) if due else len(active)
         log.info(
             "Campaign %s: %d call(s) in progress, %d due, %d waiting for their time",
             self.campaign_id,
             len(active),
-            len(calls),
+            len(self.agenda.due),
             len(later),
         )
         return StepOutcome(
@@ -192,15 +269,46 @@ class CampaignCycle:
             window_start=iso_epoch(self.ledger.started_at - WINDOW_MARGIN.total_seconds()) or "",
         )
 
+    def _save(self) -> None:
+        self.checkpoint.save(self.ledger, **self.extra)
+        self._saved = time.monotonic()
+
     def reconcile(self) -> None:
-        """Bring the ledger up to date with the listing, adopting listed attempts it does not know."""
-        listed = list_campaign_instances(self.client, self.op.agent_id, self.ledger, self.expected)
+        """Bring the ledger up to date with the listing, adopting listed attempts it does not know.
+
+        A new ledger reads the whole window. Otherwise only the calls in progress are looked for,
+        newest first, up to the first call of ours sent before all of them.
+        """
+        active = self.ledger.active()
+        if self.fresh:
+            listed = list_campaign_instances(
+                self.client, self.op.agent_id, self.expected, start=self.ledger.started_at
+            )
+        else:
+            oldest = min((a.sent_by or 0 for a in active), default=time.time())
+            attempts = self.ledger.attempts
+
+            def is_older(cid: str) -> bool:
+                attempt = attempts.get(cid)
+                return attempt is not None and (attempt.sent_by or 0) < oldest
+
+            listed = list_campaign_instances(
+                self.client,
+                self.op.agent_id,
+                self.expected,
+                start=max(self.ledger.started_at, oldest - SEND_HORIZON),
+                wanted=[a.correlation_id for a in active],
+                is_older=is_older,
+            )
+        self._swept = time.monotonic()
         unknown = [self.expected[cid] for cid in listed if cid not in self.ledger.attempts]
         if unknown:
             log.info("Adopting %d listed call(s) missing from the checkpoint", len(unknown))
             self.ledger.open_chunk(unknown, sent_by=self.ledger.started_at)
+        self.fresh = False
         now = time.time()
-        self.ledger.reconcile(listed, now, self.op.lookup_tolerance, self.probe)
+        tolerance = self.op.lookup_tolerance
+        changed = self.ledger.reconcile(listed, now, tolerance, self._probe_later, self.in_flight)
         for attempt in self.ledger.active():
             unlisted = attempt.state is AttemptState.PLACED and attempt.status is None
             if unlisted and now >= (attempt.sent_by or 0) + self.op.not_found_timeout:
@@ -208,138 +316,84 @@ class CampaignCycle:
                 attempt.finished_at = now
                 attempt.error = "accepted by the service but never listed within not_found_timeout"
                 self.ledger.dirty.add(attempt.chunk)
+                changed.add(attempt.key)
+        self.agenda.refresh(changed, now)
 
-    def _plan(self, now: float) -> tuple[list[tuple[Recipient, int]], list[float]]:
-        by_key = self.ledger.by_key()
-        calls: list[tuple[Recipient, int]] = []
-        later: list[float] = []
-        for recipient in self.recipients:
-            decision = decide(
-                by_key.get(recipient.key, []),
-                now,
-                policy=self.op.policy,
-                window=self.op.window,
-                tz=recipient.timezone or self.op.default_timezone,
-            )
-            if decision.next is Next.CALL:
-                calls.append((recipient, decision.number))
-            elif decision.next is Next.LATER and decision.at is not None:
-                later.append(decision.at)
-        return calls, later
+    def _probe_later(self, attempt: Attempt, instance: AIAgentInstance) -> tuple[bool | None, str | None]:
+        """Queue a Finished call for :meth:`_probe` (placing comes first); unknown until then."""
+        self.probes[attempt.correlation_id] = (attempt, instance)
+        return None, None
+
+    def _probe(self, budget: float | None) -> None:
+        """Tell whether the people of queued Finished calls joined (for ``budget`` seconds; None: all)."""
+        deadline = None if budget is None else time.monotonic() + budget
+        keys = []
+        while self.probes and (deadline is None or time.monotonic() < deadline):
+            attempt, instance = self.probes.pop(next(iter(self.probes)))
+            attempt.joined, attempt.answered_at = self.probe(attempt, instance)
+            self.ledger.dirty.add(attempt.chunk)
+            keys.append(attempt.key)
+        self.agenda.refresh(keys, time.time())  # a redial may now be due
+
+    def _batch_size(self) -> int:
+        by_rate = math.ceil(self.op.calls_per_second * BATCH_SECONDS)
+        return max(1, min(CHUNK_SIZE, by_rate, self.op.max_active_calls))
 
     # -- placing --------------------------------------------------------------------------------
 
-    def _place(self, calls: list[tuple[Recipient, int]]) -> None:
-        interval = 1.0 / self.op.calls_per_second
-        for start in range(0, len(calls), CHUNK_SIZE):
-            batch = calls[start : start + CHUNK_SIZE]
-            attempts = self.ledger.open_chunk(
-                [(r.key, n) for r, n in batch], sent_by=time.time() + SEND_HORIZON
-            )
-            self.checkpoint.save(self.ledger, **self.extra)  # write-ahead, before any of them is sent
-            saved = time.monotonic()
-            for index, ((recipient, _), attempt) in enumerate(zip(batch, attempts, strict=True)):
-                delay = self._next_send - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                self._next_send = max(self._next_send, time.monotonic()) + interval
-                if time.time() > (attempt.sent_by or 0) - 0.5:
-                    horizon = time.time() + SEND_HORIZON
-                    for unsent in attempts[index:]:
-                        unsent.sent_by = horizon
-                    self.ledger.dirty.add(attempt.chunk)
-                    self.checkpoint.save(self.ledger, **self.extra)
-                if not self._send(recipient, attempt):
-                    for unsent in attempts[index + 1 :]:
-                        unsent.state, unsent.retry_at = AttemptState.NOT_PLACED, attempt.retry_at
-                    self.checkpoint.save(self.ledger, **self.extra)
-                    return
-                if time.monotonic() - saved >= CHECKPOINT_EVERY:
-                    self.checkpoint.save(self.ledger, **self.extra)
-                    saved = time.monotonic()
-            self.checkpoint.save(self.ledger, **self.extra)
+    def _place(self, sender: Sender, batch: list[tuple[Recipient, int]]) -> None:
+        """Write the batch ahead to the checkpoint, then hand it to the sender."""
+        if not batch:
+            return
+        sent_by = time.time() + SEND_HORIZON
+        attempts = self.ledger.open_chunk([(r.key, n) for r, n in batch], sent_by=sent_by)
+        chunk = attempts[0].chunk
+        self.checkpoint.save_chunks(self.ledger, [chunk], **self.extra)  # before any of them is sent
+        self.in_flight.update(a.correlation_id for a in attempts)
+        self._submitted.append(chunk)
+        sender.submit([(r, a) for (r, _), a in zip(batch, attempts, strict=True)], sent_by)
 
-    def _send(self, recipient: Recipient, attempt: Attempt) -> bool:
-        """Place one attempt; False when throttled or the agent is full (stop placing for now)."""
-        user_data = embed_correlation_id(recipient.user_data, attempt.correlation_id)
-        client = self.client
-        self.ledger.dirty.add(attempt.chunk)
-        try:
-            if self.op.call_type == "phone":
-                response: Any = client.start_ai_agent_outbound_call(
-                    self.op.agent_id,
-                    called_number=recipient.called_number or "",
-                    caller_number=self.op.caller_number or "",
-                    config=self.op.outbound_config,
-                    user_data=user_data,
-                )
-            else:
-                user_id = recipient.fields.get(self.op.user_id_field) if self.op.user_id_field else None
-                # The Token stays a SecretStr in the response and is dropped here: nobody joins a
-                # campaign's app call through this task (see campaign_client on masking).
-                response = client.generate_ai_agent_call(
-                    self.op.agent_id, user_id=None if user_id is None else str(user_id), user_data=user_data
-                )
-                attempt.channel_id = response.channel_id
-        except (IceOutcomeUnknownError, IceServerError) as error:
-            log.warning("Outcome of %s unknown (%s): the listing will tell", attempt.correlation_id, error)
-            return True
-        except (IceThrottlingError, IceConcurrencyLimitError) as error:
-            # Throttled, or the agent is full (a smaller concurrent-call cap than max_active_calls):
-            # nothing was created, so the attempt is placed again once the pause is over.
-            attempt.state = AttemptState.NOT_PLACED
-            attempt.retry_at = time.time() + max(1.0, error.retry_after or 0.0)
-            log.warning("%s placing %s: pausing placement", type(error).__name__, attempt.correlation_id)
-            return False
-        except IceAuthError:
-            raise
-        except IceApiError as error:
-            attempt.state, attempt.error = AttemptState.REFUSED, str(error)
-            log.warning("Call to recipient %r refused: %s", recipient.key, error)
-            return True
-        attempt.state = AttemptState.PLACED
-        attempt.instance_id = response.instance_id
-        return True
+    def _drain(self, sender: Sender, wait: float | None = None) -> None:
+        """Apply the sender's reports; with ``wait``, until a batch is done or ``wait`` seconds passed."""
+        deadline = None if wait is None else time.monotonic() + wait
+        changed: set[str] = set()
+        done: list[int] = []
+        while True:
+            report = sender.next_report(None if deadline is None else deadline - time.monotonic())
+            if report is None:
+                break
+            if report.error is not None:
+                raise report.error
+            if report.done:
+                sender.in_flight -= 1
+                done.append(self._submitted.popleft())
+                deadline = None  # a batch slot is free: apply what is there and go on
+            elif report.attempt is not None and report.placement is not None:
+                self.in_flight.discard(report.attempt.correlation_id)
+                self.ledger.record(report.attempt, report.placement)
+                if report.placement.retry_at is not None:
+                    self._paused_until = max(self._paused_until, report.placement.retry_at)
+                changed.add(report.attempt.key)
+        answered = [chunk for chunk in done if chunk in self.ledger.dirty]
+        if answered:  # a batch's answers (InstanceIds)
+            self.checkpoint.save_chunks(self.ledger, answered, **self.extra)
+        self.agenda.refresh(changed, time.time())
+
+    def _send(self, recipient: Recipient, attempt: Attempt) -> Placement:
+        """Send one attempt's creating request (in the sender thread; the ledger is not touched)."""
+        return place_call(self.send_client, self.op, recipient, attempt)
 
     # -- results --------------------------------------------------------------------------------
 
     def _finish(self) -> dict[str, Any]:
-        from airflow_provider_ice import storage
-
         rows = result_rows(
             self.recipients, self.rejected, self.ledger, agent_id=self.op.agent_id, kind=self.op.call_type
         )
         summary = summarise(rows, recipients=len(self.recipients) + len(self.rejected))
         summary.update(campaign_id=self.campaign_id, agent_id=self.op.agent_id, call_type=self.op.call_type)
-        final = self._partition()
-        with storage.staged_partition(final) as staging:
-            with (staging / RESULTS_FILE).open("w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, sort_keys=True) + "\n")
-            with (staging / SUMMARY_FILE).open("w", encoding="utf-8") as handle:
-                json.dump(summary, handle, indent=2, sort_keys=True)
-            summary["uri"], summary["version"] = storage.commit_partition(staging, final)
+        write_results(self.op.results_partition(self.context["ti"]), rows, summary)
         log.info("Campaign %s done: %s", self.campaign_id, json.dumps(summary, sort_keys=True))
         return summary
-
-    def _partition(self) -> Any:
-        from airflow_provider_ice import storage
-
-        root = (
-            self.op.destination if self.op.destination not in (None, "") else storage.data_dir() / "campaigns"
-        )
-        ti = self.context["ti"]
-        parts = [f"dag_id={ti.dag_id}", f"task_id={ti.task_id}", f"run_id={_safe(ti.run_id)}"]
-        if ti.map_index is not None and ti.map_index >= 0:
-            parts.append(f"map_index={ti.map_index}")
-        target = storage.resolve(root, self.op.destination_conn_id)
-        for part in parts:
-            target = target / part
-        return target
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]", "_", text)
 
 
 __all__ = ["CampaignCycle", "StepOutcome"]

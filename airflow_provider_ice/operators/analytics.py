@@ -14,7 +14,7 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_ice import storage
 from airflow_provider_ice._compat import cron_schedule
-from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
+from airflow_provider_ice.api.decompress import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import (
     parse_time,
@@ -144,6 +144,8 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
         validate_page_size(page_size, "page_size")
         validate_int_range(concurrency, "concurrency", 1, MAX_CONCURRENCY)
         validate_download_limits(max_bytes, max_url_refreshes, download_retries, download_timeout)
+        # Airflow's contract: every parameter is kept under its own name (templated ones are rendered
+        # in place), so this list looks like every other operator's.
         self.agent_ids = agent_ids
         self.start_time = start_time
         self.end_time = end_time
@@ -191,10 +193,7 @@ class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):
             raise IceValidationError("agent_ids", "at least one agent id is required")
         final = self.partition(start, end)
         # Resolved here, synchronously, so the event loop below never does a sync connection lookup.
-        download_settings = {
-            "allow_http": bool(self.hook.allows_plain_http),
-            "verify": self.hook.settings.verify,
-        }
+        download_settings = self.hook.download_options()
         self.log.info("Session analytics for %s over [%s, %s) into %s", agent_ids, start, end, final)
         with storage.staged_partition(final) as staging:
             summary, stats = asyncio.run(self._collect(staging, agent_ids, start, end, download_settings))

@@ -13,7 +13,7 @@ from airflow.providers.common.compat.sdk import Asset, BaseOperator
 
 from airflow_provider_ice import storage
 from airflow_provider_ice._compat import make_asset
-from airflow_provider_ice.api.download import DEFAULT_MAX_BYTES
+from airflow_provider_ice.api.decompress import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import (
     CallLogDownloadError,
     CallLogFormatError,
@@ -21,7 +21,7 @@ from airflow_provider_ice.api.errors import (
     call_log_failure,
 )
 from airflow_provider_ice.api.validation import parse_time, positive_seconds, validate_download_limits
-from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget, Outcome, poll_instance
+from airflow_provider_ice.api.waiting import InstanceTarget, Outcome, poll_instance, window_after
 from airflow_provider_ice.exceptions import (
     IceCallLogError,
     IceCallLogInvalidError,
@@ -130,6 +130,8 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             kwargs["outlets"] = [default_asset(agent_id)]
         super().__init__(**kwargs)
         validate_download_limits(max_bytes, max_url_refreshes, download_retries, download_timeout)
+        # Airflow's contract: every parameter is kept under its own name (templated ones are rendered
+        # in place), so this list looks like every other operator's.
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
@@ -168,7 +170,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
             created = parse_time(self.created_after, "created_after")
         try:
             if created is None and call.get("created_at"):
-                created = parse_time(call["created_at"], "created_after") - WINDOW_MARGIN
+                created = window_after(call["created_at"], "created_after")
         except (TypeError, ValueError):
             raise IceValidationError(
                 "created_after", "must be an ISO-8601 time or a datetime (also call['created_at'])"
@@ -201,8 +203,7 @@ class IceFetchCallLogOperator(IceHookMixin, BaseOperator):
 
         target = self.target()
         with CallLogDownloader(
-            allow_http=bool(self.hook.allows_plain_http),
-            verify=self.hook.settings.verify,
+            **self.hook.download_options(),
             max_bytes=self.max_bytes,
             max_retries=self.download_retries,
             timeout=self.download_timeout,

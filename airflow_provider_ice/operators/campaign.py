@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -31,24 +32,27 @@ class IceAgentCallCampaignOperator(BaseOperator):
     Recipients come from a list (or an XCom, e.g. ``recipients=upstream.output``) or a JSONL/CSV file
     at any ``ObjectStoragePath``. Each attempt is its own call (GenerateAIAgentCall for ``app``,
     StartAIAgentOutboundCall for ``phone``) whose UserData carries its own correlation id under
-    ``AirflowCorrelationId``. The task places calls while fewer than ``max_active_calls`` of its calls
-    are not Finished (counted from the listing), at most ``calls_per_second``, only inside the
-    recipient's local ``calling_window``; then it defers: the triggerer follows the calls through the
-    coalesced poller and resumes the task when capacity frees up, a redial is due or the window
-    opens (no worker slot held meanwhile). A person who never joined is called again after
-    ``redial_after``, up to ``max_attempts`` calls.
+    ``AirflowCorrelationId``. The worker places calls while fewer than ``max_active_calls`` of its
+    calls are not Finished (counted from the listing, swept every ``poll_interval`` while placing),
+    at most ``calls_per_second``, only inside the recipient's local ``calling_window``. It keeps
+    placing for as long as calls are due, waits up to 10 s on the worker for a free slot, and
+    otherwise defers: the triggerer follows the calls through the coalesced poller and resumes the
+    task when capacity frees up, a redial is due or the window opens (no worker slot held while
+    people talk). A person who never joined is called again after ``redial_after``, up to
+    ``max_attempts`` calls.
 
-    **Exactly once per recipient and attempt.** Before each batch of creating requests the attempts
-    are written ahead to the checkpoint (the task state store; without one, XCom, which lasts one try)
-    with a time no send of the batch happens after. Every resume, retry included, reconciles the
-    checkpoint with ListAIAgentInstance by correlation id: a listed call is adopted; an attempt whose
-    outcome is unknown (a lost response, a worker killed mid-send) is looked for until
-    ``lookup_tolerance`` after its send and only then concluded not placed and sent again. The ids
-    depend only on the campaign (``campaign_id``, by default the task instance, not the try or the
-    run's clear number), the recipient key and the attempt number, so a retry or a Clear adopts what
-    exists and never calls anyone twice; use a new ``campaign_id`` to call everybody again. Without a
-    task state store, a retry first waits ``lookup_tolerance`` before placing anything, so that calls
-    the failed try had in flight are listed by then.
+    **Exactly once per recipient and attempt.** Before each batch of creating requests (at most two
+    seconds of them) the batch is written ahead to the checkpoint (the task state store; without
+    one, XCom, which lasts one try) with a time no send of the batch happens after; responses and
+    statuses follow every few seconds. Every resume, retry included, reconciles the checkpoint with
+    ListAIAgentInstance by correlation id: a listed call is adopted; an attempt whose outcome is
+    unknown (a lost response, a worker killed mid-send) is looked for until ``lookup_tolerance``
+    after its send and only then concluded not placed and sent again. The ids depend only on the
+    campaign (``campaign_id``, by default the task instance, not the try or the run's clear number),
+    the recipient key and the attempt number, so a retry or a Clear adopts what exists and never
+    calls anyone twice; use a new ``campaign_id`` to call everybody again. Without a task state
+    store, a retry first waits ``lookup_tolerance`` before placing anything, so that calls the
+    failed try had in flight are listed by then.
 
     **Bad input.** A structural error (no key field, a template that does not render or names a field
     a recipient lacks, a missing phone field, a line that is not JSON) fails the task
@@ -57,7 +61,8 @@ class IceAgentCallCampaignOperator(BaseOperator):
     and the campaign goes on.
 
     **Results.** ``results.jsonl`` (one row per recipient and attempt: key, correlation id, instance
-    or channel id, final status, outcome, whether the person joined, times) and ``summary.json``,
+    or channel id, final status, outcome, whether the person joined, times, the call log's URI with
+    ``fetch_call_logs``) and ``summary.json``,
     written as one partition ``<destination>/dag_id=…/task_id=…/run_id=…`` replaced atomically. The
     return value is the summary. Whether a person joined comes from ``CallInfo`` for phone calls and
     from the call log for app calls; when it cannot be told, the attempt is not redialed.
@@ -88,7 +93,13 @@ class IceAgentCallCampaignOperator(BaseOperator):
     :param poll_interval: seconds between listing sweeps while calls are in progress.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``).
     :param destination: root of the results; default ``$ICE_DATA_DIR/campaigns``. (templated)
-    :param destination_conn_id: connection for an object-storage destination or recipients file.
+    :param destination_conn_id: connection for an object-storage destination, recipients file or
+        call-log folder.
+    :param fetch_call_logs: keep every Finished call's log: downloaded once, validated and written
+        to ``call_log_destination`` as ``<correlation id>.json``; its URI fills the result row's
+        ``call_log_uri`` (empty otherwise, and for a log that could not be fetched).
+    :param call_log_destination: the call logs' folder (local path, URI or ``ObjectStoragePath``);
+        default ``$ICE_DATA_DIR/call_logs/<agent_id>``. Only with ``fetch_call_logs``. (templated)
     :param recipients_format: ``"jsonl"`` or ``"csv"``; default from the file name.
     :param campaign_id: the campaign's identity in correlation ids; default: this task instance.
         Give the same value to a later run to resume a campaign whose run was lost. (templated)
@@ -102,6 +113,7 @@ class IceAgentCallCampaignOperator(BaseOperator):
         "recipient_key",
         "caller_number",
         "destination",
+        "call_log_destination",
         "campaign_id",
         "ice_conn_id",
     )
@@ -132,6 +144,8 @@ class IceAgentCallCampaignOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         destination: Any = None,
         destination_conn_id: str | None = None,
+        fetch_call_logs: bool = False,
+        call_log_destination: Any = None,
         recipients_format: str | None = None,
         campaign_id: str | None = None,
         lookback: float | timedelta = timedelta(hours=24),
@@ -180,6 +194,12 @@ class IceAgentCallCampaignOperator(BaseOperator):
         self.deferrable = deferrable
         self.destination = destination
         self.destination_conn_id = destination_conn_id
+        if not isinstance(fetch_call_logs, bool):
+            raise IceValidationError("fetch_call_logs", f"must be True or False, got {fetch_call_logs!r}")
+        if call_log_destination not in (None, "") and not fetch_call_logs:
+            raise IceValidationError("call_log_destination", "is only used with fetch_call_logs=True")
+        self.fetch_call_logs = fetch_call_logs
+        self.call_log_destination = call_log_destination
         self.recipients_format = recipients_format
         self.campaign_id = campaign_id
         self.ice_conn_id = ice_conn_id
@@ -190,6 +210,29 @@ class IceAgentCallCampaignOperator(BaseOperator):
         from airflow_provider_ice.hooks.ice import IceHook
 
         return IceHook(ice_conn_id=self.ice_conn_id)
+
+    def results_partition(self, ti: Any) -> Any:
+        """Return the results partition of task instance ``ti`` under ``destination``."""
+        from airflow_provider_ice import storage
+
+        root = self.destination if self.destination not in (None, "") else storage.data_dir() / "campaigns"
+        parts = [f"dag_id={ti.dag_id}", f"task_id={ti.task_id}", f"run_id={_safe(ti.run_id)}"]
+        if ti.map_index is not None and ti.map_index >= 0:
+            parts.append(f"map_index={ti.map_index}")
+        target = storage.resolve(root, self.destination_conn_id)
+        for part in parts:
+            target = target / part
+        return target
+
+    def call_log_folder(self) -> Any:
+        """Return where the call logs go (``call_log_destination``), or None without ``fetch_call_logs``."""
+        if not self.fetch_call_logs:
+            return None
+        from airflow_provider_ice import storage
+
+        if self.call_log_destination in (None, ""):
+            return storage.data_dir() / "call_logs" / _safe(self.agent_id)
+        return storage.resolve(self.call_log_destination, self.destination_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Start (or, on a retry, resume) the campaign."""
@@ -222,6 +265,10 @@ class IceAgentCallCampaignOperator(BaseOperator):
                 time.sleep(max(0.0, min(self.poll_interval, pause)))
         finally:
             cycle.close()
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", text)
 
 
 __all__ = ["IceAgentCallCampaignOperator", "IceCampaignInputError"]  # the error is re-exported

@@ -23,13 +23,13 @@ from airflow_provider_ice.api.validation import (
     validate_int_range,
 )
 from airflow_provider_ice.api.waiting import (
-    WINDOW_MARGIN,
     Action,
     InstanceTarget,
     WaitTracker,
     instance_record,
     poll_instance,
     poll_step,
+    window_after,
 )
 from airflow_provider_ice.exceptions import fail_without_retry, wait_failure
 from airflow_provider_ice.hooks.ice import IceHookMixin
@@ -131,6 +131,8 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
             raise IceValidationError("agent_id", "give call=<operator output> or agent_id")
         if call is None and not (channel_id or correlation_id):
             raise IceValidationError("channel_id", "with agent_id, give channel_id or correlation_id")
+        # Airflow's contract: every parameter is kept under its own name (templated ones are rendered
+        # in place), so this list looks like every other operator's.
         self.call = call
         self.agent_id = agent_id
         self.channel_id = channel_id
@@ -160,23 +162,19 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
                 raise IceValidationError(
                     "call", f"must be the dict an ICE call operator returns, got {type(call).__name__}"
                 )
-            agent_id, channel_id = call["agent_id"], call.get("channel_id")
-            correlation_id, instance_id = call.get("correlation_id"), call.get("instance_id")
-            created = call.get("created_at") or self.created_after
+            named, created = call, call.get("created_at") or self.created_after
         else:
-            agent_id, channel_id, correlation_id = self.agent_id, self.channel_id, self.correlation_id
-            instance_id, created = None, self.created_after
+            named = {
+                "agent_id": self.agent_id,
+                "channel_id": self.channel_id,
+                "correlation_id": self.correlation_id,
+            }
+            created = self.created_after
         if created is not None:
-            window_start = parse_time(created, "created_after") - WINDOW_MARGIN
+            window_start = window_after(created, "created_after")
         else:
             window_start = datetime.fromtimestamp(started_at, tz=timezone.utc) - self.lookback
-        return InstanceTarget(
-            agent_id=str(agent_id),
-            correlation_id=correlation_id,
-            channel_id=channel_id,
-            instance_id=instance_id,
-            window_start=window_start,
-        )
+        return InstanceTarget.named_by(named, window_start)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Poll once; return the instance record when it is Finished."""
@@ -274,13 +272,7 @@ class IceAIAgentInstanceSensor(IceHookMixin, BaseSensorOperator):
 
     def _fresh_call_log_url(self, event: dict[str, Any]) -> dict[str, Any]:
         """Return a fresh CallLogUrl: the URL never travels in (stored) trigger events."""
-        target = InstanceTarget(
-            agent_id=event["agent_id"],
-            correlation_id=event.get("correlation_id"),
-            channel_id=event.get("channel_id"),
-            instance_id=event.get("instance_id"),
-            window_start=self.target(time.time()).window_start,
-        )
+        target = InstanceTarget.named_by(event, self.target(time.time()).window_start)
         observation = poll_instance(self.hook, target)
         self._mask_url(observation.instance)
         record = instance_record(target, observation, include_call_log_url=True)

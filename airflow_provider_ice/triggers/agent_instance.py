@@ -33,6 +33,7 @@ from airflow_provider_ice.exceptions import (
     IceAgentInstanceNotFoundError,
     IceTriggerEventError,
 )
+from airflow_provider_ice.triggers.base import serialize_keywords
 
 if TYPE_CHECKING:
     from airflow_provider_ice.api.models import AIAgentInstance
@@ -126,8 +127,8 @@ class InstancePoller(Protocol):
     :class:`IceAIAgentInstanceTrigger` asks its poller for one :class:`Observation` per loop pass.
     The default (``coalesce=True``) is :class:`~.coalesced.CoalescedInstancePoller`: one shared
     ListAIAgentInstance sweep per (connection, agent) in the triggerer process serves every trigger.
-    :class:`DirectInstancePoller` polls on its own. A poller whose ``paces_itself`` attribute is true
-    blocks in ``poll_once`` until it has news or a deadline comes, so the loop does not sleep after it.
+    :class:`DirectInstancePoller` polls on its own. With a true ``paces_itself``, ``poll_once`` blocks until
+    news or a deadline (no sleep after it); a ``failures_in_a_row`` counts failed polls for the tolerance.
     """
 
     async def poll_once(self, target: InstanceTarget) -> Observation:
@@ -253,14 +254,9 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
         The operator and the sensor both defer through here, so the target, the not-found deadline
         and the error budget reach the triggerer the same way.
         """
-        target = tracker.target
         return cls(
             ice_conn_id=ice_conn_id,
-            agent_id=target.agent_id,
-            correlation_id=target.correlation_id,
-            channel_id=target.channel_id,
-            instance_id=target.instance_id,
-            window_start=check.iso(target.window_start),
+            **tracker.target.to_fields(),
             poll_interval=poll_interval,
             end_time=end_time,
             not_found_deadline=tracker.not_found_deadline,
@@ -271,34 +267,12 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Serialize identifiers, the poll interval and absolute deadlines; never credentials or tokens."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "ice_conn_id": self.ice_conn_id,
-                "agent_id": self.agent_id,
-                "correlation_id": self.correlation_id,
-                "channel_id": self.channel_id,
-                "instance_id": self.instance_id,
-                "window_start": self.window_start,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-                "not_found_deadline": self.not_found_deadline,
-                "max_consecutive_errors": self.max_consecutive_errors,
-                "stop_on_kill": self.stop_on_kill,
-                "coalesce": self.coalesce,
-            },
-        )
+        return serialize_keywords(self)
 
     @property
     def target(self) -> InstanceTarget:
-        """Return the instance this trigger waits for."""
-        return InstanceTarget(
-            agent_id=self.agent_id,
-            correlation_id=self.correlation_id,
-            channel_id=self.channel_id,
-            instance_id=self.instance_id,
-            window_start=check.parse_time(self.window_start, "window_start"),
-        )
+        """Return the instance this trigger waits for (its attributes hold the target's fields by name)."""
+        return InstanceTarget.named_by(vars(self))
 
     def make_hook(self) -> IceHook:
         """Return a new hook for this trigger's connection."""
@@ -350,7 +324,7 @@ class IceAIAgentInstanceTrigger(BaseTrigger):
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:
-                    step = tracker.on_error(error)
+                    step = tracker.on_error(error, getattr(poller, "failures_in_a_row", None))
                 else:
                     last = observation
                     step = tracker.on_observation(observation, time.time())

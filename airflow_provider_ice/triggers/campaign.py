@@ -17,10 +17,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_ice.api.validation import parse_time
+from airflow_provider_ice.api.waiting import InstanceTarget
+from airflow_provider_ice.triggers.base import serialize_keywords
 
 REASON_FINISHED = "finished"
 REASON_WAKE = "wake"
@@ -63,19 +66,8 @@ class IceCampaignTrigger(BaseTrigger):
         self.max_consecutive_errors = max_consecutive_errors
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "ice_conn_id": self.ice_conn_id,
-                "agent_id": self.agent_id,
-                "correlation_ids": self.correlation_ids,
-                "window_start": self.window_start,
-                "poll_interval": self.poll_interval,
-                "resume_after": self.resume_after,
-                "wake_at": self.wake_at,
-                "max_consecutive_errors": self.max_consecutive_errors,
-            },
-        )
+        """Serialize the ids, counts and epochs the constructor takes; never credentials or tokens."""
+        return serialize_keywords(self)
 
     def _remaining(self) -> float | None:
         return None if self.wake_at is None else max(0.0, self.wake_at - time.time())
@@ -92,7 +84,7 @@ class IceCampaignTrigger(BaseTrigger):
         from airflow_provider_ice.hooks.ice import IceHook
         from airflow_provider_ice.triggers.poller import coalesced_wait
 
-        start = datetime.fromisoformat(self.window_start.replace("Z", "+00:00"))
+        start = parse_time(self.window_start, "window_start")
         factory = IceHook(ice_conn_id=self.ice_conn_id).aget_async_client
         finished: list[str] = []
         async with contextlib.AsyncExitStack() as stack:
@@ -101,11 +93,8 @@ class IceCampaignTrigger(BaseTrigger):
                 waiter = await stack.enter_async_context(
                     coalesced_wait(
                         conn_id=self.ice_conn_id,
-                        agent_id=self.agent_id,
+                        target=InstanceTarget(agent_id=self.agent_id, correlation_id=cid, window_start=start),
                         client_factory=factory,
-                        correlation_id=cid,
-                        channel_id=None,
-                        window_start=start,
                         poll_interval=self.poll_interval,
                     )
                 )

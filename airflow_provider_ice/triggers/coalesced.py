@@ -57,6 +57,9 @@ class CoalescedInstancePoller:
         self._stack: contextlib.AsyncExitStack | None = None
         self._waiter: Waiter | None = None
         self._last: Observation | None = None
+        #: Failed sweeps in a row as of the last result read: a reader that wakes late reads only
+        #: the latest of several failed sweeps, so counting raised errors would undercount them.
+        self.failures_in_a_row = 0
 
     async def _fresh_client(self) -> AsyncIceClient:
         from airflow_provider_ice.hooks.ice import IceHook
@@ -69,17 +72,15 @@ class CoalescedInstancePoller:
             self._waiter = await self._stack.enter_async_context(
                 coalesced_wait(
                     conn_id=self.conn_id,
-                    agent_id=target.agent_id,
+                    target=target,
                     client_factory=self.client_factory,
-                    correlation_id=target.correlation_id,
-                    channel_id=target.channel_id,
-                    window_start=target.window_start,
                     poll_interval=self.poll_interval,
                 )
             )
         result = await self._waiter.next_result(self._timeout())
         if result is None:  # a deadline came first: let the trigger's rules decide
             return self._last or Observation(Outcome.WAITING)
+        self.failures_in_a_row = result.consecutive_failures
         if result.error is not None:
             # One error object is shared by every waiter of the sweep: drop the traceback so that
             # raising it from many triggers does not grow one chain.

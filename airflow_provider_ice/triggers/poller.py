@@ -15,10 +15,11 @@ How it works:
   ChannelId (:func:`~airflow_provider_ice.api.waiting.instance_matches`; the first, i.e. newest, match
   wins, as in :func:`~airflow_provider_ice.api.waiting.afind_instance`) and stops paging as soon as
   every waiter is matched.
-* Each :class:`~.waiter.Waiter` then receives a :class:`~.waiter.SweepResult`: the instance it
-  matched, ``None`` when it is not in the window (the trigger keeps its not-found timeout), or the
-  sweep's error (the trigger keeps its error tolerance). A waiter is only woken for news: a status it
-  has not seen, not-found, or a failure (no wake-up for a repeated ``Created``/``Executing``).
+* Each :class:`~.waiter.Waiter` receives a :class:`~.waiter.SweepResult`: the instance it matched
+  as soon as the page holding it is read; at the end of the sweep, ``None`` when it is not in the
+  window (the trigger keeps its not-found timeout), or the sweep's error (the trigger keeps its
+  error tolerance). A waiter is only woken for news: a status it has not seen, not-found, or a
+  failure (no wake-up for a repeated ``Created``/``Executing``).
 * Poll interval: **the smallest ``poll_interval`` among the current waiters**, from the start of one
   sweep to the start of the next: no waiter is polled less often than it asked, and one with a
   longer interval gets fresher data for free.
@@ -43,7 +44,7 @@ from airflow_provider_ice.api import params as ops
 from airflow_provider_ice.api.correlation import correlation_id_of
 from airflow_provider_ice.api.errors import IceAuthError
 from airflow_provider_ice.api.models import AIAgentInstance
-from airflow_provider_ice.api.waiting import WINDOW_MARGIN
+from airflow_provider_ice.api.waiting import WINDOW_MARGIN, InstanceTarget
 from airflow_provider_ice.triggers.waiter import Waiter
 
 if TYPE_CHECKING:
@@ -207,11 +208,7 @@ class CoalescedPoller:
         finally:
             self._sweep_remaining = None
         for wid, waiter in snapshot.items():
-            if wid not in self._waiters:
-                continue  # left during the sweep
-            if wid in matched:
-                waiter.offer(matched[wid], None)
-            else:
+            if wid in self._waiters and wid not in matched:  # matched ones had theirs from _match
                 waiter.offer(None, error)
 
     async def _match(
@@ -246,6 +243,10 @@ class CoalescedPoller:
                     if waiter.matches(instance):
                         matched[wid] = instance
                         remaining.discard(wid)
+                        if wid in self._waiters:
+                            # Delivered as its page is read, not when the sweep ends: a sweep of
+                            # many pages (paced by the account's quota) adds nothing to the latency.
+                            waiter.offer(instance, None)
                 if not remaining:
                     break  # everyone matched, or everyone left
 
@@ -327,32 +328,22 @@ def active_pollers() -> list[CoalescedPoller]:
 
 @contextlib.asynccontextmanager
 async def coalesced_wait(
-    *,
-    conn_id: str,
-    agent_id: str,
-    client_factory: ClientFactory,
-    correlation_id: str | None,
-    channel_id: str | None,
-    window_start: datetime,
-    poll_interval: float,
+    *, conn_id: str, target: InstanceTarget, client_factory: ClientFactory, poll_interval: float
 ) -> AsyncIterator[Waiter]:
     """Register a waiter for the body of the ``async with`` and unregister it on exit or cancellation.
 
-    :param conn_id: Airflow connection id (with ``agent_id``, the poller's key).
-    :param agent_id: the agent the instance belongs to.
+    :param conn_id: Airflow connection id (with the target's agent, the poller's key).
+    :param target: the instance to wait for, found in the listing (by correlation id and/or ChannelId).
     :param client_factory: creates the poller's async client if this waiter starts the poller.
-    :param correlation_id: see :class:`Waiter`.
-    :param channel_id: see :class:`Waiter`.
-    :param window_start: see :class:`Waiter`.
     :param poll_interval: see :class:`Waiter`.
     """
     waiter = Waiter(
-        correlation_id=correlation_id,
-        channel_id=channel_id,
-        window_start=window_start,
+        correlation_id=target.correlation_id,
+        channel_id=target.channel_id,
+        window_start=target.window_start,
         poll_interval=poll_interval,
     )
-    get_poller(conn_id, agent_id, client_factory).register(waiter)
+    get_poller(conn_id, target.agent_id, client_factory).register(waiter)
     try:
         yield waiter
     finally:

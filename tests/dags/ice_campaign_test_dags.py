@@ -93,3 +93,14 @@ with _dag("ice_test_campaign_window") as ice_test_campaign_window:
         deferrable=True,
         **FAST,
     )
+
+with _dag("ice_test_campaign_call_logs") as ice_test_campaign_call_logs:
+    # Every Finished call's log is kept, next to the results.
+    IceAgentCallCampaignOperator(
+        task_id="campaign",
+        recipients="{{ params.recipients }}",
+        fetch_call_logs=True,
+        call_log_destination="{{ params.destination }}/call_logs",
+        deferrable=True,
+        **FAST,
+    )

@@ -43,6 +43,8 @@ DEBIAN_POSTGRES_ROOT = Path("/usr/lib/postgresql")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: asyncio debug mode in the triggerer: a blocked loop is then logged with the coroutine that blocked it.
 TRIGGERER_ENV = {"PYTHONASYNCIODEBUG": "1"}
+#: The emulator's call timings for the suite: people join after 1 s and talk for 25 s.
+EMULATOR_ARGS = ("--user-join-delay", "1", "--call-duration", "25")
 
 
 class DeploymentError(RuntimeError):
@@ -128,6 +130,10 @@ class Stack:
     #: (PID, creation time) of every process started, so a PID reused by someone else is never signalled.
     started: list[tuple[int, float]] = field(default_factory=list)
     token: str | None = None
+    #: What the DAGs folder holds, how the emulator behaves and settings added to the environment.
+    dag_files: Sequence[Path] = DAG_FILES
+    emulator_args: Sequence[str] = EMULATOR_ARGS
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.venv = self.root / "venv"
@@ -180,6 +186,7 @@ class Stack:
             # The analytics DAG starts today: unpausing it schedules nothing; the backfill runs the past.
             "ICE_ANALYTICS_START_DATE": time.strftime("%Y-%m-%d", time.gmtime()),
             "ICE_POKE_INTERVAL": "2",
+            **self.extra_env,
         }
 
     def _secret(self, name: str) -> str:
@@ -353,13 +360,13 @@ def start_postgres(stack: Stack, bindir: Path) -> None:
 
 def start_airflow(stack: Stack) -> None:
     """Migrate, then api-server, scheduler, dag-processor, triggerer and the emulator."""
-    for dag_file in DAG_FILES:
+    for dag_file in stack.dag_files:
         shutil.copy(dag_file, stack.root / "dags" / dag_file.name)
     stack.run("db-migrate", stack.airflow("db", "migrate"), timeout=300)
     stack.start(
         "emulator",
         [str(stack.venv / "bin" / "airflow-ice-emulator"), "--port", str(stack.emulator_port),
-         "--user-join-delay", "1", "--call-duration", "25"],
+         *stack.emulator_args],
     )  # fmt: skip
     stack.start("api-server", stack.airflow("api-server", "--port", str(stack.api_port), "--workers", "1"))
     for component in COMPONENTS[1:]:
@@ -372,9 +379,12 @@ def start_airflow(stack: Stack) -> None:
 
 
 @contextlib.contextmanager
-def deployment(root: Path) -> Iterator[Stack]:
-    """The whole stack, up; stopped (every process, by PID) on the way out, whatever happened."""
-    stack = Stack(root)
+def deployment(root: Path, **options: Any) -> Iterator[Stack]:
+    """The whole stack, up; stopped (every process, by PID) on the way out, whatever happened.
+
+    ``options`` are :class:`Stack` fields (``dag_files``, ``emulator_args``, ``extra_env``).
+    """
+    stack = Stack(root, **options)
     try:
         bindir = ensure_postgres()
         start_postgres(stack, bindir)

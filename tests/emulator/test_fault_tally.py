@@ -108,7 +108,8 @@ def test_forced_fault_hits_the_next_calls_for_sure(
     emulator = ice_emulator_factory(slow_create_delay=1.0, actions=[LIST])
     assert emulator.force_faults(GENERATE, kind, count=2) == [kind, kind]
     assert _status(emulator, LIST) == 200  # another action is untouched
-    first, second, third = (_status(emulator, GENERATE, timeout=0.5) for _ in range(3))
+    first, second = (_status(emulator, GENERATE, timeout=0.5) for _ in range(2))
+    third = _status(emulator, GENERATE)  # untouched: no short timeout a loaded machine could miss
     assert {first, second} <= expected
     assert third == 200
     state = emulator.state()

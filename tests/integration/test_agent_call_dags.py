@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_ice.api.client import IceClient
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
-from airflow_provider_ice.emulator.store import derive
+from airflow_provider_ice.emulator.identity import derive
 from tests.airflow_compat import (
     run_dag,
     task_output,

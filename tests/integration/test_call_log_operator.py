@@ -245,8 +245,8 @@ def test_gives_up_when_the_url_stays_empty(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(call_log_module.time, "monotonic", lambda: float(next(clock)))
     monkeypatch.setattr(call_log_module.time, "sleep", lambda _s: None)
     op = operator(channel_id="ch-x", destination=str(tmp_path) + "/", empty_url_timeout=30)
-    settings = type("Settings", (), {"verify": True})()
-    op.__dict__["hook"] = type("Hook", (), {"allows_plain_http": True, "settings": settings})()
+    options = {"allow_http": True, "verify": True}
+    op.__dict__["hook"] = type("Hook", (), {"download_options": lambda _self: options})()
     with pytest.raises(
         IceCallLogNotReadyError, match=r"CallLogUrl stayed empty for 30s \(empty_url_timeout\)"
     ):

@@ -20,12 +20,11 @@ from airflow_provider_ice.emulator import IceEmulator
 from tests import airflow_compat
 from tests.dags.ice_campaign_test_dags import AGENT_ID
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.ice_emulator(
-        user_join_delay=0.1, call_duration=0.4, user_online_timeout=0.4, no_show_rate=0.3
-    ),
-]
+#: Short calls, some people never join: the emulator of every campaign DAG test.
+CAMPAIGN_EMULATOR = pytest.mark.ice_emulator(
+    user_join_delay=0.1, call_duration=0.4, user_online_timeout=0.4, no_show_rate=0.3
+)
+pytestmark = [pytest.mark.integration, CAMPAIGN_EMULATOR]
 
 
 def write_recipients(path: Path, count: int, *, extra: list[dict[str, Any]] | None = None) -> list[str]:

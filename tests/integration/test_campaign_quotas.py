@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_ice.emulator import IceEmulator
 from tests.integration.test_campaign_dags import (
+    CAMPAIGN_EMULATOR,
     assert_each_person_called_as_the_policy_says,
     peak_concurrency,
     results,
@@ -19,12 +20,7 @@ from tests.integration.test_campaign_dags import (
     write_recipients,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.ice_emulator(
-        user_join_delay=0.1, call_duration=0.4, user_online_timeout=0.4, no_show_rate=0.3
-    ),
-]
+pytestmark = [pytest.mark.integration, CAMPAIGN_EMULATOR]
 
 
 def test_an_agent_smaller_than_max_active_calls_pauses_placement_instead_of_refusing(

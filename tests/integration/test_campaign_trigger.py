@@ -11,7 +11,8 @@ import pytest
 from airflow_provider_ice.api.client import AsyncIceClient
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.triggers.campaign import IceCampaignTrigger
-from airflow_provider_ice.triggers.poller import active_pollers
+from airflow_provider_ice.triggers.poller import CoalescedPoller
+from airflow_provider_ice.triggers.waiter import Waiter
 
 pytestmark = pytest.mark.integration
 
@@ -92,19 +93,28 @@ def test_without_calls_it_only_waits_for_wake_at() -> None:
     assert time.time() - started >= 0.3
 
 
-def test_fires_once_enough_calls_are_finished_and_shares_one_sweep(ice_connection: IceEmulator) -> None:
+def test_fires_once_enough_calls_are_finished_and_shares_one_sweep(
+    ice_connection: IceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     durations = {"short-1": 0.2, "short-2": 0.3, "long-1": 30.0, "long-2": 30.0}
+    # Which poller each call's wait joined, recorded as it joins (a look at active_pollers() after a
+    # fixed sleep came before the trigger's first registration on a loaded machine).
+    joined: list[CoalescedPoller] = []
+    register = CoalescedPoller.register
 
-    async def scenario() -> tuple[dict[str, Any], int]:
+    def recording(poller: CoalescedPoller, waiter: Waiter) -> Waiter:
+        joined.append(poller)
+        return register(poller, waiter)
+
+    monkeypatch.setattr(CoalescedPoller, "register", recording)
+
+    async def scenario() -> dict[str, Any]:
         await place(ice_connection, durations)
-        trigger = make(list(durations), resume_after=2)
-        task = asyncio.ensure_future(first_event(trigger))
-        await asyncio.sleep(0.1)
-        pollers = len(active_pollers())
-        return await task, pollers
+        return await first_event(make(list(durations), resume_after=2))
 
-    event, pollers = asyncio.run(scenario())
-    assert pollers == 1, "all calls of the campaign share one poller"
+    event = asyncio.run(scenario())
+    assert len(joined) == len(durations)
+    assert all(poller is joined[0] for poller in joined), "all calls of the campaign share one poller"
     assert event["reason"] == "finished"
     assert sorted(event["finished"]) == ["short-1", "short-2"]
     assert event["waited_for"] == 4

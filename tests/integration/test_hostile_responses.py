@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, PokeReturnValue
 
+from airflow_provider_ice.api import waiting as waiting_module
 from airflow_provider_ice.api.errors import (
     IceApiError,
     IceOutcomeUnknownError,
@@ -29,6 +30,7 @@ from airflow_provider_ice.exceptions import (
 )
 from airflow_provider_ice.hooks.ice import IceHook
 from airflow_provider_ice.operators.agent_call import IceGenerateAIAgentCallOperator
+from airflow_provider_ice.sensors import agent_instance as sensor_module
 from airflow_provider_ice.sensors.agent_instance import IceAIAgentInstanceSensor
 from tests.integration.hostile import (
     AGENT,
@@ -195,11 +197,35 @@ def test_a_status_of_the_wrong_type_is_kept_as_an_unknown_status(hostile: Hostil
     assert not instance.status.is_terminal
 
 
-def test_empty_instances_forever_ends_with_not_found_naming_agent_and_window(hostile: HostileServer) -> None:
+class _Clock:
+    """The ``time`` module, except that ``time()`` only moves when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_empty_instances_forever_ends_with_not_found_naming_agent_and_window(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sensor's clock (when waiting began) and the waiting rules' clock (when a poll answered)
+    # are the test's: a first poke slower than not_found_timeout on a loaded machine must not
+    # already be past the deadline.
+    clock = _Clock()
+    monkeypatch.setattr(sensor_module, "time", clock)
+    monkeypatch.setattr(waiting_module, "time", clock)
     hostile.actions["ListAIAgentInstance"] = listed()
     waiting = sensor(not_found_timeout=0.3)
+    started = clock.now
     assert waiting.poke(context()) is False  # type: ignore[arg-type]
-    time.sleep(0.35)
+    clock.now = started + 0.29
+    assert waiting.poke(context()) is False  # type: ignore[arg-type]
+    clock.now = started + 0.3
     error = expect_typed(lambda: waiting.poke(context()), IceAgentInstanceNotFoundError)  # type: ignore[arg-type]
     message = str(error)
     assert AGENT in message

@@ -280,6 +280,8 @@ def _provoke_errors(emulator: IceEmulator) -> list[str]:
         emulator.set_faults(slow_create_rate=1.0, slow_create_delay=1.0, throttle_rate=0.0)
         keep(lambda: client.generate_ai_agent_call(AGENT))
         emulator.set_faults(slow_create_rate=0.0)
+    # The listing gets the default timeout: 0.5 s is only for the create to time out.
+    with IceClient(credentials, endpoint=emulator.url, max_retries=0) as client:
         finished = [i for i in client.list_ai_agent_instances(AGENT) if i.status == "Finished"]
     assert finished
     assert finished[0].call_log_url is not None

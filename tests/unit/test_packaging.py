@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_ice import CONN_TYPE, get_provider_info
+from airflow_provider_ice._compat import AIRFLOW_V_3_0_PLUS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG_IDS = {
@@ -109,6 +110,39 @@ def test_the_api_layer_never_imports_airflow() -> None:
     assert airflow_modules == []
     # Every module of the layer was imported, the waiting rules among them.
     assert {"airflow_provider_ice.api.client", "airflow_provider_ice.api.waiting"} <= set(api_modules)
+
+
+#: What a DAG file must not pay for at each parse: imported only where a task uses it.
+NOT_AT_PARSE = (
+    "croniter",
+    "aiohttp",
+    "airflow.providers.common.compat.connection",
+    "airflow_provider_ice.api.models",
+    "airflow_provider_ice.api.client",
+    "airflow_provider_ice.api.signing",
+    "airflow_provider_ice.api.download",
+    "airflow_provider_ice.api.call_log",
+)
+
+
+def test_public_modules_import_no_heavy_module_over_airflow() -> None:
+    """Every module a DAG file may import (benchmarks/parse_cost.py's list) leaves these out."""
+    # What a DAG file imports anyway: the task SDK on Airflow 3, the DAG model on Airflow 2.
+    baseline = "airflow.sdk" if AIRFLOW_V_3_0_PLUS else "airflow.models.dag"
+    code = (
+        f"import sys, json, importlib, {baseline};"
+        "from benchmarks.parse_cost import public_modules;"
+        "before = set(sys.modules); modules = public_modules();"
+        "[importlib.import_module(name) for name in modules];"
+        "print(json.dumps([modules, sorted(set(sys.modules) - before)]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    modules, added = json.loads(result.stdout.splitlines()[-1])
+    assert "airflow_provider_ice.operators.campaign" in modules
+    assert set(modules) <= set(added) | {"airflow_provider_ice"}  # imported here, not by the baseline
+    assert sorted(set(NOT_AT_PARSE) & set(added)) == []
 
 
 def test_example_dags_parse_without_errors(airflow_db: str) -> None:

@@ -115,3 +115,57 @@ def test_results_and_summary() -> None:
     assert summary["recipients_by_outcome"] == {"reached": 1, "refused": 1, "rejected": 1}
     assert (summary["attempts"], summary["calls_placed"], summary["reached"]) == (3, 2, 1)
     assert summary["attempts_by_number"] == {"1": 2, "2": 1}
+
+
+def test_an_answer_after_the_listing_keeps_what_the_listing_said() -> None:
+    from airflow_provider_ice.campaign.ledger import Placement
+
+    ledger = Ledger("camp", T0)
+    [attempt] = ledger.open_chunk([("k1", 1)], sent_by=T0)
+    ledger.reconcile(
+        {attempt.correlation_id: listed(attempt.correlation_id, "Finished")}, T0 + 1, TOLERANCE, never_joined
+    )
+    ledger.dirty.clear()
+    ledger.record(attempt, Placement(AttemptState.PLACED, instance_id="i-1", channel_id="ch-9"))
+    assert (attempt.state, attempt.instance_id, attempt.channel_id) == (AttemptState.FINISHED, "i-1", "ch-1")
+    assert ledger.dirty == {0}
+
+
+def test_an_answer_to_a_sending_attempt_sets_its_state() -> None:
+    from airflow_provider_ice.campaign.ledger import Placement
+
+    ledger = Ledger("camp", T0)
+    placed, throttled, unknown = ledger.open_chunk([("a", 1), ("b", 1), ("c", 1)], sent_by=T0)
+    ledger.record(placed, Placement(AttemptState.PLACED, instance_id="i-1"))
+    ledger.record(throttled, Placement(AttemptState.NOT_PLACED, retry_at=T0 + 3))
+    ledger.record(unknown, Placement(AttemptState.SENDING))
+    assert (placed.state, placed.instance_id) == (AttemptState.PLACED, "i-1")
+    assert (throttled.state, throttled.retry_at) == (AttemptState.NOT_PLACED, T0 + 3)
+    assert unknown.state is AttemptState.SENDING
+
+
+def test_a_request_still_in_flight_is_never_concluded_not_placed() -> None:
+    ledger = Ledger("camp", T0)
+    [attempt] = ledger.open_chunk([("k1", 1)], sent_by=T0)
+    changed = ledger.reconcile({}, T0 + 10 * TOLERANCE, TOLERANCE, never_joined, {attempt.correlation_id})
+    assert attempt.state is AttemptState.SENDING
+    assert changed == set()
+    assert ledger.reconcile({}, T0 + 10 * TOLERANCE, TOLERANCE, never_joined) == {"k1"}
+    assert attempt.state is AttemptState.NOT_PLACED
+
+
+def test_a_resent_attempt_is_restored_from_its_newest_chunk_even_if_the_old_one_was_not_rewritten() -> None:
+    ledger = Ledger("camp", T0)
+    [first] = ledger.open_chunk([("k1", 1)], sent_by=T0)
+    first.state = AttemptState.NOT_PLACED
+    stale = {0: ledger.chunk_payload(0)}  # the old chunk as written before the resend
+    [again] = ledger.open_chunk([("k1", 1)], sent_by=T0 + 50)
+    again.call_log_uri = "file:///logs/x.json"
+    store = {**stale, 1: ledger.chunk_payload(1)}
+    restored = Ledger.restore(ledger.header(), store.get)
+    [attempt] = restored.attempts.values()
+    assert (attempt.state, attempt.sent_by, attempt.chunk) == (AttemptState.SENDING, T0 + 50, 1)
+    assert attempt.call_log_uri == "file:///logs/x.json"
+    assert restored.attempts_of("k1") == [attempt]
+    assert restored.chunk_payload(0) == {}
+    assert restored.dirty == set()

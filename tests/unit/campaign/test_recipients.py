@@ -31,9 +31,8 @@ def test_string_template_must_render_a_json_object() -> None:
     spec = RecipientSpec(key="id", user_data_template='{"who": "{{ name }}"}')
     [recipient], _ = prepare([{"id": "a", "name": "Ann"}], spec)
     assert recipient.user_data == {"who": "Ann"}
-    with pytest.raises(
-        RecipientError, match=r"recipient #1: user_data_template must render to a JSON object"
-    ):
+    not_json = r"recipient #1: user_data_template: must be a JSON object; the string given is not JSON"
+    with pytest.raises(RecipientError, match=not_json):
         prepare([{"id": "a", "name": "Ann"}], RecipientSpec(key="id", user_data_template="hello {{ name }}"))
 
 

@@ -58,3 +58,15 @@ def test_input_errors_fail_without_retry() -> None:
     from airflow.providers.common.compat.sdk import AirflowFailException
 
     assert issubclass(IceCampaignInputError, AirflowFailException)
+
+
+def test_call_log_options_are_checked_before_any_request() -> None:
+    base: dict[str, Any] = {"task_id": "c", "agent_id": "a", "recipients": [], "recipient_key": "id"}
+    with pytest.raises(IceValidationError, match="call_log_destination"):
+        IceAgentCallCampaignOperator(**base, call_log_destination="/tmp/logs")
+    with pytest.raises(IceValidationError, match="fetch_call_logs"):
+        IceAgentCallCampaignOperator(**base, fetch_call_logs="yes")
+    assert IceAgentCallCampaignOperator(**base).call_log_folder() is None
+    operator = IceAgentCallCampaignOperator(**base, fetch_call_logs=True, call_log_destination="/tmp/logs")
+    assert str(operator.call_log_folder()) == "/tmp/logs"
+    assert "call_log_destination" in operator.template_fields

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_ice.api.correlation import CORRELATION_KEY
 from airflow_provider_ice.api.errors import IceServerError
 from airflow_provider_ice.api.models import ListAIAgentInstanceResponse
+from airflow_provider_ice.api.waiting import InstanceTarget
 from airflow_provider_ice.triggers import poller as poller_mod
 from airflow_provider_ice.triggers.poller import coalesced_wait
 from airflow_provider_ice.triggers.waiter import Waiter
 
 AGENT = "agent-1"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: Seconds a test waits for news it expects: generous, for a loaded machine (news ends the wait).
+WAIT = 60.0
 
 
 def listed_instance(n: int, status: str = "Executing") -> dict[str, Any]:
@@ -34,6 +38,9 @@ class FakeClient:
         self.pages: list[int] = []
         self.fail_pages = 0
         self.gate: asyncio.Event | None = None
+        #: When set, every page waits for a turn the test gives (``turns.release()``): the test
+        #: decides when the next sweep may go on, whatever the wall clock and the machine's load.
+        self.turns: asyncio.Semaphore | None = None
         self.page_started = asyncio.Event()
         self.closed = False
 
@@ -52,6 +59,8 @@ class FakeClient:
         self.page_started.set()
         if self.gate is not None:
             await self.gate.wait()
+        if self.turns is not None:
+            await self.turns.acquire()
         if self.fail_pages:
             self.fail_pages -= 1
             raise IceServerError("try later", code="ServiceUnavailable", request_id="r", http_status=503)
@@ -74,6 +83,16 @@ class FakeClient:
         self.closed = True
 
 
+async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Yield to the loop until ``condition()`` holds; fail after ``timeout`` seconds."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
 def client_factory(client: FakeClient) -> poller_mod.ClientFactory:
     async def make() -> Any:
         return client
@@ -82,14 +101,14 @@ def client_factory(client: FakeClient) -> poller_mod.ClientFactory:
 
 
 def wait_for(client: FakeClient, n: int, *, interval: float = 0.05, by: str = "corr") -> Any:
-    return coalesced_wait(
-        conn_id="c",
+    target = InstanceTarget(
         agent_id=AGENT,
-        client_factory=client_factory(client),
         correlation_id=f"corr-{n}" if by in ("corr", "both") else None,
         channel_id=f"chan-{n}" if by in ("chan", "both") else None,
         window_start=T0,
-        poll_interval=interval,
+    )
+    return coalesced_wait(
+        conn_id="c", target=target, client_factory=client_factory(client), poll_interval=interval
     )
 
 

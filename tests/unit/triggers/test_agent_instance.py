@@ -293,6 +293,29 @@ async def test_poller_seam_can_be_replaced() -> None:
     assert seen[-1] == "closed"
 
 
+async def test_a_poller_counting_its_failures_sets_the_error_tolerance() -> None:
+    """A shared sweep may fail several times before the trigger reads: its count decides, not the reads."""
+    reads: list[int] = []
+
+    class Shared:
+        paces_itself = True
+        failures_in_a_row = 0
+
+        async def poll_once(self, target: InstanceTarget) -> Observation:
+            self.failures_in_a_row += 2  # two failed sweeps per read
+            reads.append(self.failures_in_a_row)
+            raise IceServerError("busy", http_status=503)
+
+        async def aclose(self) -> None:
+            pass
+
+    with patch.object(IceAIAgentInstanceTrigger, "make_poller", return_value=Shared()):
+        events = await collect(make_trigger(max_consecutive_errors=3))
+    assert events[0].payload["status"] == "error"
+    assert "4 times in a row" in events[0].payload["message"]
+    assert reads == [2, 4]
+
+
 def test_default_poller_is_direct_without_coalescing() -> None:
     assert isinstance(make_trigger().make_poller(), DirectInstancePoller)
 
