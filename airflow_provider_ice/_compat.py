@@ -2,9 +2,10 @@
 
 Import paths that differ between versions come from ``airflow.providers.common.compat.sdk``, as the
 official providers do. This module covers what common-compat has no answer for: the version flags,
-the task state store (Airflow 3.3+), masking a secret from inside an event loop, the asset (3.x) or
-dataset (2.x) that ``IceFetchCallLogOperator`` emits, and a clear error for a feature the running
-Airflow cannot offer. No other module of the provider branches on the Airflow version.
+the task state store (Airflow 3.3+), masking a secret from inside an event loop, a cron
+timetable's expression, the asset (3.x) or dataset (2.x) that ``IceFetchCallLogOperator`` emits,
+and a clear error for a feature the running Airflow cannot offer. No other module of the provider
+branches on the Airflow version.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ AIRFLOW_VERSION: tuple[int, int, int] = (_VERSION.major, _VERSION.minor, _VERSIO
 #: The oldest Airflow this provider supports (pyproject says the same).
 MIN_AIRFLOW_VERSION: tuple[int, int, int] = (2, 11, 0)
 AIRFLOW_V_3_0_PLUS = AIRFLOW_VERSION >= (3, 0, 0)
+AIRFLOW_V_3_1_PLUS = AIRFLOW_VERSION >= (3, 1, 0)
 AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= (3, 2, 0)
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= (3, 3, 0)
 
@@ -111,6 +113,26 @@ def task_state_store(context: Mapping[str, Any]) -> TaskStateStore | None:
     except Exception:
         return None
     return store
+
+
+def cron_schedule(timetable: Any) -> tuple[str, str] | None:
+    """Return ``(expression, time zone name)`` of a cron timetable, or None for any other timetable.
+
+    The task SDK's timetables (Airflow 3.2+) carry ``expression`` and ``timezone``; the core
+    timetables a DAG holds up to 3.1 keep them private and expose them through ``serialize()``.
+    """
+    expression = getattr(timetable, "expression", None)
+    zone: Any = getattr(timetable, "timezone", "UTC")
+    if expression is None and callable(getattr(timetable, "serialize", None)):
+        try:
+            fields = timetable.serialize()
+        except Exception:
+            return None
+        if isinstance(fields, dict):
+            expression, zone = fields.get("expression"), fields.get("timezone", "UTC")
+    if not isinstance(expression, str):
+        return None
+    return expression, str(getattr(zone, "name", zone))
 
 
 def make_asset(name: str, uri: str) -> Asset:
@@ -183,6 +205,7 @@ _PENDING_MASKS: set[asyncio.Future[None]] = set()
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "FEATURE_MIN_VERSION",
@@ -190,6 +213,7 @@ __all__ = [
     "CronDataIntervalTimetable",
     "IceAirflowVersionError",
     "TaskStateStore",
+    "cron_schedule",
     "has_feature",
     "make_asset",
     "mask_secret_nonblocking",

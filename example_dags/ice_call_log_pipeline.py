@@ -66,7 +66,9 @@ with DAG(
         "{{ (dag_run.logical_date or dag_run.run_after) | ds }}/",
     )
 
-    @task
+    # One XCom for the whole summary: a dict return type would otherwise push one per key, and
+    # Airflow 3.0 refuses to push a None one (apache/airflow#55062).
+    @task(multiple_outputs=False)
     def summarise_conversation(fetched: dict[str, Any]) -> dict[str, Any]:
         """Read the stored call log back and summarise it (metrics plus the first and last words)."""
         from airflow.providers.common.compat.sdk import ObjectStoragePath

@@ -11,13 +11,19 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from airflow_provider_ice._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS, AIRFLOW_VERSION
+from airflow_provider_ice._compat import (
+    AIRFLOW_V_3_0_PLUS,
+    AIRFLOW_V_3_1_PLUS,
+    AIRFLOW_V_3_2_PLUS,
+    AIRFLOW_VERSION,
+)
 
 try:
     from airflow.dag_processing.dagbag import DagBag
@@ -74,13 +80,57 @@ def run_dag(dag: Any, *, logical_date: datetime | None = None, run_conf: dict[st
         task_log = logging.getLogger("airflow.task")
         for handler in [h for h in task_log.handlers if type(h) is logging.StreamHandler]:
             task_log.removeHandler(handler)
+    elif not AIRFLOW_V_3_1_PLUS:
+        _register_dag(dag)
     return dag.test(run_conf=run_conf, **dated)
 
 
+def _register_dag(dag: Any) -> None:
+    """Write ``dag`` to the metadata DB as a deployment's DAG processor does (Airflow 3.0).
+
+    Airflow 3.1+'s ``dag.test()`` does this itself; 3.0's does not, and without it a task whose
+    outlets name an asset fails (the asset is not active) and a Clear finds no serialized DAG to
+    read the task's ``retries`` from.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dagbag import DagBag
+
+    DagBundlesManager().sync_bundles_to_db()
+    if dag.relative_fileloc is None:  # what DagBag sets for a file outside any bundle
+        dag.relative_fileloc = dag.fileloc
+    bag = DagBag(include_examples=False, collect_dags=False)
+    bag.bag_dag(dag)
+    bag.sync_to_db("dags-folder", None)
+
+
 def task_output(capfd: pytest.CaptureFixture[str]) -> str:
-    """What tasks printed under ``dag.test()``: Airflow 3 logs tasks to stdout, Airflow 2 to stderr."""
+    """What tasks printed under ``dag.test()``: Airflow 3 logs tasks to stdout, Airflow 2 to stderr.
+
+    As plain text: Airflow 3.0 renders a task's exception with colours, which split ``key=value``.
+    """
     captured = capfd.readouterr()
-    return captured.out + captured.err
+    return plain_text(captured.out + captured.err)
+
+
+def plain_text(text: str) -> str:
+    """``text`` without terminal colour codes."""
+    return _ANSI_ESCAPE.sub("", text)
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+#: ``dag.test()``'s in-process comms (``InProcessSupervisorComms.send``) log every message to the
+#: supervisor at DEBUG, including the ``MaskSecret`` request that registers a secret for masking
+#: (Airflow 3.0 prints those DEBUG lines with the task's output). The real supervisor omits that
+#: body ("body omitted"), so these lines exist only under ``dag.test()``.
+MASKING_ECHO = "msg=MaskSecret(value="
+
+
+def without_masking_echo(text: str) -> tuple[str, int]:
+    """``text`` without ``dag.test()``'s echo of masking requests, and how many lines that was."""
+    lines = text.splitlines()
+    kept = [line for line in lines if not ("Sending request" in line and MASKING_ECHO in line)]
+    return "\n".join(kept), len(lines) - len(kept)
 
 
 def dag_test_module() -> Any:
@@ -126,11 +176,14 @@ def before_each_task_run(monkeypatch: pytest.MonkeyPatch, action: Callable[[Any]
 def scheduler_dag(dag: Any) -> Any:
     """The DAG a DagRun resumed outside ``dag.test()`` schedules with, as ``dag.test()`` sets it.
 
-    Airflow 3.3 schedules with the serialized DAG; Airflow 2.11 and 3.0 with the DAG itself.
+    Airflow 3.1+ schedules with the serialized DAG; Airflow 2.11 and 3.0 with the DAG itself.
     """
     if "task" not in _run_task_parameters():
         return dag
-    from airflow.serialization.serialized_objects import DagSerialization
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # Airflow 3.1 calls it SerializedDAG
+        from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization
 
     return DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
 
@@ -194,10 +247,12 @@ __all__ = [
     "dag_test_module",
     "needs_airflow",
     "needs_task_state_store",
+    "plain_text",
     "run_dag",
     "run_task",
     "scheduler_dag",
     "task_output",
+    "without_masking_echo",
     "wrap_inline_trigger",
     "xcom_rows",
     "xcom_value",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_ice import storage
+from airflow_provider_ice._compat import cron_schedule
 from airflow_provider_ice.api.decompress import DEFAULT_MAX_BYTES
 from airflow_provider_ice.api.errors import IceValidationError
 from airflow_provider_ice.api.validation import (
@@ -77,13 +78,11 @@ def last_complete_interval(expression: str, timezone: str, run_after: datetime) 
 
 def _inferred_interval(context: Context) -> tuple[datetime | None, datetime | None]:
     dag_run, dag = context.get("dag_run"), context.get("dag")
-    timetable = getattr(dag, "timetable", None)
-    expression = getattr(timetable, "expression", None)
+    cron = cron_schedule(getattr(dag, "timetable", None))
     run_after = getattr(dag_run, "run_after", None)
-    if not isinstance(expression, str) or run_after is None:
+    if cron is None or run_after is None:
         return None, None
-    timezone = getattr(timetable, "timezone", "UTC")
-    return last_complete_interval(expression, str(getattr(timezone, "name", timezone)), run_after)
+    return last_complete_interval(*cron, run_after)
 
 
 class IceSessionAnalyticsOperator(IceHookMixin, BaseOperator):

@@ -18,7 +18,14 @@ from airflow_provider_ice.api.client import IceClient
 from airflow_provider_ice.api.correlation import CORRELATION_KEY, make_correlation_id
 from airflow_provider_ice.emulator import IceEmulator
 from airflow_provider_ice.emulator.identity import derive
-from tests.airflow_compat import run_dag, task_output, wrap_inline_trigger, xcom_rows, xcom_value
+from tests.airflow_compat import (
+    run_dag,
+    task_output,
+    without_masking_echo,
+    wrap_inline_trigger,
+    xcom_rows,
+    xcom_value,
+)
 from tests.dags.ice_agent_call_test_dags import AGENT_ID
 
 pytestmark = [pytest.mark.integration, pytest.mark.ice_emulator(user_join_delay=0.2, call_duration=0.5)]
@@ -76,7 +83,8 @@ def assert_no_secrets(emulator: IceEmulator, tokens: list[str], *texts: str) -> 
     seed = emulator.config.seed
     secrets = [emulator.access_key_secret, *tokens]
     secrets += [derive(seed, i["InstanceId"], "auth-token", 24) for i in instances(emulator)]
-    blob = "\n".join(texts)
+    # dag.test()'s own echo of the masking request is not a leak of ours (see without_masking_echo).
+    blob = "\n".join(without_masking_echo(text)[0] for text in texts)
     for secret in secrets:
         assert secret not in blob
     # Signed call-log URLs (served by the emulator under /_calllogs/ with an OSS signature).

@@ -52,13 +52,18 @@ def direct_bytes(emulator: IceEmulator, instance_id: str) -> bytes:
     return httpx.get(url.get_secret_value()).content
 
 
-class _Events(dict):  # type: ignore[type-arg]
-    """Stands in for ``context["outlet_events"]``: one accessor with an ``extra`` dict per asset."""
+class _Events:
+    """Stands in for ``context["outlet_events"]``: one accessor with an ``extra`` dict per asset.
 
-    def __missing__(self, key: Asset) -> Any:
-        event = type("Event", (), {"extra": {}})()
-        self[key] = event
-        return event
+    Keyed by URI, as Airflow keys its accessors by the asset's identity (an Airflow 3.0 asset is
+    not hashable).
+    """
+
+    def __init__(self) -> None:
+        self._by_uri: dict[str, Any] = {}
+
+    def __getitem__(self, asset: Asset) -> Any:
+        return self._by_uri.setdefault(asset.uri, type("Event", (), {"extra": {}})())
 
 
 def test_fetches_by_correlation_id_keeping_raw_bytes(ice_connection: IceEmulator, tmp_path: Path) -> None:

@@ -383,5 +383,4 @@ def test_structural_error_fails_before_any_call_without_retry(
     assert tries(run) == 1, "a structural error is not retried"
     assert ice_connection.state(AGENT_ID)["instances"] == []
     assert ice_connection.state()["request_counts"].get("GenerateAIAgentCall", 0) == 0
-    captured = capfd.readouterr()
-    assert expected in captured.out + captured.err, "the task log names the recipient's position"
+    assert expected in airflow_compat.task_output(capfd), "the task log names the recipient's position"

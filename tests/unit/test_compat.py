@@ -13,7 +13,9 @@ from airflow_provider_ice._compat import (
     AIRFLOW_V_3_2_PLUS,
     AIRFLOW_V_3_3_PLUS,
     AIRFLOW_VERSION_STRING,
+    CronDataIntervalTimetable,
     IceAirflowVersionError,
+    cron_schedule,
     has_feature,
     make_asset,
     require_feature,
@@ -52,6 +54,23 @@ def test_feature_gates_follow_the_running_version(feature: str) -> None:
     else:
         with pytest.raises(IceAirflowVersionError, match=feature.split(" (")[0]):
             require_feature(feature)
+
+
+def test_cron_schedule_reads_the_expression_and_time_zone_of_a_dag_timetable() -> None:
+    from datetime import datetime, timezone
+
+    from airflow.providers.common.compat.sdk import DAG
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)  # Airflow 2 needs one with a schedule
+    zoned = CronDataIntervalTimetable("30 2 * * *", timezone="Asia/Shanghai")
+    assert cron_schedule(DAG("cron_compat", schedule=zoned, start_date=start).timetable) == (
+        "30 2 * * *",
+        "Asia/Shanghai",
+    )
+    daily = DAG("cron_string_compat", schedule="0 3 * * *", start_date=start)
+    assert cron_schedule(daily.timetable) == ("0 3 * * *", "UTC")
+    assert cron_schedule(DAG("manual_compat", schedule=None).timetable) is None
+    assert cron_schedule(None) is None
 
 
 def test_call_log_asset_is_an_asset_or_a_dataset() -> None:
