@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         line = (
             f"airflow {installed if python else version:<7} {'PASS' if ok else 'FAIL'}  "
             + " | ".join(leg.summary() for leg in legs)
-            + f" | {time.monotonic() - started:.0f} s  (log: {log_path.relative_to(REPO)})"
+            + f" | {time.monotonic() - started:.0f} s  (log: {os.path.relpath(log_path, REPO)})"
         )
         print(line, flush=True)
         lines.append(line)
