@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from airflow_provider_ice.api.models import AIAgentInstance
     from airflow_provider_ice.triggers.campaign import IceCampaignTrigger
 
-    from .campaign import IceAgentCallCampaignOperator
+    from ._campaign_settings import CampaignSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class StepOutcome:
     wake_at: float | None = None
     window_start: str = ""
 
-    def trigger(self, operator: IceAgentCallCampaignOperator) -> IceCampaignTrigger:
+    def trigger(self, operator: CampaignSettings) -> IceCampaignTrigger:
         from airflow_provider_ice.triggers.campaign import IceCampaignTrigger
 
         return IceCampaignTrigger(
@@ -93,7 +93,7 @@ class StepOutcome:
 class CampaignCycle:
     """The campaign's state on the worker between a start (or resume) and the next deferral."""
 
-    def __init__(self, operator: IceAgentCallCampaignOperator, context: Context) -> None:
+    def __init__(self, operator: CampaignSettings, context: Context) -> None:
         self.op = operator
         self.context = context
         spec = RecipientSpec(

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from airflow_provider_ice.api.client import IceClient
     from airflow_provider_ice.campaign.recipients import Recipient
 
-    from .campaign import IceAgentCallCampaignOperator
+    from ._campaign_settings import CampaignSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ HORIZON_MARGIN = 0.5
 Batch = list[tuple["Recipient", Attempt]]
 
 
-def place_call(
-    client: IceClient, op: IceAgentCallCampaignOperator, recipient: Recipient, attempt: Attempt
-) -> Placement:
+def place_call(client: IceClient, op: CampaignSettings, recipient: Recipient, attempt: Attempt) -> Placement:
     """Send one attempt's creating request; return what its answer says (the attempt is not changed)."""
     user_data = embed_correlation_id(recipient.user_data, attempt.correlation_id)
     channel_id = None
